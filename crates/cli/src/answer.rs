@@ -1,0 +1,115 @@
+//! Streams one answer from the engine to a writer as it is generated, and stops it early
+//! when the user presses Ctrl-C.
+
+use anyhow::{bail, Result};
+use hearth_core::{FinishReason, GenerateRequest, StreamEvent, Timings, Usage};
+use hearth_engine::Engine;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// How often a quiet stream checks for Ctrl-C.
+const INTERRUPT_POLL: Duration = Duration::from_millis(50);
+
+pub struct Answer {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+}
+
+/// Set by the Ctrl-C handler; taken by whoever is streaming.
+pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// True while an answer streams, so Ctrl-C stops the answer instead of the program.
+pub static STREAMING: AtomicBool = AtomicBool::new(false);
+
+/// Marks an answer as streaming for as long as it lives.
+struct StreamingGuard;
+
+impl StreamingGuard {
+    fn new() -> Self {
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        STREAMING.store(true, Ordering::SeqCst);
+        Self
+    }
+}
+
+impl Drop for StreamingGuard {
+    fn drop(&mut self) {
+        STREAMING.store(false, Ordering::SeqCst);
+    }
+}
+
+pub fn stream(engine: &Engine, request: GenerateRequest, out: &mut impl Write) -> Result<Answer> {
+    let _streaming = StreamingGuard::new();
+    let events = engine.generate(request);
+    let mut text = String::new();
+    loop {
+        if INTERRUPTED.swap(false, Ordering::SeqCst) {
+            // Dropping the receiver tells the engine to stop; wait for its final report.
+            return Ok(drain_cancelled(events, text));
+        }
+        match events.recv_timeout(INTERRUPT_POLL) {
+            Ok(StreamEvent::Token(piece)) => {
+                out.write_all(piece.as_bytes())?;
+                out.flush()?;
+                text.push_str(&piece);
+            }
+            Ok(StreamEvent::Done { finish_reason, usage, timings }) => {
+                return Ok(Answer { text, finish_reason, usage, timings });
+            }
+            Ok(StreamEvent::Error(e)) => bail!(e),
+            Err(flume::RecvTimeoutError::Timeout) => {}
+            Err(flume::RecvTimeoutError::Disconnected) => bail!("the engine stopped unexpectedly"),
+        }
+    }
+}
+
+fn drain_cancelled(events: flume::Receiver<StreamEvent>, text: String) -> Answer {
+    drop(events);
+    Answer { text, finish_reason: FinishReason::Cancelled, usage: Usage::default(), timings: Timings::default() }
+}
+
+/// The one-line summary `--verbose` prints after each answer.
+pub fn stats_line(answer: &Answer, load: Duration) -> String {
+    let Answer { usage, timings, .. } = answer;
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"));
+    let cached = if usage.cached_prompt_tokens > 0 {
+        format!(" ({} cached)", usage.cached_prompt_tokens)
+    } else {
+        String::new()
+    };
+    format!(
+        "load {:.2}s | prompt {} tok{cached} {} tok/s | answer {} tok {} tok/s | TTFT {:.0} ms | {}",
+        load.as_secs_f64(),
+        usage.prompt_tokens,
+        rate(timings.prompt_tokens_per_second(usage)),
+        usage.completion_tokens,
+        rate(timings.generation_tokens_per_second(usage)),
+        timings.time_to_first_token.as_secs_f64() * 1000.0,
+        answer.finish_reason.as_str(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_line_reports_rates_and_cache_hits() {
+        let answer = Answer {
+            text: String::new(),
+            finish_reason: FinishReason::Stop,
+            usage: Usage { prompt_tokens: 60, cached_prompt_tokens: 10, completion_tokens: 11 },
+            timings: Timings {
+                prompt_eval: Duration::from_millis(250),
+                eval: Duration::from_millis(100),
+                time_to_first_token: Duration::from_millis(260),
+            },
+        };
+        assert_eq!(
+            stats_line(&answer, Duration::from_millis(1500)),
+            "load 1.50s | prompt 60 tok (10 cached) 200.0 tok/s | answer 11 tok 100.0 tok/s | TTFT 260 ms | stop"
+        );
+    }
+}

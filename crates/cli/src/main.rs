@@ -1,0 +1,55 @@
+//! The `hearth` command: parses arguments, sets up logging, and maps errors to one line on
+//! stderr and an exit code. Each subcommand lives in its own module.
+
+mod answer;
+mod repl;
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::io::Write;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Run open-weight language models locally, and measure what they cost")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Chat with a model, or answer one prompt and exit
+    Run(run::RunArgs),
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            // A closed pipe (`hearth run m.gguf hi | head -1`) is the reader's choice, not a failure.
+            if err
+                .chain()
+                .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe))
+            {
+                return ExitCode::SUCCESS;
+            }
+            let _ = std::io::stdout().flush();
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by `HEARTH_LOG` (e.g. `HEARTH_LOG=debug`, or
+/// `HEARTH_LOG=llama_cpp=debug` for llama.cpp's own messages). Quiet by default: the
+/// errors that matter reach the user as error messages.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,llama_cpp=off"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+}

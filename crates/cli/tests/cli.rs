@@ -1,0 +1,265 @@
+//! `hearth` end to end: the real binary on the real test models, a temp dir per test.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"));
+        cache.join("hearth/test-models")
+    });
+    assert!(dir.is_dir(), "test models missing in {}: run scripts/fetch-test-models", dir.display());
+    dir
+}
+
+fn smollm2() -> PathBuf {
+    models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+/// A `hearth` invocation in its own temporary working directory.
+struct TestCommand {
+    dir: tempfile::TempDir,
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+}
+
+impl TestCommand {
+    fn new(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hearth"));
+        cmd.args(args).current_dir(dir.path()).env_remove("HEARTH_LOG");
+        Self { dir, cmd, stdin: None }
+    }
+
+    fn run_model(model: &Path, args: &[&str]) -> Self {
+        let mut all =
+            vec!["run", model.to_str().unwrap(), "--temperature", "0", "--ctx-size", "1024", "--num-predict", "48"];
+        all.extend_from_slice(args);
+        Self::new(&all)
+    }
+
+    /// `hearth ARGS` attached to a pseudo-terminal (through `script`), for the interactive chat.
+    fn in_terminal(args: &[&str]) -> Self {
+        let mut test = Self::new(&[]);
+        let line =
+            std::iter::once(env!("CARGO_BIN_EXE_hearth")).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
+        test.cmd = Command::new("script");
+        test.cmd.args(["-qec", &line, "/dev/null"]).current_dir(test.dir.path()).env_remove("HEARTH_LOG");
+        test
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn stdin(mut self, input: &str) -> Self {
+        self.stdin = Some(input.as_bytes().to_vec());
+        self
+    }
+
+    fn output(mut self) -> Output {
+        self.cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.cmd.stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+        let mut child = self.cmd.spawn().unwrap();
+        if let Some(input) = self.stdin.take() {
+            child.stdin.take().unwrap().write_all(&input).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("output is UTF-8")
+}
+
+/// Asserts a failure with exactly one line on stderr, containing `message`.
+fn assert_clean_failure(output: &Output, message: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "expected one line, got: {stderr}");
+    assert!(stderr.starts_with("Error: "), "{stderr}");
+    assert!(stderr.contains(message), "expected {message:?} in {stderr:?}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"), "{stderr}");
+}
+
+#[test]
+fn run_answers_a_prompt_and_exits() {
+    let output = TestCommand::run_model(&smollm2(), &["What is the capital of France?"]).output();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("Paris"), "{}", text(&output.stdout));
+    assert!(output.stderr.is_empty(), "quiet by default: {}", text(&output.stderr));
+}
+
+#[test]
+fn run_reads_the_prompt_from_a_pipe() {
+    let output = TestCommand::run_model(&smollm2(), &[]).stdin("What is the capital of France?\n").output();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("Paris"), "{}", text(&output.stdout));
+}
+
+#[test]
+fn verbose_prints_a_stats_line() {
+    let output = TestCommand::run_model(&smollm2(), &["--verbose", "--num-predict", "8", "Say hello."]).output();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let line = stderr.lines().last().unwrap_or_default();
+    for field in ["load ", "prompt ", "answer 8 tok", "tok/s", "TTFT", "length"] {
+        assert!(line.contains(field), "missing {field:?} in {line:?}");
+    }
+}
+
+#[test]
+fn same_seed_same_answer_from_the_command_line() {
+    let args = ["--temperature", "0.9", "--seed", "7", "--num-predict", "24", "Tell me a story."];
+    let runs: Vec<String> = (0..2)
+        .map(|_| {
+            let mut cmd = TestCommand::new(&["run", smollm2().to_str().unwrap()]);
+            cmd.cmd.args(args);
+            text(&cmd.output().stdout)
+        })
+        .collect();
+    assert!(!runs[0].trim().is_empty());
+    assert_eq!(runs[0], runs[1]);
+}
+
+#[test]
+fn missing_model_file_is_one_clear_line() {
+    let output = TestCommand::new(&["run", "no-such-model.gguf", "hi"]).output();
+    assert_clean_failure(&output, "model file not found: no-such-model.gguf");
+}
+
+#[test]
+fn a_directory_is_not_a_model() {
+    let cmd = TestCommand::new(&["run", ".", "hi"]);
+    assert_clean_failure(&cmd.output(), "not a model file");
+}
+
+#[test]
+fn a_file_that_is_not_gguf_is_one_clear_line() {
+    let mut cmd = TestCommand::new(&[]);
+    std::fs::write(cmd.path("notes.gguf"), "hello, I am text").unwrap();
+    cmd.cmd.args(["run", "notes.gguf", "hi"]);
+    assert_clean_failure(&cmd.output(), "notes.gguf: not a GGUF file");
+}
+
+#[test]
+fn a_truncated_gguf_is_one_clear_line() {
+    let mut cmd = TestCommand::new(&[]);
+    let bytes = std::fs::read(smollm2()).unwrap();
+    std::fs::write(cmd.path("half.gguf"), &bytes[..bytes.len() / 2]).unwrap();
+    cmd.cmd.args(["run", "half.gguf", "hi"]);
+    assert_clean_failure(&cmd.output(), "the file is truncated");
+}
+
+#[test]
+fn an_unsupported_architecture_is_one_clear_line() {
+    use hearth_engine::gguf::writer::{gguf_bytes, Value};
+    let mut cmd = TestCommand::new(&[]);
+    let bytes = gguf_bytes(&[("general.architecture", Value::Str("notreal"))], &[("w", &[32])]);
+    std::fs::write(cmd.path("alien.gguf"), bytes).unwrap();
+    cmd.cmd.args(["run", "alien.gguf", "hi"]);
+    assert_clean_failure(&cmd.output(), "model architecture 'notreal' is not supported");
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_one_clear_line() {
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(40);
+    let mut cmd = TestCommand::new(&["run", smollm2().to_str().unwrap(), "--ctx-size", "64"]);
+    cmd.cmd.arg(long);
+    assert_clean_failure(&cmd.output(), "but the context holds 64");
+}
+
+#[test]
+fn an_empty_piped_prompt_is_refused() {
+    let output = TestCommand::run_model(&smollm2(), &[]).stdin("  \n").output();
+    assert_clean_failure(&output, "the prompt is empty");
+}
+
+#[test]
+fn bad_sampling_flags_are_refused() {
+    let output = TestCommand::new(&["run", smollm2().to_str().unwrap(), "--temperature", "-2", "hi"]).output();
+    assert_clean_failure(&output, "temperature must be >= 0");
+}
+
+/// A `hearth` process on a pseudo-terminal (through `script`), typed at one line at a time
+/// the way a person would: each line waits for the prompt that asks for it.
+struct Terminal {
+    child: std::process::Child,
+    screen: std::sync::Arc<std::sync::Mutex<String>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Terminal {
+    fn start(args: &[&str]) -> Self {
+        let mut test = TestCommand::in_terminal(args);
+        test.cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = test.cmd.spawn().unwrap();
+        let screen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().unwrap();
+        let sink = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut stdout, &mut buf) {
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self { child, screen, _dir: test.dir }
+    }
+
+    fn screen(&self) -> String {
+        self.screen.lock().unwrap().clone()
+    }
+
+    /// Prompts shown so far: the main one and the multi-line continuation.
+    fn prompts(&self) -> usize {
+        let screen = self.screen();
+        screen.matches(">>> ").count() + screen.matches("... ").count()
+    }
+
+    fn type_line(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(format!("{line}\n").as_bytes()).unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Types each line once the prompt asking for it is shown, then waits for the exit.
+    fn session(mut self, lines: &[&str]) -> (String, std::process::ExitStatus) {
+        for (typed, line) in lines.iter().enumerate() {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while self.prompts() <= typed {
+                assert!(std::time::Instant::now() < deadline, "timed out before typing {line:?}:\n{}", self.screen());
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            self.type_line(line);
+        }
+        let status = self.child.wait().unwrap();
+        (self.screen(), status)
+    }
+}
+
+/// The interactive chat, driven through a pseudo-terminal as a person would use it.
+#[test]
+fn interactive_chat_keeps_the_conversation_and_obeys_commands() {
+    let model = smollm2();
+    let terminal = Terminal::start(&["run", model.to_str().unwrap(), "--temperature", "0", "--ctx-size", "1024"]);
+    let (screen, status) = terminal.session(&[
+        "/set parameter num_predict 24",
+        "/show info",
+        "What is the capital of France?",
+        "\"\"\"And of",
+        "Germany?\"\"\"",
+        "/set verbose",
+        "Thanks!",
+        "/bye",
+    ]);
+    assert!(status.success(), "{screen}");
+    assert!(screen.contains("Set parameter 'num_predict' to '24'"), "{screen}");
+    assert!(screen.contains("architecture      llama"), "{screen}");
+    assert!(screen.contains("Paris"), "{screen}");
+    assert!(screen.contains("Berlin"), "the second turn should see the first: {screen}");
+    // The third turn's stats line shows the conversation's prefix served from the cache.
+    assert!(screen.contains("cached)"), "{screen}");
+}

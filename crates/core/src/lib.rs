@@ -1,0 +1,11 @@
+//! Vocabulary types shared by every hearth crate: what a generation request asks for, what
+//! flows back while it runs, and what we know about a model file. No I/O, no behaviour
+//! beyond validation, so every edge (CLI, HTTP dialects, router) speaks the same language.
+
+mod event;
+mod model;
+mod request;
+
+pub use event::{FinishReason, GenerateError, StreamEvent, Timings, Usage};
+pub use model::ModelInfo;
+pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams};

@@ -1,0 +1,275 @@
+//! The engine thread: one OS thread per loaded model owns llama.cpp's model and context
+//! (neither may be shared across threads). Callers hand it a request together with the
+//! channel its answer goes back on; dropping the receiving end cancels the request.
+
+use crate::error::EngineError;
+use crate::gguf::{GgufHeader, MetaValue};
+use crate::llama_log;
+use crate::session::Session;
+use crate::template::ChatTemplate;
+use hearth_core::{GenerateError, GenerateRequest, ModelInfo, StreamEvent};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Context size used when the caller sets none (Ollama's default), capped by what the model
+/// was trained for.
+pub const DEFAULT_CONTEXT_SIZE: u32 = 4096;
+pub const DEFAULT_BATCH_SIZE: u32 = 512;
+
+/// How to run a model. `None` means "pick for this machine and model".
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EngineSettings {
+    /// Threads for decoding and prompt processing; default: the physical cores.
+    pub threads: Option<u32>,
+    /// Tokens of context (prompt + answer); default: 4096, at most the trained length.
+    pub context_size: Option<u32>,
+    /// Tokens per llama.cpp batch during prompt processing; default 512.
+    pub batch_size: Option<u32>,
+    /// Layers offloaded to a GPU; default: all of them when llama.cpp was built with a GPU
+    /// backend, none otherwise.
+    pub gpu_layers: Option<u32>,
+}
+
+/// The settings a model actually runs with, after defaults were resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResolvedSettings {
+    pub threads: u32,
+    pub context_size: u32,
+    pub batch_size: u32,
+    pub gpu_layers: u32,
+}
+
+impl EngineSettings {
+    fn resolve(&self, info: &ModelInfo, backend: &LlamaBackend) -> Result<ResolvedSettings, EngineError> {
+        let positive = |name: &str, v: Option<u32>| match v {
+            Some(0) => Err(EngineError::InvalidSetting(format!("{name} must be at least 1"))),
+            _ => Ok(v),
+        };
+        let trained = info.context_length.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_CONTEXT_SIZE);
+        let context_size = positive("context size", self.context_size)?.unwrap_or(DEFAULT_CONTEXT_SIZE.min(trained));
+        Ok(ResolvedSettings {
+            threads: positive("threads", self.threads)?.unwrap_or_else(physical_cores),
+            context_size,
+            batch_size: positive("batch size", self.batch_size)?.unwrap_or(DEFAULT_BATCH_SIZE),
+            gpu_layers: self.gpu_layers.unwrap_or(if backend.supports_gpu_offload() { u32::MAX } else { 0 }),
+        })
+    }
+}
+
+/// Physical CPU cores: llama.cpp's decode is memory-bound, and a second hyper-thread per
+/// core only adds contention.
+pub fn physical_cores() -> u32 {
+    u32::try_from(num_cpus::get_physical()).unwrap_or(1).max(1)
+}
+
+/// llama.cpp's process-wide backend, initialised once with our log routing in place.
+fn backend() -> &'static LlamaBackend {
+    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        llama_log::install();
+        // Fails only if initialised twice, which this OnceLock rules out.
+        LlamaBackend::init().expect("llama.cpp backend initialises once")
+    })
+}
+
+pub(crate) struct Job {
+    pub request: GenerateRequest,
+    pub events: flume::Sender<StreamEvent>,
+    pub submitted: Instant,
+}
+
+/// A loaded model and the thread that runs it.
+pub struct Engine {
+    jobs: Option<flume::Sender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    info: ModelInfo,
+    path: PathBuf,
+    settings: ResolvedSettings,
+    load_duration: Duration,
+}
+
+impl Engine {
+    /// Loads the GGUF model at `path` (memory-mapped) and starts its engine thread. Returns
+    /// once the model is ready, or with the reason it cannot be.
+    pub fn load(path: &Path, settings: &EngineSettings) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let header = read_header(path)?;
+        let info = header.model_info();
+        let sliding_window = header.arch_value("attention.sliding_window").and_then(MetaValue::as_u64).unwrap_or(0);
+        let settings = settings.resolve(&info, backend())?;
+
+        let (ready_tx, ready_rx) = flume::bounded(1);
+        let (jobs_tx, jobs_rx) = flume::unbounded();
+        let thread_path = path.to_path_buf();
+        let thread_info = info.clone();
+        let thread = std::thread::Builder::new()
+            .name("hearth-engine".into())
+            .spawn(move || engine_thread(&thread_path, &thread_info, settings, sliding_window, &ready_tx, &jobs_rx))
+            .map_err(|e| EngineError::Io { path: path.to_path_buf(), source: e })?;
+
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                jobs: Some(jobs_tx),
+                thread: Some(thread),
+                info,
+                path: path.to_path_buf(),
+                settings,
+                load_duration: started.elapsed(),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(EngineError::Load {
+                    path: path.to_path_buf(),
+                    detail: "the engine thread stopped while loading".into(),
+                })
+            }
+        }
+    }
+
+    /// Queues a request; its events arrive on the returned receiver. Drop the receiver to
+    /// cancel: the engine notices at its next step and frees the work.
+    pub fn generate(&self, request: GenerateRequest) -> flume::Receiver<StreamEvent> {
+        let (events, receiver) = flume::unbounded();
+        if let Err(message) = request.sampling.validate() {
+            let _ = events.send(StreamEvent::Error(GenerateError::InvalidRequest(message)));
+            return receiver;
+        }
+        let job = Job { request, events, submitted: Instant::now() };
+        if let Err(flume::SendError(job)) = self.jobs.as_ref().expect("present until drop").send(job) {
+            let _ = job.events.send(StreamEvent::Error(GenerateError::EngineStopped("the model was unloaded".into())));
+        }
+        receiver
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn settings(&self) -> ResolvedSettings {
+        self.settings
+    }
+
+    /// From `load` being called to the model being ready for requests.
+    pub fn load_duration(&self) -> Duration {
+        self.load_duration
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        // Closing the queue ends the thread's loop after the request in hand.
+        self.jobs.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn read_header(path: &Path) -> Result<GgufHeader, EngineError> {
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => EngineError::ModelNotFound(path.to_path_buf()),
+        _ => EngineError::Io { path: path.to_path_buf(), source: e },
+    })?;
+    if meta.is_dir() {
+        return Err(EngineError::NotAFile { path: path.to_path_buf() });
+    }
+    GgufHeader::read(path).map_err(|source| EngineError::InvalidModel { path: path.to_path_buf(), source })
+}
+
+fn engine_thread(
+    path: &Path,
+    info: &ModelInfo,
+    settings: ResolvedSettings,
+    sliding_window: u64,
+    ready: &flume::Sender<Result<(), EngineError>>,
+    jobs: &flume::Receiver<Job>,
+) {
+    let backend = backend();
+    let model = match load_model(backend, path, info, settings) {
+        Ok(model) => model,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let session = new_context(backend, &model, settings).and_then(|ctx| {
+        let vocab = model.vocab();
+        let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
+        let template =
+            ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
+        Ok(Session::new(&model, ctx, template, settings, sliding_window))
+    });
+    let mut session = match session {
+        Ok(session) => session,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    if ready.send(Ok(())).is_err() {
+        return;
+    }
+    for job in jobs.iter() {
+        session.serve(job);
+    }
+}
+
+fn load_model(
+    backend: &LlamaBackend,
+    path: &Path,
+    info: &ModelInfo,
+    settings: ResolvedSettings,
+) -> Result<LlamaModel, EngineError> {
+    let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers);
+    llama_log::take_recent();
+    LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
+        let recent = llama_log::take_recent();
+        if recent.iter().any(|line| line.contains("unknown model architecture")) {
+            return EngineError::UnsupportedArchitecture {
+                path: path.to_path_buf(),
+                architecture: info.architecture.clone(),
+            };
+        }
+        let detail = recent
+            .iter()
+            .rev()
+            .find_map(|line| line.split_once("error loading model: ").map(|(_, why)| why.to_string()))
+            .or_else(|| recent.last().cloned())
+            .unwrap_or_else(|| e.to_string());
+        EngineError::Load { path: path.to_path_buf(), detail }
+    })
+}
+
+fn new_context<'m>(
+    backend: &LlamaBackend,
+    model: &'m LlamaModel,
+    settings: ResolvedSettings,
+) -> Result<llama_cpp_2::context::LlamaContext<'m>, EngineError> {
+    let threads = i32::try_from(settings.threads).unwrap_or(i32::MAX);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(settings.context_size))
+        .with_n_batch(settings.batch_size)
+        .with_n_ubatch(settings.batch_size)
+        .with_n_seq_max(1)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    llama_log::take_recent();
+    model
+        .new_context(backend, params)
+        .map_err(|e| EngineError::Context(llama_log::take_recent().pop().unwrap_or_else(|| e.to_string())))
+}

@@ -1,0 +1,22 @@
+//! hearth's engine: the only crate that talks to llama.cpp. It reads GGUF files, renders
+//! chat templates, and runs each loaded model on its own thread, answering requests with a
+//! stream of events on each request's own channel.
+
+mod engine;
+mod error;
+pub mod gguf;
+mod llama_log;
+mod sampler;
+mod session;
+mod stop;
+pub mod template;
+mod utf8_stream;
+
+pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE};
+pub use error::EngineError;
+pub use gguf::{GgufError, GgufHeader};
+pub use template::{ChatTemplate, TemplateError};
+pub use utf8_stream::Utf8Stream;
+
+/// The llama.cpp revision this engine was built with, for reports.
+pub const LLAMA_CPP_CRATE: &str = "llama-cpp-2 0.1.160";

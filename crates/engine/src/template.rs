@@ -1,0 +1,205 @@
+//! Renders a conversation into the prompt text a model was trained on, using the Jinja chat
+//! template stored in its GGUF file, the way Hugging Face's tokenizers render it. llama.cpp's
+//! built-in matcher only recognises a fixed list of templates; rendering the template itself
+//! works for any model and, later, for tools.
+
+use hearth_core::ChatMessage;
+use minijinja::{context, Environment, Error, ErrorKind, Value};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const TEMPLATE_NAME: &str = "chat";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("the model's chat template does not parse: {0}")]
+    Parse(String),
+    #[error("the model's chat template failed to render: {0}")]
+    Render(String),
+}
+
+/// How a model turns a conversation into prompt text.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    /// `None` for models without a template (base models): messages become plain text.
+    env: Option<Environment<'static>>,
+    bos_token: String,
+    eos_token: String,
+}
+
+impl ChatTemplate {
+    /// `source` is the model's `tokenizer.chat_template`; the token texts are what the
+    /// template sees as `bos_token` and `eos_token`.
+    pub fn new(source: Option<&str>, bos_token: &str, eos_token: &str) -> Result<Self, TemplateError> {
+        let env = source.map(build_environment).transpose()?;
+        Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
+    }
+
+    pub fn has_template(&self) -> bool {
+        self.env.is_some()
+    }
+
+    /// The prompt text for a conversation, ending with the cue for the assistant's turn.
+    pub fn render(&self, messages: &[ChatMessage]) -> Result<String, TemplateError> {
+        match &self.env {
+            Some(env) => self.render_with(env, messages),
+            None => Ok(plain_completion(messages)),
+        }
+    }
+
+    fn render_with(&self, env: &Environment<'static>, messages: &[ChatMessage]) -> Result<String, TemplateError> {
+        let messages: Vec<Value> =
+            messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.as_str() }).collect();
+        let template = env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Parse(describe(&e)))?;
+        template
+            .render(context! {
+                messages => messages,
+                add_generation_prompt => true,
+                bos_token => self.bos_token.as_str(),
+                eos_token => self.eos_token.as_str(),
+            })
+            .map_err(|e| TemplateError::Render(describe(&e)))
+    }
+}
+
+/// A model without a chat template is a text continuer: the conversation is its messages'
+/// text, one paragraph each, for the model to carry on.
+fn plain_completion(messages: &[ChatMessage]) -> String {
+    messages.iter().map(|m| m.content.as_str()).filter(|c| !c.is_empty()).collect::<Vec<_>>().join("\n\n")
+}
+
+fn build_environment(source: &str) -> Result<Environment<'static>, TemplateError> {
+    let mut env = Environment::new();
+    // The settings transformers renders chat templates with.
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    minijinja_contrib::add_to_environment(&mut env);
+    // Templates are Python-flavoured: `.strip()`, `.startswith()`, `.items()`, ...
+    env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
+    env.add_function("raise_exception", |message: String| -> Result<Value, Error> {
+        Err(Error::new(ErrorKind::InvalidOperation, message))
+    });
+    env.add_function("strftime_now", |format: String| strftime_now(&format));
+    env.add_template_owned(TEMPLATE_NAME, source.to_string()).map_err(|e| TemplateError::Parse(describe(&e)))?;
+    Ok(env)
+}
+
+fn describe(e: &Error) -> String {
+    match e.detail() {
+        Some(detail) => format!("{} ({detail})", e.kind()),
+        None => e.to_string(),
+    }
+}
+
+/// The subset of C's strftime that chat templates use to print today's date (UTC).
+fn strftime_now(format: &str) -> String {
+    const MONTHS: [&str; 12] = [
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ];
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let (hour, minute) = ((secs / 3600) % 24, (secs / 60) % 60);
+    let month_name = MONTHS[(month - 1) as usize];
+    let mut out = String::new();
+    let mut chars = format.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('d') => out.push_str(&format!("{day:02}")),
+            Some('m') => out.push_str(&format!("{month:02}")),
+            Some('Y') => out.push_str(&year.to_string()),
+            Some('y') => out.push_str(&format!("{:02}", year % 100)),
+            Some('B') => out.push_str(month_name),
+            Some('b') => out.push_str(&month_name[..3]),
+            Some('H') => out.push_str(&format!("{hour:02}")),
+            Some('M') => out.push_str(&format!("{minute:02}")),
+            Some('%') => out.push('%'),
+            Some(other) => {
+                out.push('%');
+                out.push(other);
+            }
+            None => out.push('%'),
+        }
+    }
+    out
+}
+
+/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+    #[test]
+    fn renders_chatml_with_generation_prompt() {
+        let t = ChatTemplate::new(Some(CHATML), "<s>", "</s>").unwrap();
+        let text = t.render(&[ChatMessage::system("Be brief."), ChatMessage::user("Hi")]).unwrap();
+        assert_eq!(
+            text,
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn python_string_methods_and_special_tokens_work() {
+        let source = "{{ bos_token }}{% for m in messages %}{{ m['content'].strip().upper() }}{% if m.content.startswith(' ') %}!{% endif %}{% endfor %}{{ eos_token }}";
+        let t = ChatTemplate::new(Some(source), "<bos>", "<eos>").unwrap();
+        let text = t.render(&[ChatMessage::user("  hello ")]).unwrap();
+        assert_eq!(text, "<bos>HELLO!<eos>");
+    }
+
+    #[test]
+    fn raise_exception_becomes_a_render_error_with_its_message() {
+        let source = "{% if messages[0]['role'] != 'user' %}{{ raise_exception('Conversation must start with user') }}{% endif %}";
+        let t = ChatTemplate::new(Some(source), "", "").unwrap();
+        let err = t.render(&[ChatMessage::assistant("x")]).unwrap_err();
+        assert!(err.to_string().contains("Conversation must start with user"), "{err}");
+    }
+
+    #[test]
+    fn a_broken_template_is_a_parse_error() {
+        assert!(matches!(ChatTemplate::new(Some("{% for %}"), "", ""), Err(TemplateError::Parse(_))));
+    }
+
+    #[test]
+    fn no_template_gives_plain_text() {
+        let t = ChatTemplate::new(None, "<bos>", "<eos>").unwrap();
+        let chat = [ChatMessage::system("Context."), ChatMessage::user("Once upon a time")];
+        assert_eq!(t.render(&chat).unwrap(), "Context.\n\nOnce upon a time");
+    }
+
+    #[test]
+    fn strftime_now_formats_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+        let today = strftime_now("%d %b %Y|%%");
+        assert_eq!(today.len(), "21 Nov 2026|%".len(), "{today}");
+    }
+}

@@ -1,0 +1,237 @@
+//! The engine on the two real test models (see scripts/fetch-test-models).
+
+use hearth_core::{
+    ChatMessage, FinishReason, GenerateError, GenerateRequest, Prompt, SamplingParams, StreamEvent, Usage,
+};
+use hearth_engine::gguf::writer::{gguf_bytes, Value};
+use hearth_engine::{ChatTemplate, Engine, EngineError, EngineSettings, GgufError, GgufHeader};
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("HEARTH_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"));
+        cache.join("hearth/test-models")
+    });
+    assert!(dir.is_dir(), "test models missing in {}: run scripts/fetch-test-models", dir.display());
+    dir
+}
+
+fn smollm2_path() -> PathBuf {
+    models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf")
+}
+
+fn gemma3_path() -> PathBuf {
+    models_dir().join("gemma-3-270m-q4_k_m.gguf")
+}
+
+fn settings() -> EngineSettings {
+    EngineSettings { context_size: Some(1024), ..Default::default() }
+}
+
+/// One SmolLM2 engine shared by the tests that only need "a model": loading is cheap, but
+/// not free, and tests run in parallel.
+fn smollm2() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| Engine::load(&smollm2_path(), &settings()).expect("SmolLM2 loads"))
+}
+
+struct Collected {
+    chunks: Vec<String>,
+    finish_reason: FinishReason,
+    usage: Usage,
+}
+
+impl Collected {
+    fn text(&self) -> String {
+        self.chunks.concat()
+    }
+}
+
+fn collect(engine: &Engine, request: GenerateRequest) -> Result<Collected, GenerateError> {
+    let mut chunks = Vec::new();
+    for event in engine.generate(request).iter() {
+        match event {
+            StreamEvent::Token(text) => chunks.push(text),
+            StreamEvent::Done { finish_reason, usage, .. } => return Ok(Collected { chunks, finish_reason, usage }),
+            StreamEvent::Error(e) => return Err(e),
+        }
+    }
+    panic!("the stream ended without Done or Error");
+}
+
+fn ask(question: &str, sampling: SamplingParams) -> GenerateRequest {
+    GenerateRequest { prompt: Prompt::Chat(vec![ChatMessage::user(question)]), sampling }
+}
+
+fn greedy(max_tokens: u32) -> SamplingParams {
+    SamplingParams { max_tokens: Some(max_tokens), ..SamplingParams::greedy() }
+}
+
+#[test]
+fn smollm2_knows_the_capital_of_france() {
+    let answer = collect(smollm2(), ask("What is the capital of France?", greedy(48))).unwrap();
+    assert!(answer.text().contains("Paris"), "answer: {:?}", answer.text());
+    assert!(answer.usage.prompt_tokens > 10);
+    assert!(answer.usage.completion_tokens > 0);
+}
+
+#[test]
+fn same_seed_gives_the_same_text_across_engines() {
+    let sampling = SamplingParams { seed: Some(1234), temperature: 0.9, max_tokens: Some(32), ..Default::default() };
+    let request = ask("Tell me a short story about a fox.", sampling);
+    let first = collect(&Engine::load(&smollm2_path(), &settings()).unwrap(), request.clone()).unwrap();
+    let second = collect(&Engine::load(&smollm2_path(), &settings()).unwrap(), request.clone()).unwrap();
+    assert_eq!(first.text(), second.text());
+    assert_eq!(first.usage.completion_tokens, 32);
+
+    let mut other_seed = request;
+    other_seed.sampling.seed = Some(99);
+    let third = collect(&Engine::load(&smollm2_path(), &settings()).unwrap(), other_seed).unwrap();
+    assert_ne!(first.text(), third.text(), "a different seed should change a sampled story");
+}
+
+#[test]
+fn next_chat_turn_reuses_the_cached_prefix() {
+    let engine = Engine::load(&smollm2_path(), &settings()).unwrap();
+    let mut messages = vec![ChatMessage::user("What is the capital of France?")];
+    let first =
+        collect(&engine, GenerateRequest { prompt: Prompt::Chat(messages.clone()), sampling: greedy(24) }).unwrap();
+    assert_eq!(first.usage.cached_prompt_tokens, 0);
+    messages.push(ChatMessage::assistant(first.text()));
+    messages.push(ChatMessage::user("And of Germany?"));
+    let second = collect(&engine, GenerateRequest { prompt: Prompt::Chat(messages), sampling: greedy(24) }).unwrap();
+    assert!(
+        second.usage.cached_prompt_tokens >= first.usage.prompt_tokens,
+        "second turn reused {} of {} tokens; the first turn's prompt was {}",
+        second.usage.cached_prompt_tokens,
+        second.usage.prompt_tokens,
+        first.usage.prompt_tokens
+    );
+    assert!(second.text().contains("Berlin"), "answer: {:?}", second.text());
+}
+
+#[test]
+fn smollm2_template_renders_chatml_from_the_file() {
+    let header = GgufHeader::read(&smollm2_path()).unwrap();
+    let info = header.model_info();
+    assert_eq!((info.architecture.as_str(), info.quantization.as_str()), ("llama", "Q4_1"));
+    assert_eq!(info.context_length, Some(8192));
+    let template = ChatTemplate::new(info.chat_template.as_deref(), "<|im_start|>", "<|im_end|>").unwrap();
+    let rendered = template.render(&[ChatMessage::user("Hi!")]).unwrap();
+    assert_eq!(
+        rendered,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let with_system = template.render(&[ChatMessage::system("Be terse."), ChatMessage::user("Hi!")]).unwrap();
+    assert_eq!(
+        with_system,
+        "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi!<|im_end|>\n<|im_start|>assistant\n"
+    );
+}
+
+#[test]
+fn multibyte_answers_stream_as_whole_characters() {
+    let request = ask("Write three emoji of animals and the Japanese word for cat.", greedy(48));
+    let answer = collect(smollm2(), request).unwrap();
+    assert!(!answer.text().is_ascii(), "expected non-ASCII text, got {:?}", answer.text());
+    for chunk in &answer.chunks {
+        assert!(!chunk.contains('\u{fffd}'), "a character was broken across tokens: {:?}", answer.chunks);
+    }
+}
+
+#[test]
+fn stop_strings_end_the_answer_before_them() {
+    let sampling = SamplingParams { stop: vec!["Paris".into()], ..greedy(48) };
+    let answer = collect(smollm2(), ask("What is the capital of France?", sampling)).unwrap();
+    assert_eq!(answer.finish_reason, FinishReason::Stop);
+    assert!(!answer.text().contains("Paris"), "answer: {:?}", answer.text());
+}
+
+#[test]
+fn max_tokens_limits_the_answer() {
+    let answer = collect(smollm2(), ask("Count from one to one hundred in words.", greedy(5))).unwrap();
+    assert_eq!(answer.finish_reason, FinishReason::Length);
+    assert_eq!(answer.usage.completion_tokens, 5);
+}
+
+#[test]
+fn a_prompt_longer_than_the_context_is_an_error() {
+    let engine =
+        Engine::load(&smollm2_path(), &EngineSettings { context_size: Some(64), ..Default::default() }).unwrap();
+    let long = "the quick brown fox jumps over the lazy dog ".repeat(20);
+    match collect(&engine, ask(&long, greedy(8))) {
+        Err(GenerateError::PromptTooLong { prompt_tokens, context_size: 64 }) => assert!(prompt_tokens > 64),
+        other => panic!("expected PromptTooLong, got {:?}", other.map(|c| c.text())),
+    }
+    // The engine keeps serving after refusing a prompt.
+    assert!(collect(&engine, ask("Hi", greedy(4))).is_ok());
+}
+
+#[test]
+fn invalid_sampling_is_refused_before_it_reaches_the_engine() {
+    let sampling = SamplingParams { top_p: 3.0, ..Default::default() };
+    assert!(matches!(collect(smollm2(), ask("Hi", sampling)), Err(GenerateError::InvalidRequest(_))));
+}
+
+#[test]
+fn dropping_the_receiver_cancels_and_the_engine_carries_on() {
+    let engine = Engine::load(&smollm2_path(), &settings()).unwrap();
+    let events = engine.generate(ask(
+        "Write a long essay about the sea.",
+        SamplingParams { max_tokens: Some(500), ..Default::default() },
+    ));
+    assert!(matches!(events.recv().unwrap(), StreamEvent::Token(_)));
+    drop(events);
+    let next = collect(&engine, ask("What is the capital of France?", greedy(16))).unwrap();
+    assert!(next.text().contains("Paris"));
+}
+
+#[test]
+fn gemma3_base_model_continues_plain_text() {
+    let engine = Engine::load(&gemma3_path(), &settings()).unwrap();
+    assert_eq!(engine.info().architecture, "gemma3");
+    assert!(engine.info().chat_template.is_none());
+    let request = GenerateRequest { prompt: Prompt::Raw("The capital of France is".into()), sampling: greedy(8) };
+    let answer = collect(&engine, request).unwrap();
+    assert!(answer.text().contains("Paris"), "answer: {:?}", answer.text());
+}
+
+fn load_error(path: &std::path::Path) -> EngineError {
+    match Engine::load(path, &settings()) {
+        Ok(_) => panic!("{} should not load", path.display()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn load_errors_say_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let missing = dir.path().join("missing.gguf");
+    assert!(matches!(load_error(&missing), EngineError::ModelNotFound(_)));
+
+    assert!(matches!(load_error(dir.path()), EngineError::NotAFile { .. }));
+
+    let text = dir.path().join("notes.gguf");
+    std::fs::write(&text, "just some text, not a model").unwrap();
+    assert!(matches!(load_error(&text), EngineError::InvalidModel { source: GgufError::NotGguf, .. }));
+
+    let truncated = dir.path().join("truncated.gguf");
+    let bytes = std::fs::read(smollm2_path()).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let err = load_error(&truncated);
+    assert!(matches!(err, EngineError::InvalidModel { source: GgufError::Truncated { .. }, .. }), "{err}");
+
+    let alien = dir.path().join("alien.gguf");
+    std::fs::write(&alien, gguf_bytes(&[("general.architecture", Value::Str("notreal"))], &[("w", &[32])])).unwrap();
+    let err = load_error(&alien);
+    assert!(
+        matches!(&err, EngineError::UnsupportedArchitecture { architecture, .. } if architecture == "notreal"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("'notreal' is not supported"), "{err}");
+}
