@@ -70,7 +70,7 @@ pub fn physical_cores() -> u32 {
 }
 
 /// llama.cpp's process-wide backend, initialised once with our log routing in place.
-fn backend() -> &'static LlamaBackend {
+pub(crate) fn backend() -> &'static LlamaBackend {
     static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
     BACKEND.get_or_init(|| {
         llama_log::install();
@@ -180,7 +180,7 @@ impl Drop for Engine {
     }
 }
 
-fn read_header(path: &Path) -> Result<GgufHeader, EngineError> {
+pub(crate) fn read_header(path: &Path) -> Result<GgufHeader, EngineError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => EngineError::ModelNotFound(path.to_path_buf()),
         _ => EngineError::Io { path: path.to_path_buf(), source: e },

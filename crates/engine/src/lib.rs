@@ -10,12 +10,16 @@ mod sampler;
 mod session;
 mod stop;
 pub mod template;
+#[doc(hidden)]
+pub mod test_models;
+mod tokenizer;
 mod utf8_stream;
 
 pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE};
 pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};
 pub use template::{ChatTemplate, TemplateError};
+pub use tokenizer::Tokenizer;
 pub use utf8_stream::Utf8Stream;
 
 /// The llama.cpp revision this engine was built with, for reports.

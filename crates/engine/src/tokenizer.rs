@@ -1,0 +1,40 @@
+//! A model's vocabulary on its own (no weights): text to token ids and back, for callers
+//! that count or inspect tokens without running the model.
+
+use crate::engine::backend;
+use crate::error::EngineError;
+use crate::llama_log;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use std::path::Path;
+
+pub struct Tokenizer {
+    model: LlamaModel,
+}
+
+impl Tokenizer {
+    /// Loads only the vocabulary of the GGUF model at `path`.
+    pub fn load(path: &Path) -> Result<Self, EngineError> {
+        crate::engine::read_header(path)?;
+        let params = LlamaModelParams::default().with_vocab_only(true);
+        llama_log::take_recent();
+        let model = LlamaModel::load_from_file(backend(), path, &params).map_err(|e| EngineError::Load {
+            path: path.to_path_buf(),
+            detail: llama_log::take_recent().pop().unwrap_or_else(|| e.to_string()),
+        })?;
+        Ok(Self { model })
+    }
+
+    /// Token ids for `text`. `add_special` adds the BOS token where the model wants one;
+    /// special-token text such as `<|im_start|>` becomes its token either way.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<u32> {
+        self.model.vocab().tokenize(text.as_bytes(), add_special, true).into_iter().map(|t| t.0 as u32).collect()
+    }
+
+    /// The bytes of one token, as the engine streams them. Byte-level vocabularies have
+    /// tokens that hold only part of a UTF-8 character.
+    pub fn piece(&self, token: u32) -> Vec<u8> {
+        self.model.vocab().token_to_piece(LlamaToken(token as i32), false, None)
+    }
+}
