@@ -221,6 +221,10 @@ fn engine_thread(
             return;
         }
     };
+    if let Err(e) = session.warm_up() {
+        let _ = ready.send(Err(EngineError::Context(format!("the warm-up decode failed: {e}"))));
+        return;
+    }
     if ready.send(Ok(())).is_err() {
         return;
     }

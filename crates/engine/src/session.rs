@@ -3,7 +3,7 @@
 //! turn of a chat), sampling, and streaming whole-character text back to the caller.
 
 use crate::engine::{Job, ResolvedSettings};
-use crate::sampler;
+use crate::sampler::TokenPicker;
 use crate::stop::{StopMatcher, StopOutcome};
 use crate::template::ChatTemplate;
 use crate::utf8_stream::Utf8Stream;
@@ -41,6 +41,16 @@ impl<'m> Session<'m> {
         Self { model, ctx, template, batch, cached: Vec::new(), settings, sliding_window }
     }
 
+    /// One decode of a single token, then an empty cache, as llama.cpp's tools do after
+    /// loading: weight pages are faulted in and llama.cpp's buffers and thread pool set up
+    /// now, so the first request's time to first token is not paying for them.
+    pub fn warm_up(&mut self) -> Result<(), GenerateError> {
+        let token = self.model.vocab().bos();
+        let warmed = self.decode_one(token);
+        self.forget_cache();
+        warmed
+    }
+
     pub fn serve(&mut self, job: Job) {
         let Job { request, events, submitted } = job;
         let event = match self.generate(&request, &events, submitted) {
@@ -75,10 +85,8 @@ impl<'m> Session<'m> {
         let prefill_done = Instant::now();
 
         let params = &request.sampling;
-        let mut sampler = sampler::build(params, self.model.n_vocab());
-        // The repeat penalty looks at the prompt's last tokens too, as llama.cpp's server does.
-        let window = prompt.len().saturating_sub(params.repeat_last_n as usize);
-        sampler.accept_many(&prompt[window..]);
+        let mut picker = TokenPicker::new(params, self.model.n_vocab());
+        picker.accept_prompt(&prompt[prompt.len().saturating_sub(params.repeat_last_n as usize)..]);
 
         let vocab = self.model.vocab();
         let mut utf8 = Utf8Stream::default();
@@ -88,7 +96,7 @@ impl<'m> Session<'m> {
         let mut last_token_at;
         let mut piece = Vec::with_capacity(32);
         let finish = loop {
-            let token = sampler.sample(&self.ctx, logits_at);
+            let token = picker.pick(&self.ctx, logits_at);
             generated += 1;
             last_token_at = Instant::now();
             first_token_at.get_or_insert(last_token_at);

@@ -90,6 +90,20 @@ fn greedy_smollm2_matches_llama_cpp_token_for_token() {
     );
 }
 
+/// With Ollama's default sampling and a seed, the whole chain (repeat penalty over the prompt,
+/// top-k, top-p, temperature, seeded draw) must draw what llama.cpp's `llama-completion
+/// --temp 0.8 --top-k 40 --top-p 0.9 --repeat-penalty 1.1 -s 3` draws.
+#[test]
+fn seeded_sampling_matches_llama_cpp() {
+    let sampling = SamplingParams { seed: Some(3), max_tokens: Some(12), ..SamplingParams::default() };
+    let answer = collect(smollm2(), ask("What is the capital of France?", sampling)).unwrap();
+    assert!(
+        answer.text().starts_with("Ladies and gentlemen, I'm glad you brought me"),
+        "llama.cpp draws \"Ladies and gentlemen, I'm glad you brought me to your attention.\"; we drew {:?}",
+        answer.text()
+    );
+}
+
 #[test]
 fn same_seed_gives_the_same_text_across_engines() {
     let sampling = SamplingParams { seed: Some(1234), temperature: 0.9, max_tokens: Some(32), ..Default::default() };
