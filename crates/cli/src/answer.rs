@@ -2,7 +2,7 @@
 //! when the user presses Ctrl-C.
 
 use anyhow::{bail, Result};
-use hearth_core::{FinishReason, GenerateRequest, StreamEvent, Timings, Usage};
+use hearth_core::{EnergyReport, FinishReason, GenerateRequest, StreamEvent, Timings, Usage};
 use hearth_engine::Engine;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,6 +16,7 @@ pub struct Answer {
     pub finish_reason: FinishReason,
     pub usage: Usage,
     pub timings: Timings,
+    pub energy: Option<EnergyReport>,
 }
 
 /// Set by the Ctrl-C handler; taken by whoever is streaming.
@@ -55,8 +56,8 @@ pub fn stream(engine: &Engine, request: GenerateRequest, out: &mut impl Write) -
                 out.flush()?;
                 text.push_str(&piece);
             }
-            Ok(StreamEvent::Done { finish_reason, usage, timings }) => {
-                return Ok(Answer { text, finish_reason, usage, timings });
+            Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
+                return Ok(Answer { text, finish_reason, usage, timings, energy });
             }
             Ok(StreamEvent::Error(e)) => bail!(e),
             Err(flume::RecvTimeoutError::Timeout) => {}
@@ -67,20 +68,32 @@ pub fn stream(engine: &Engine, request: GenerateRequest, out: &mut impl Write) -
 
 fn drain_cancelled(events: flume::Receiver<StreamEvent>, text: String) -> Answer {
     drop(events);
-    Answer { text, finish_reason: FinishReason::Cancelled, usage: Usage::default(), timings: Timings::default() }
+    Answer {
+        text,
+        finish_reason: FinishReason::Cancelled,
+        usage: Usage::default(),
+        timings: Timings::default(),
+        energy: None,
+    }
 }
 
 /// The one-line summary `--verbose` prints after each answer.
 pub fn stats_line(answer: &Answer, load: Duration) -> String {
-    let Answer { usage, timings, .. } = answer;
+    let Answer { usage, timings, energy, .. } = answer;
     let rate = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"));
     let cached = if usage.cached_prompt_tokens > 0 {
         format!(" ({} cached)", usage.cached_prompt_tokens)
     } else {
         String::new()
     };
+    let energy = energy.map_or_else(String::new, |e| {
+        let per_token = e
+            .joules_per_generated_token(usage.completion_tokens)
+            .map_or_else(|| "-".to_string(), |j| format!("{j:.3}"));
+        format!(" | {:.2} J, {per_token} J/tok ({})", e.total_joules(), e.source.as_str())
+    });
     format!(
-        "load {:.2}s | prompt {} tok{cached} {} tok/s | answer {} tok {} tok/s | TTFT {:.0} ms | {}",
+        "load {:.2}s | prompt {} tok{cached} {} tok/s | answer {} tok {} tok/s | TTFT {:.0} ms{energy} | {}",
         load.as_secs_f64(),
         usage.prompt_tokens,
         rate(timings.prompt_tokens_per_second(usage)),
@@ -94,6 +107,7 @@ pub fn stats_line(answer: &Answer, load: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hearth_core::EnergySource;
 
     #[test]
     fn stats_line_reports_rates_and_cache_hits() {
@@ -106,10 +120,11 @@ mod tests {
                 eval: Duration::from_millis(100),
                 time_to_first_token: Duration::from_millis(260),
             },
+            energy: Some(EnergyReport { prefill_joules: 1.5, decode_joules: 4.0, source: EnergySource::Estimated }),
         };
         assert_eq!(
             stats_line(&answer, Duration::from_millis(1500)),
-            "load 1.50s | prompt 60 tok (10 cached) 200.0 tok/s | answer 11 tok 100.0 tok/s | TTFT 260 ms | stop"
+            "load 1.50s | prompt 60 tok (10 cached) 200.0 tok/s | answer 11 tok 100.0 tok/s | TTFT 260 ms | 5.50 J, 0.500 J/tok (estimated) | stop"
         );
     }
 }

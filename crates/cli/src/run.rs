@@ -3,7 +3,7 @@
 use crate::answer::{self, Answer};
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
-use hearth_core::{ChatMessage, FinishReason, GenerateRequest, Prompt, SamplingParams};
+use hearth_core::{ChatMessage, EnergyMeter, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth_engine::{Engine, EngineSettings};
 use rustyline::error::ReadlineError;
 use std::io::{IsTerminal, Read, Write};
@@ -75,7 +75,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     install_interrupt_handler()?;
     let sampling = args.sampling()?;
     let prompt = one_shot_prompt(&args.prompt)?;
-    let engine = Engine::load(&args.model, &args.engine_settings())?;
+    let meter = energy_meter(args.verbose);
+    let engine = Engine::load_metered(&args.model, &args.engine_settings(), meter)?;
     let mut chat = Chat { engine, sampling, messages: Vec::new(), verbose: args.verbose };
     if let Some(system) = &args.system {
         chat.messages.push(ChatMessage::system(system.as_str()));
@@ -105,6 +106,30 @@ fn one_shot_prompt(words: &[String]) -> Result<Option<String>> {
         bail!("the prompt is empty");
     }
     Ok(Some(prompt))
+}
+
+/// The best energy meter this machine offers. `HEARTH_WATTS_PER_CORE` sets the power per
+/// busy core the estimate uses when no counter can be read; `HEARTH_SYSFS_ROOT` says where
+/// sysfs is mounted (default `/sys`). With `verbose`, says why a measuring meter was not
+/// usable (usually: RAPL counters readable by root only).
+fn energy_meter(verbose: bool) -> Option<Box<dyn EnergyMeter>> {
+    let watts_per_core = std::env::var("HEARTH_WATTS_PER_CORE").ok().and_then(|w| w.parse().ok());
+    let mut roots = hearth_energy::Roots::default();
+    if let Some(sys) = std::env::var_os("HEARTH_SYSFS_ROOT") {
+        roots.sys = sys.into();
+    }
+    match hearth_energy::detect(&roots, watts_per_core) {
+        Ok(detected) => {
+            if let (true, Some(hint)) = (verbose, &detected.hint) {
+                eprintln!("energy: {hint}");
+            }
+            Some(detected.meter)
+        }
+        Err(e) => {
+            tracing::warn!("no energy meter: {e}");
+            None
+        }
+    }
 }
 
 fn install_interrupt_handler() -> Result<()> {

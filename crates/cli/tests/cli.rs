@@ -107,9 +107,77 @@ fn verbose_prints_a_stats_line() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
     let line = stderr.lines().last().unwrap_or_default();
-    for field in ["load ", "prompt ", "answer 8 tok", "tok/s", "TTFT", "length"] {
+    for field in ["load ", "prompt ", "answer 8 tok", "tok/s", "TTFT", " J/tok (", "length"] {
         assert!(line.contains(field), "missing {field:?} in {line:?}");
     }
+}
+
+/// The joules figure on a stats line, with its source: "... | 7.44 J, 0.124 J/tok (estimated) | ...".
+fn energy_of(stats: &str) -> (f64, String) {
+    let field = stats.split(" | ").find(|f| f.contains(" J/tok (")).unwrap_or_else(|| panic!("no energy in {stats:?}"));
+    let joules = field.split(" J,").next().unwrap().parse().unwrap();
+    let source = field.rsplit('(').next().unwrap().trim_end_matches(')').to_string();
+    (joules, source)
+}
+
+fn stats_line_of(output: &Output) -> String {
+    let stderr = text(&output.stderr);
+    stderr.lines().last().unwrap_or_default().to_string()
+}
+
+#[test]
+fn without_counters_energy_is_estimated_and_grows_with_the_answer() {
+    let empty_sysfs = tempfile::tempdir().unwrap();
+    let model = smollm2();
+    let run = |tokens: &str| {
+        let mut cmd = TestCommand::new(&["run", model.to_str().unwrap(), "--verbose", "--num-predict", tokens]);
+        cmd.cmd.args(["--temperature", "0", "Write a long essay about the history of the sea."]);
+        cmd.cmd.env("HEARTH_SYSFS_ROOT", empty_sysfs.path());
+        let output = cmd.output();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        energy_of(&stats_line_of(&output))
+    };
+    let (short, source) = run("8");
+    let (long, _) = run("160");
+    assert_eq!(source, "estimated");
+    assert!(short > 0.0, "{short}");
+    assert!(long > 3.0 * short, "160 tokens cost {long} J, 8 tokens {short} J");
+}
+
+#[test]
+fn rapl_counters_make_the_same_run_measured() {
+    let sysfs = tempfile::tempdir().unwrap();
+    let zone = sysfs.path().join("class/powercap/intel-rapl:0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("name"), "package-0\n").unwrap();
+    std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    std::fs::write(zone.join("energy_uj"), "1000\n").unwrap();
+    // A package drawing 20 W: the counter advances 100 mJ every 5 ms while hearth runs.
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let ticker = {
+        let (done, file) = (done.clone(), zone.join("energy_uj"));
+        std::thread::spawn(move || {
+            let mut microjoules = 1000u64;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                microjoules += 100_000;
+                let tmp = file.with_extension("tmp");
+                std::fs::write(&tmp, format!("{microjoules}\n")).unwrap();
+                std::fs::rename(&tmp, &file).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        })
+    };
+    let model = smollm2();
+    let mut cmd = TestCommand::new(&["run", model.to_str().unwrap(), "--verbose", "--num-predict", "32"]);
+    cmd.cmd.args(["--temperature", "0", "Write a long essay about the history of the sea."]);
+    cmd.cmd.env("HEARTH_SYSFS_ROOT", sysfs.path());
+    let output = cmd.output();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    ticker.join().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let (joules, source) = energy_of(&stats_line_of(&output));
+    assert_eq!(source, "measured");
+    assert!(joules > 0.0, "{joules}");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! What flows back from the engine on a request's own channel while it runs.
 
+use crate::EnergyReport;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -13,6 +14,8 @@ pub enum StreamEvent {
         finish_reason: FinishReason,
         usage: Usage,
         timings: Timings,
+        /// What the request cost, when the engine has a meter.
+        energy: Option<EnergyReport>,
     },
     Error(GenerateError),
 }

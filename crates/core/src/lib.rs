@@ -1,11 +1,14 @@
 //! Vocabulary types shared by every hearth crate: what a generation request asks for, what
-//! flows back while it runs, and what we know about a model file. No I/O, no behaviour
-//! beyond validation, so every edge (CLI, HTTP dialects, router) speaks the same language.
+//! flows back while it runs (energy included), and what we know about a model file. No I/O,
+//! no behaviour beyond validation, so every edge (CLI, HTTP dialects, router) speaks the
+//! same language.
 
+mod energy;
 mod event;
 mod model;
 mod request;
 
+pub use energy::{EnergyMeter, EnergyReport, EnergySource};
 pub use event::{FinishReason, GenerateError, StreamEvent, Timings, Usage};
 pub use model::ModelInfo;
 pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams};

@@ -7,7 +7,7 @@ use crate::gguf::{GgufHeader, MetaValue};
 use crate::llama_log;
 use crate::session::Session;
 use crate::template::ChatTemplate;
-use hearth_core::{GenerateError, GenerateRequest, ModelInfo, StreamEvent};
+use hearth_core::{EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -99,6 +99,16 @@ impl Engine {
     /// Loads the GGUF model at `path` (memory-mapped) and starts its engine thread. Returns
     /// once the model is ready, or with the reason it cannot be.
     pub fn load(path: &Path, settings: &EngineSettings) -> Result<Self, EngineError> {
+        Self::load_metered(path, settings, None)
+    }
+
+    /// Like [`Engine::load`], with an energy meter the engine thread reads around each
+    /// request's prompt processing and decoding, so every answer reports its joules.
+    pub fn load_metered(
+        path: &Path,
+        settings: &EngineSettings,
+        meter: Option<Box<dyn EnergyMeter>>,
+    ) -> Result<Self, EngineError> {
         let started = Instant::now();
         let header = read_header(path)?;
         let info = header.model_info();
@@ -111,7 +121,9 @@ impl Engine {
         let thread_info = info.clone();
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
-            .spawn(move || engine_thread(&thread_path, &thread_info, settings, sliding_window, &ready_tx, &jobs_rx))
+            .spawn(move || {
+                engine_thread(&thread_path, &thread_info, settings, sliding_window, meter, &ready_tx, &jobs_rx)
+            })
             .map_err(|e| EngineError::Io { path: path.to_path_buf(), source: e })?;
 
         match ready_rx.recv() {
@@ -196,6 +208,7 @@ fn engine_thread(
     info: &ModelInfo,
     settings: ResolvedSettings,
     sliding_window: u64,
+    meter: Option<Box<dyn EnergyMeter>>,
     ready: &flume::Sender<Result<(), EngineError>>,
     jobs: &flume::Receiver<Job>,
 ) {
@@ -212,7 +225,7 @@ fn engine_thread(
         let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
         let template =
             ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
-        Ok(Session::new(&model, ctx, template, settings, sliding_window))
+        Ok(Session::new(&model, ctx, template, settings, sliding_window, meter))
     });
     let mut session = match session {
         Ok(session) => session,

@@ -7,7 +7,10 @@ use crate::sampler::TokenPicker;
 use crate::stop::{StopMatcher, StopOutcome};
 use crate::template::ChatTemplate;
 use crate::utf8_stream::Utf8Stream;
-use hearth_core::{FinishReason, GenerateError, GenerateRequest, Prompt, StreamEvent, Timings, Usage};
+use hearth_core::{
+    EnergyMeter, EnergyReport, EnergySource, FinishReason, GenerateError, GenerateRequest, Prompt, StreamEvent,
+    Timings, Usage,
+};
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -27,6 +30,7 @@ pub(crate) struct Session<'m> {
     /// Attention window of sliding-window layers (0: none). Those layers keep only the
     /// last window of positions, which limits how much of a cached prefix can be reused.
     sliding_window: u64,
+    meter: Option<Box<dyn EnergyMeter>>,
 }
 
 impl<'m> Session<'m> {
@@ -36,9 +40,16 @@ impl<'m> Session<'m> {
         template: ChatTemplate,
         settings: ResolvedSettings,
         sliding_window: u64,
+        meter: Option<Box<dyn EnergyMeter>>,
     ) -> Self {
         let batch = LlamaBatch::new(settings.batch_size as usize, 1);
-        Self { model, ctx, template, batch, cached: Vec::new(), settings, sliding_window }
+        Self { model, ctx, template, batch, cached: Vec::new(), settings, sliding_window, meter }
+    }
+
+    /// Joules so far by the meter, if there is one and it reads.
+    fn read_meter(&mut self) -> Option<f64> {
+        let meter = self.meter.as_mut()?;
+        meter.joules().map_err(|e| tracing::warn!("energy meter: {e}")).ok()
     }
 
     /// One decode of a single token, then an empty cache, as llama.cpp's tools do after
@@ -74,15 +85,17 @@ impl<'m> Session<'m> {
         }
 
         let reused = self.reuse_prefix(&prompt);
+        let joules_at_start = self.read_meter();
         let mut logits_at = match self.prefill(&prompt[reused..], events) {
             Ok(Some(at)) => at,
-            Ok(None) => return Ok(done(FinishReason::Cancelled, prompt.len(), reused, 0, Timings::default())),
+            Ok(None) => return Ok(done(FinishReason::Cancelled, prompt.len(), reused, 0, Timings::default(), None)),
             Err(e) => {
                 self.forget_cache();
                 return Err(e);
             }
         };
         let prefill_done = Instant::now();
+        let joules_after_prefill = self.read_meter();
 
         let params = &request.sampling;
         let mut picker = TokenPicker::new(params, self.model.n_vocab());
@@ -142,12 +155,20 @@ impl<'m> Session<'m> {
                 let _ = events.send(StreamEvent::Token(tail));
             }
         }
+        let energy = match (joules_at_start, joules_after_prefill, self.read_meter()) {
+            (Some(start), Some(prefilled), Some(end)) => Some(EnergyReport {
+                prefill_joules: prefilled - start,
+                decode_joules: end - prefilled,
+                source: self.meter.as_ref().map_or(EnergySource::Estimated, |m| m.source()),
+            }),
+            _ => None,
+        };
         let timings = Timings {
             prompt_eval: prefill_done - started,
             eval: last_token_at - first_token_at.unwrap_or(last_token_at),
             time_to_first_token: first_token_at.unwrap_or(last_token_at) - submitted,
         };
-        Ok(done(finish, prompt.len(), reused, generated, timings))
+        Ok(done(finish, prompt.len(), reused, generated, timings, energy))
     }
 
     fn tokenize_prompt(&self, request: &GenerateRequest) -> Result<Vec<LlamaToken>, GenerateError> {
@@ -263,7 +284,8 @@ fn done(
     cached: usize,
     completion_tokens: u32,
     timings: Timings,
+    energy: Option<EnergyReport>,
 ) -> StreamEvent {
     let usage = Usage { prompt_tokens: prompt_tokens as u32, cached_prompt_tokens: cached as u32, completion_tokens };
-    StreamEvent::Done { finish_reason, usage, timings }
+    StreamEvent::Done { finish_reason, usage, timings, energy }
 }

@@ -1,7 +1,8 @@
 //! The engine on the two real test models (see scripts/fetch-test-models).
 
 use hearth_core::{
-    ChatMessage, FinishReason, GenerateError, GenerateRequest, Prompt, SamplingParams, StreamEvent, Usage,
+    ChatMessage, EnergyMeter, EnergyReport, EnergySource, FinishReason, GenerateError, GenerateRequest, Prompt,
+    SamplingParams, StreamEvent, Usage,
 };
 use hearth_engine::gguf::writer::{gguf_bytes, Value};
 use hearth_engine::{
@@ -280,6 +281,54 @@ fn gemma3_base_model_continues_plain_text() {
     };
     let answer = collect(&engine, request).unwrap();
     assert!(answer.text().contains("Paris"), "answer: {:?}", answer.text());
+}
+
+/// A meter whose counter advances by exactly 1 J per read, so attribution is checkable.
+struct OneJoulePerRead(f64);
+
+impl EnergyMeter for OneJoulePerRead {
+    fn source(&self) -> EnergySource {
+        EnergySource::Measured
+    }
+    fn joules(&mut self) -> Result<f64, String> {
+        self.0 += 1.0;
+        Ok(self.0)
+    }
+}
+
+struct BrokenMeter;
+
+impl EnergyMeter for BrokenMeter {
+    fn source(&self) -> EnergySource {
+        EnergySource::Measured
+    }
+    fn joules(&mut self) -> Result<f64, String> {
+        Err("unplugged".into())
+    }
+}
+
+fn energy_of(engine: &Engine) -> Option<EnergyReport> {
+    for event in engine.generate(ask("Hi", greedy(4))).iter() {
+        match event {
+            StreamEvent::Done { energy, .. } => return energy,
+            StreamEvent::Error(e) => panic!("{e}"),
+            StreamEvent::Token(_) => {}
+        }
+    }
+    panic!("no Done event")
+}
+
+#[test]
+fn each_request_gets_the_meter_delta_of_its_prefill_and_decode() {
+    let metered = Engine::load_metered(&smollm2_path(), &settings(), Some(Box::new(OneJoulePerRead(0.0)))).unwrap();
+    // Read before prefill, after prefill, after decoding: one joule each way.
+    let expected = EnergyReport { prefill_joules: 1.0, decode_joules: 1.0, source: EnergySource::Measured };
+    assert_eq!(energy_of(&metered), Some(expected));
+    assert_eq!(energy_of(&metered), Some(expected), "the next request starts from its own reading");
+
+    assert_eq!(energy_of(smollm2()), None, "no meter, no figure");
+    let broken = Engine::load_metered(&smollm2_path(), &settings(), Some(Box::new(BrokenMeter))).unwrap();
+    assert_eq!(energy_of(&broken), None, "a meter that fails costs the figure, not the answer");
 }
 
 fn load_error(path: &std::path::Path) -> EngineError {

@@ -1,0 +1,75 @@
+//! Energy vocabulary: a meter the engine reads at step boundaries, and the report each
+//! request carries back. Meters live in `hearth-energy`; the engine only sees this trait.
+
+use serde::{Deserialize, Serialize};
+
+/// Whether an energy figure was read from a hardware counter or computed from a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnergySource {
+    Measured,
+    Estimated,
+}
+
+impl EnergySource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnergySource::Measured => "measured",
+            EnergySource::Estimated => "estimated",
+        }
+    }
+}
+
+/// A cumulative energy counter: joules consumed since the meter was opened, only ever
+/// growing (counter wraps are the meter's to correct).
+pub trait EnergyMeter: Send {
+    fn source(&self) -> EnergySource;
+    /// Joules since the meter was opened.
+    fn joules(&mut self) -> Result<f64, String>;
+}
+
+/// What one request cost. Prefill is prompt processing; decode is producing the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EnergyReport {
+    pub prefill_joules: f64,
+    pub decode_joules: f64,
+    pub source: EnergySource,
+}
+
+impl EnergyReport {
+    pub fn total_joules(&self) -> f64 {
+        self.prefill_joules + self.decode_joules
+    }
+
+    /// Joules per generated token: the whole request's energy over the answer's tokens.
+    pub fn joules_per_generated_token(&self, completion_tokens: u32) -> Option<f64> {
+        (completion_tokens > 0).then(|| self.total_joules() / f64::from(completion_tokens))
+    }
+
+    /// Joules per token processed, prompt and answer together.
+    pub fn joules_per_token(&self, prompt_tokens: u32, completion_tokens: u32) -> Option<f64> {
+        let tokens = prompt_tokens + completion_tokens;
+        (tokens > 0).then(|| self.total_joules() / f64::from(tokens))
+    }
+
+    /// Average power over `seconds` of work.
+    pub fn average_watts(&self, seconds: f64) -> Option<f64> {
+        (seconds > 0.0).then(|| self.total_joules() / seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_token_figures_divide_the_whole_request() {
+        let report = EnergyReport { prefill_joules: 2.0, decode_joules: 6.0, source: EnergySource::Estimated };
+        assert_eq!(report.total_joules(), 8.0);
+        assert_eq!(report.joules_per_generated_token(4), Some(2.0));
+        assert_eq!(report.joules_per_token(12, 4), Some(0.5));
+        assert_eq!(report.average_watts(2.0), Some(4.0));
+        assert_eq!(report.joules_per_generated_token(0), None);
+        assert_eq!(serde_json::to_string(&report.source).unwrap(), "\"estimated\"");
+    }
+}

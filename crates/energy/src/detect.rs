@@ -1,0 +1,105 @@
+//! Picks the best meter this machine offers: RAPL counters, else a discharging battery,
+//! else the CPU-time estimate, and says why a better one was not used.
+
+use crate::{default_watts_per_core, BatteryMeter, CpuTimeEstimate, EnergyError, RaplMeter};
+use hearth_core::EnergyMeter;
+use std::path::PathBuf;
+
+/// Where the kernel's files are: `/sys` and `/proc` on a real machine, fixture trees in tests.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    pub sys: PathBuf,
+    pub proc: PathBuf,
+}
+
+impl Default for Roots {
+    fn default() -> Self {
+        Self { sys: PathBuf::from("/sys"), proc: PathBuf::from("/proc") }
+    }
+}
+
+pub struct Detected {
+    pub meter: Box<dyn EnergyMeter>,
+    /// What the meter is, for people: "RAPL (package-0, dram)", "battery BAT0", ...
+    pub description: String,
+    /// Why a measuring meter could not be used, when that is worth telling (no permission).
+    pub hint: Option<String>,
+}
+
+/// `watts_per_core` overrides the estimate's built-in default for this CPU family.
+pub fn detect(roots: &Roots, watts_per_core: Option<f64>) -> Result<Detected, EnergyError> {
+    let mut hint = None;
+    match RaplMeter::open(&roots.sys) {
+        Ok(mut rapl) => {
+            let zones: Vec<String> = rapl.zones()?.iter().map(|z| z.name.clone()).collect();
+            return Ok(Detected { meter: Box::new(rapl), description: format!("RAPL ({})", zones.join(", ")), hint });
+        }
+        Err(e @ EnergyError::PermissionDenied { .. }) => hint = Some(e.to_string()),
+        Err(_) => {}
+    }
+    if let Ok(battery) = BatteryMeter::open(&roots.sys) {
+        return Ok(Detected { meter: Box::new(battery), description: "battery (discharging)".into(), hint });
+    }
+    let watts = watts_per_core.unwrap_or_else(|| default_watts_per_core(&roots.proc));
+    let estimate = CpuTimeEstimate::open(&roots.proc, watts)?;
+    Ok(Detected {
+        meter: Box::new(estimate),
+        description: format!("CPU-time estimate at {watts} W per busy core"),
+        hint,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::EnergySource;
+    use std::fs;
+
+    fn tree() -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir_all(root.path().join("proc/self")).unwrap();
+        fs::write(root.path().join("proc/self/stat"), "1 (x) R 1 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 1 1 1").unwrap();
+        fs::write(root.path().join("proc/cpuinfo"), "model name\t: AMD Ryzen\n").unwrap();
+        root
+    }
+
+    fn roots(root: &tempfile::TempDir) -> Roots {
+        Roots { sys: root.path().join("sys"), proc: root.path().join("proc") }
+    }
+
+    #[test]
+    fn no_counters_no_battery_means_an_estimate() {
+        let root = tree();
+        let detected = detect(&roots(&root), None).unwrap();
+        assert_eq!(detected.meter.source(), EnergySource::Estimated);
+        assert_eq!(detected.description, "CPU-time estimate at 10 W per busy core");
+        let overridden = detect(&roots(&root), Some(4.5)).unwrap();
+        assert_eq!(overridden.description, "CPU-time estimate at 4.5 W per busy core");
+    }
+
+    #[test]
+    fn rapl_wins_when_readable() {
+        let root = tree();
+        let zone = root.path().join("sys/class/powercap/intel-rapl:0");
+        fs::create_dir_all(&zone).unwrap();
+        fs::write(zone.join("name"), "package-0").unwrap();
+        fs::write(zone.join("energy_uj"), "5").unwrap();
+        fs::write(zone.join("max_energy_range_uj"), "100000").unwrap();
+        let detected = detect(&roots(&root), None).unwrap();
+        assert_eq!(detected.meter.source(), EnergySource::Measured);
+        assert_eq!(detected.description, "RAPL (package-0)");
+    }
+
+    #[test]
+    fn a_discharging_battery_beats_the_estimate() {
+        let root = tree();
+        let bat = root.path().join("sys/class/power_supply/BAT0");
+        fs::create_dir_all(&bat).unwrap();
+        for (name, value) in [("type", "Battery"), ("status", "Discharging"), ("power_now", "9000000")] {
+            fs::write(bat.join(name), value).unwrap();
+        }
+        let detected = detect(&roots(&root), None).unwrap();
+        assert_eq!(detected.meter.source(), EnergySource::Measured);
+        assert_eq!(detected.description, "battery (discharging)");
+    }
+}
