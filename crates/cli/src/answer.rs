@@ -90,7 +90,9 @@ pub fn stats_line(answer: &Answer, load: Duration) -> String {
         let per_token = e
             .joules_per_generated_token(usage.completion_tokens)
             .map_or_else(|| "-".to_string(), |j| format!("{j:.3}"));
-        format!(" | {:.2} J, {per_token} J/tok ({})", e.total_joules(), e.source.as_str())
+        let net = e.net_joules().map_or_else(String::new, |net| format!(" ({net:.2} J above idle)"));
+        let watts = e.average_watts().map_or_else(String::new, |w| format!(", {w:.1} W"));
+        format!(" | {:.2} J{net}, {per_token} J/tok{watts} ({})", e.total_joules(), e.source.as_str())
     });
     format!(
         "load {:.2}s | prompt {} tok{cached} {} tok/s | answer {} tok {} tok/s | TTFT {:.0} ms{energy} | {}",
@@ -110,6 +112,25 @@ mod tests {
     use hearth_core::EnergySource;
 
     #[test]
+    fn stats_line_shows_energy_above_idle_once_idle_is_known() {
+        let answer = Answer {
+            text: String::new(),
+            finish_reason: FinishReason::Length,
+            usage: Usage { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 20 },
+            timings: Timings::default(),
+            energy: Some(EnergyReport {
+                prefill_joules: 2.0,
+                decode_joules: 8.0,
+                seconds: 1.0,
+                idle_watts: Some(4.0),
+                source: EnergySource::Measured,
+            }),
+        };
+        let line = stats_line(&answer, Duration::ZERO);
+        assert!(line.contains("| 10.00 J (6.00 J above idle), 0.500 J/tok, 10.0 W (measured) |"), "{line}");
+    }
+
+    #[test]
     fn stats_line_reports_rates_and_cache_hits() {
         let answer = Answer {
             text: String::new(),
@@ -120,11 +141,17 @@ mod tests {
                 eval: Duration::from_millis(100),
                 time_to_first_token: Duration::from_millis(260),
             },
-            energy: Some(EnergyReport { prefill_joules: 1.5, decode_joules: 4.0, source: EnergySource::Estimated }),
+            energy: Some(EnergyReport {
+                prefill_joules: 1.5,
+                decode_joules: 4.0,
+                seconds: 0.5,
+                idle_watts: None,
+                source: EnergySource::Estimated,
+            }),
         };
         assert_eq!(
             stats_line(&answer, Duration::from_millis(1500)),
-            "load 1.50s | prompt 60 tok (10 cached) 200.0 tok/s | answer 11 tok 100.0 tok/s | TTFT 260 ms | 5.50 J, 0.500 J/tok (estimated) | stop"
+            "load 1.50s | prompt 60 tok (10 cached) 200.0 tok/s | answer 11 tok 100.0 tok/s | TTFT 260 ms | 5.50 J, 0.500 J/tok, 11.0 W (estimated) | stop"
         );
     }
 }

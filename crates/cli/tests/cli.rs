@@ -107,15 +107,15 @@ fn verbose_prints_a_stats_line() {
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
     let line = stderr.lines().last().unwrap_or_default();
-    for field in ["load ", "prompt ", "answer 8 tok", "tok/s", "TTFT", " J/tok (", "length"] {
+    for field in ["load ", "prompt ", "answer 8 tok", "tok/s", "TTFT", " J/tok", " W (estimated)", "length"] {
         assert!(line.contains(field), "missing {field:?} in {line:?}");
     }
 }
 
-/// The joules figure on a stats line, with its source: "... | 7.44 J, 0.124 J/tok (estimated) | ...".
+/// The joules figure on a stats line, with its source: "... | 7.44 J, 0.124 J/tok, 15.6 W (estimated) | ...".
 fn energy_of(stats: &str) -> (f64, String) {
-    let field = stats.split(" | ").find(|f| f.contains(" J/tok (")).unwrap_or_else(|| panic!("no energy in {stats:?}"));
-    let joules = field.split(" J,").next().unwrap().parse().unwrap();
+    let field = stats.split(" | ").find(|f| f.contains(" J/tok")).unwrap_or_else(|| panic!("no energy in {stats:?}"));
+    let joules = field.split_whitespace().next().unwrap().parse().unwrap();
     let source = field.rsplit('(').next().unwrap().trim_end_matches(')').to_string();
     (joules, source)
 }

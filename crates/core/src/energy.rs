@@ -29,16 +29,27 @@ pub trait EnergyMeter: Send {
 }
 
 /// What one request cost. Prefill is prompt processing; decode is producing the answer.
+/// The joules are gross: everything the meter saw while the request ran.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EnergyReport {
     pub prefill_joules: f64,
     pub decode_joules: f64,
+    /// Wall-clock seconds the joules were measured over.
+    pub seconds: f64,
+    /// Power the meter saw while no request ran, when it has been measured.
+    pub idle_watts: Option<f64>,
     pub source: EnergySource,
 }
 
 impl EnergyReport {
     pub fn total_joules(&self) -> f64 {
         self.prefill_joules + self.decode_joules
+    }
+
+    /// The joules above what the machine would have drawn idle over the same time: what the
+    /// request added. Unknown until an idle baseline has been measured.
+    pub fn net_joules(&self) -> Option<f64> {
+        self.idle_watts.map(|idle| (self.total_joules() - idle * self.seconds).max(0.0))
     }
 
     /// Joules per generated token: the whole request's energy over the answer's tokens.
@@ -52,9 +63,9 @@ impl EnergyReport {
         (tokens > 0).then(|| self.total_joules() / f64::from(tokens))
     }
 
-    /// Average power over `seconds` of work.
-    pub fn average_watts(&self, seconds: f64) -> Option<f64> {
-        (seconds > 0.0).then(|| self.total_joules() / seconds)
+    /// Average power while the request ran.
+    pub fn average_watts(&self) -> Option<f64> {
+        (self.seconds > 0.0).then(|| self.total_joules() / self.seconds)
     }
 }
 
@@ -64,12 +75,20 @@ mod tests {
 
     #[test]
     fn per_token_figures_divide_the_whole_request() {
-        let report = EnergyReport { prefill_joules: 2.0, decode_joules: 6.0, source: EnergySource::Estimated };
+        let report = EnergyReport {
+            prefill_joules: 2.0,
+            decode_joules: 6.0,
+            seconds: 2.0,
+            idle_watts: Some(1.5),
+            source: EnergySource::Estimated,
+        };
         assert_eq!(report.total_joules(), 8.0);
+        assert_eq!(report.net_joules(), Some(5.0));
         assert_eq!(report.joules_per_generated_token(4), Some(2.0));
         assert_eq!(report.joules_per_token(12, 4), Some(0.5));
-        assert_eq!(report.average_watts(2.0), Some(4.0));
+        assert_eq!(report.average_watts(), Some(4.0));
         assert_eq!(report.joules_per_generated_token(0), None);
+        assert_eq!(EnergyReport { idle_watts: None, ..report }.net_joules(), None);
         assert_eq!(serde_json::to_string(&report.source).unwrap(), "\"estimated\"");
     }
 }

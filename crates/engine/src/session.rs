@@ -31,6 +31,32 @@ pub(crate) struct Session<'m> {
     /// last window of positions, which limits how much of a cached prefix can be reused.
     sliding_window: u64,
     meter: Option<Box<dyn EnergyMeter>>,
+    idle: IdleBaseline,
+}
+
+/// Power drawn while no request runs: the meter is read when a request ends and when the
+/// next begins, and a gap of at least `IDLE_GAP` between them is idle time.
+#[derive(Default)]
+struct IdleBaseline {
+    last_finish: Option<(Instant, f64)>,
+    watts: Option<f64>,
+}
+
+const IDLE_GAP: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl IdleBaseline {
+    fn request_started(&mut self, now: Instant, joules: f64) {
+        if let Some((finished, joules_then)) = self.last_finish.take() {
+            let gap = now.duration_since(finished);
+            if gap >= IDLE_GAP {
+                self.watts = Some((joules - joules_then).max(0.0) / gap.as_secs_f64());
+            }
+        }
+    }
+
+    fn request_finished(&mut self, now: Instant, joules: f64) {
+        self.last_finish = Some((now, joules));
+    }
 }
 
 impl<'m> Session<'m> {
@@ -43,7 +69,8 @@ impl<'m> Session<'m> {
         meter: Option<Box<dyn EnergyMeter>>,
     ) -> Self {
         let batch = LlamaBatch::new(settings.batch_size as usize, 1);
-        Self { model, ctx, template, batch, cached: Vec::new(), settings, sliding_window, meter }
+        let idle = IdleBaseline::default();
+        Self { model, ctx, template, batch, cached: Vec::new(), settings, sliding_window, meter, idle }
     }
 
     /// Joules so far by the meter, if there is one and it reads.
@@ -86,6 +113,10 @@ impl<'m> Session<'m> {
 
         let reused = self.reuse_prefix(&prompt);
         let joules_at_start = self.read_meter();
+        let metering_started = Instant::now();
+        if let Some(joules) = joules_at_start {
+            self.idle.request_started(metering_started, joules);
+        }
         let mut logits_at = match self.prefill(&prompt[reused..], events) {
             Ok(Some(at)) => at,
             Ok(None) => return Ok(done(FinishReason::Cancelled, prompt.len(), reused, 0, Timings::default(), None)),
@@ -155,10 +186,17 @@ impl<'m> Session<'m> {
                 let _ = events.send(StreamEvent::Token(tail));
             }
         }
-        let energy = match (joules_at_start, joules_after_prefill, self.read_meter()) {
+        let joules_at_end = self.read_meter();
+        let metering_ended = Instant::now();
+        if let Some(joules) = joules_at_end {
+            self.idle.request_finished(metering_ended, joules);
+        }
+        let energy = match (joules_at_start, joules_after_prefill, joules_at_end) {
             (Some(start), Some(prefilled), Some(end)) => Some(EnergyReport {
                 prefill_joules: prefilled - start,
                 decode_joules: end - prefilled,
+                seconds: (metering_ended - metering_started).as_secs_f64(),
+                idle_watts: self.idle.watts,
                 source: self.meter.as_ref().map_or(EnergySource::Estimated, |m| m.source()),
             }),
             _ => None,
@@ -288,4 +326,26 @@ fn done(
 ) -> StreamEvent {
     let usage = Usage { prompt_tokens: prompt_tokens as u32, cached_prompt_tokens: cached as u32, completion_tokens };
     StreamEvent::Done { finish_reason, usage, timings, energy }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn idle_power_comes_from_gaps_between_requests() {
+        let mut idle = IdleBaseline::default();
+        let t0 = Instant::now();
+        idle.request_started(t0, 0.0);
+        assert_eq!(idle.watts, None, "nothing measured before the first request");
+        idle.request_finished(t0 + Duration::from_secs(1), 50.0);
+        // 2 s idle, 6 J: 3 W.
+        idle.request_started(t0 + Duration::from_secs(3), 56.0);
+        assert_eq!(idle.watts, Some(3.0));
+        idle.request_finished(t0 + Duration::from_secs(4), 80.0);
+        // A gap too short to measure keeps the last figure.
+        idle.request_started(t0 + Duration::from_millis(4100), 80.5);
+        assert_eq!(idle.watts, Some(3.0));
+    }
 }
