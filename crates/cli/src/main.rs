@@ -2,6 +2,7 @@
 //! stderr and an exit code. Each subcommand lives in its own module.
 
 mod answer;
+mod energy;
 mod repl;
 mod run;
 
@@ -20,6 +21,8 @@ struct Cli {
 enum Command {
     /// Chat with a model, or answer one prompt and exit
     Run(run::RunArgs),
+    /// Show the energy meters of this machine and what they read
+    Energy(energy::EnergyArgs),
 }
 
 fn main() -> ExitCode {
@@ -27,6 +30,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Energy(args) => energy::run(args),
     };
     match result {
         Ok(code) => code,

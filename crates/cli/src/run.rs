@@ -113,12 +113,7 @@ fn one_shot_prompt(words: &[String]) -> Result<Option<String>> {
 /// sysfs is mounted (default `/sys`). With `verbose`, says why a measuring meter was not
 /// usable (usually: RAPL counters readable by root only).
 fn energy_meter(verbose: bool) -> Option<Box<dyn EnergyMeter>> {
-    let watts_per_core = std::env::var("HEARTH_WATTS_PER_CORE").ok().and_then(|w| w.parse().ok());
-    let mut roots = hearth_energy::Roots::default();
-    if let Some(sys) = std::env::var_os("HEARTH_SYSFS_ROOT") {
-        roots.sys = sys.into();
-    }
-    match hearth_energy::detect(&roots, watts_per_core) {
+    match hearth_energy::detect(&crate::energy::roots(), crate::energy::watts_per_core_override()) {
         Ok(detected) => {
             if let (true, Some(hint)) = (verbose, &detected.hint) {
                 eprintln!("energy: {hint}");

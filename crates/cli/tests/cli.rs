@@ -144,40 +144,101 @@ fn without_counters_energy_is_estimated_and_grows_with_the_answer() {
     assert!(long > 3.0 * short, "160 tokens cost {long} J, 8 tokens {short} J");
 }
 
-#[test]
-fn rapl_counters_make_the_same_run_measured() {
-    let sysfs = tempfile::tempdir().unwrap();
-    let zone = sysfs.path().join("class/powercap/intel-rapl:0");
-    std::fs::create_dir_all(&zone).unwrap();
-    std::fs::write(zone.join("name"), "package-0\n").unwrap();
-    std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
-    std::fs::write(zone.join("energy_uj"), "1000\n").unwrap();
-    // A package drawing 20 W: the counter advances 100 mJ every 5 ms while hearth runs.
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let ticker = {
-        let (done, file) = (done.clone(), zone.join("energy_uj"));
-        std::thread::spawn(move || {
+/// A fake sysfs with one RAPL package whose counter advances 100 mJ every 5 ms (a package
+/// drawing about 20 W) for as long as this lives.
+struct DrawingPackage {
+    sysfs: tempfile::TempDir,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+}
+
+impl DrawingPackage {
+    fn start() -> Self {
+        let sysfs = tempfile::tempdir().unwrap();
+        let zone = sysfs.path().join("class/powercap/intel-rapl:0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("name"), "package-0\n").unwrap();
+        std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
+        std::fs::write(zone.join("energy_uj"), "1000\n").unwrap();
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, file) = (done.clone(), zone.join("energy_uj"));
+        let ticker = std::thread::spawn(move || {
             let mut microjoules = 1000u64;
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 microjoules += 100_000;
                 let tmp = file.with_extension("tmp");
                 std::fs::write(&tmp, format!("{microjoules}\n")).unwrap();
                 std::fs::rename(&tmp, &file).unwrap();
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }
-        })
-    };
+        });
+        Self { sysfs, done, ticker: Some(ticker) }
+    }
+
+    fn path(&self) -> &Path {
+        self.sysfs.path()
+    }
+}
+
+impl Drop for DrawingPackage {
+    fn drop(&mut self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(ticker) = self.ticker.take() {
+            let _ = ticker.join();
+        }
+    }
+}
+
+#[test]
+fn rapl_counters_make_the_same_run_measured() {
+    let package = DrawingPackage::start();
     let model = smollm2();
     let mut cmd = TestCommand::new(&["run", model.to_str().unwrap(), "--verbose", "--num-predict", "32"]);
     cmd.cmd.args(["--temperature", "0", "Write a long essay about the history of the sea."]);
-    cmd.cmd.env("HEARTH_SYSFS_ROOT", sysfs.path());
+    cmd.cmd.env("HEARTH_SYSFS_ROOT", package.path());
     let output = cmd.output();
-    done.store(true, std::sync::atomic::Ordering::Relaxed);
-    ticker.join().unwrap();
     assert!(output.status.success(), "{}", text(&output.stderr));
     let (joules, source) = energy_of(&stats_line_of(&output));
     assert_eq!(source, "measured");
     assert!(joules > 0.0, "{joules}");
+}
+
+#[test]
+fn energy_lists_the_meters_and_watches_rapl_power() {
+    let package = DrawingPackage::start();
+    let mut list = TestCommand::new(&["energy", "--interval-ms", "200"]);
+    list.cmd.env("HEARTH_SYSFS_ROOT", package.path());
+    let output = list.output();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(stdout.contains("RAPL      measured   package-0 "), "{stdout}");
+    assert!(stdout.contains("battery   -          not found"), "{stdout}");
+    assert!(stdout.contains("in use: RAPL (package-0) (measured)"), "{stdout}");
+
+    let mut watch = TestCommand::new(&["energy", "--watch", "--count", "2", "--interval-ms", "200"]);
+    watch.cmd.env("HEARTH_SYSFS_ROOT", package.path());
+    let output = watch.output();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let watts: Vec<f64> = stdout.lines().map(|l| l.split(" W").next().unwrap().parse().unwrap()).collect();
+    assert_eq!(watts.len(), 2, "{stdout}");
+    // At most the fixture's 20 W (a busy machine only slows its ticker), and clearly moving.
+    assert!(watts.iter().all(|&w| w > 1.0 && w < 21.0), "{stdout}");
+}
+
+#[test]
+fn energy_without_counters_shows_the_estimate_and_cannot_watch() {
+    let empty = tempfile::tempdir().unwrap();
+    let mut list = TestCommand::new(&["energy"]);
+    list.cmd.env("HEARTH_SYSFS_ROOT", empty.path()).env("HEARTH_WATTS_PER_CORE", "6.5");
+    let output = list.output();
+    let stdout = text(&output.stdout);
+    assert!(output.status.success());
+    assert!(stdout.contains("in use: CPU-time estimate at 6.5 W per busy core (estimated)"), "{stdout}");
+
+    let mut watch = TestCommand::new(&["energy", "--watch", "--count", "1"]);
+    watch.cmd.env("HEARTH_SYSFS_ROOT", empty.path());
+    assert_clean_failure(&watch.output(), "no power meter to watch");
 }
 
 #[test]
