@@ -44,6 +44,11 @@ impl TestCommand {
         self.dir.path().join(name)
     }
 
+    fn args(mut self, args: &[&str]) -> Self {
+        self.cmd.args(args);
+        self
+    }
+
     fn stdin(mut self, input: &str) -> Self {
         self.stdin = Some(input.as_bytes().to_vec());
         self
@@ -103,7 +108,9 @@ fn run_reads_the_prompt_from_a_pipe() {
 fn verbose_prints_a_stats_line() {
     let model = smollm2();
     let output =
-        TestCommand::new(&["run", model.to_str().unwrap(), "--verbose", "--num-predict", "8", "Say hello."]).output();
+        TestCommand::new(&["run", model.to_str().unwrap(), "--verbose", "--num-predict", "8", "--temperature", "0"])
+            .args(&["Write a long essay about the history of the sea."])
+            .output();
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stderr = text(&output.stderr);
     let line = stderr.lines().last().unwrap_or_default();
