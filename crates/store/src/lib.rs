@@ -1,0 +1,38 @@
+//! hearth's model store: content-addressed blobs and Ollama-compatible manifests under one
+//! root, with names like Ollama's. Writes are atomic; nothing half-written is ever visible.
+
+mod digest;
+pub mod manifest;
+mod modelfile;
+mod name;
+mod store;
+
+pub use digest::Digest;
+pub use manifest::{Layer, Manifest, ModelConfig};
+pub use modelfile::{Modelfile, ModelfileError};
+pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};
+pub use store::{Entry, ImportMode, Store};
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("model '{0}' not found; `hearth list` shows the models in the store")]
+    NotFound(ModelName),
+    #[error(transparent)]
+    Name(#[from] NameError),
+    #[error("blob {0} is missing from the store")]
+    MissingBlob(Digest),
+    #[error("digest mismatch: expected {expected}, got {actual}; nothing was stored")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    #[error("{path}: unreadable manifest: {detail}")]
+    CorruptManifest { path: PathBuf, detail: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Self::Io { path: path.as_ref().to_path_buf(), source }
+    }
+}

@@ -1,0 +1,419 @@
+//! The store on disk: `blobs/sha256-<hex>` and `manifests/<host>/<namespace>/<model>/<tag>`
+//! under one root. Every write goes to a temporary file that is synced and then renamed into
+//! place, so a crash or a full disk never leaves a half-written blob or manifest visible.
+
+use crate::digest::Digest;
+use crate::manifest::{Layer, Manifest};
+use crate::name::ModelName;
+use crate::StoreError;
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+/// Temporary files start with this; `prune` removes ones left by a killed process.
+const TEMP_PREFIX: &str = ".tmp-";
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// How `import_file` stores a file that is already on this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportMode {
+    /// A hard link when the file is on the store's file system (no second copy), else a copy.
+    LinkOrCopy,
+    Copy,
+}
+
+/// One model in the store.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub name: ModelName,
+    pub manifest: Manifest,
+    pub modified: SystemTime,
+}
+
+impl Store {
+    /// `$HEARTH_MODELS`, else `~/.hearth/models`.
+    pub fn default_root() -> PathBuf {
+        std::env::var_os("HEARTH_MODELS").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".hearth").join("models")
+        })
+    }
+
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let root = root.into();
+        for dir in ["blobs", "manifests"] {
+            fs::create_dir_all(root.join(dir)).map_err(|e| StoreError::io(root.join(dir), e))?;
+        }
+        Ok(Self { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs").join(digest.file_name())
+    }
+
+    fn manifest_file(&self, name: &ModelName) -> PathBuf {
+        self.root.join("manifests").join(name.manifest_path())
+    }
+
+    /// Stores `bytes` as a blob (idempotent); returns its layer description.
+    pub fn write_blob(&self, media_type: &str, bytes: &[u8]) -> Result<Layer, StoreError> {
+        let digest = Digest::of_bytes(bytes);
+        let path = self.blob_path(&digest);
+        if !path.exists() {
+            write_atomically(&path, bytes)?;
+        }
+        Ok(Layer { media_type: media_type.into(), digest, size: bytes.len() as u64 })
+    }
+
+    /// Stores a file from this machine as a blob without reading it into memory: hashed,
+    /// then linked (same file system) or copied under a temporary name, then renamed.
+    pub fn import_file(&self, media_type: &str, source: &Path, mode: ImportMode) -> Result<Layer, StoreError> {
+        let file = File::open(source).map_err(|e| StoreError::io(source, e))?;
+        let (digest, size) = Digest::of_reader(io::BufReader::new(file)).map_err(|e| StoreError::io(source, e))?;
+        let path = self.blob_path(&digest);
+        if !path.exists() {
+            let temp = self.temp_path();
+            let linked = mode == ImportMode::LinkOrCopy && fs::hard_link(source, &temp).is_ok();
+            if !linked {
+                let result = copy_synced(source, &temp);
+                if let Err(e) = result {
+                    let _ = fs::remove_file(&temp);
+                    return Err(e);
+                }
+                // A copy must hold what was hashed; a source changed meanwhile is refused.
+                let copied =
+                    Digest::of_reader(io::BufReader::new(File::open(&temp).map_err(|e| StoreError::io(&temp, e))?))
+                        .map_err(|e| StoreError::io(&temp, e))?;
+                if copied.0 != digest {
+                    let _ = fs::remove_file(&temp);
+                    return Err(StoreError::DigestMismatch { expected: digest, actual: copied.0 });
+                }
+            }
+            fs::rename(&temp, &path).map_err(|e| StoreError::io(&path, e))?;
+            sync_dir(path.parent().expect("blobs dir"));
+        }
+        Ok(Layer { media_type: media_type.into(), digest, size })
+    }
+
+    pub fn write_manifest(&self, name: &ModelName, manifest: &Manifest) -> Result<(), StoreError> {
+        for digest in manifest.digests() {
+            if !self.blob_path(digest).exists() {
+                return Err(StoreError::MissingBlob(digest.clone()));
+            }
+        }
+        let path = self.manifest_file(name);
+        let dir = path.parent().expect("manifest paths have a parent");
+        fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        let json = serde_json::to_vec_pretty(manifest).expect("manifests serialize");
+        write_atomically(&path, &json)
+    }
+
+    pub fn manifest(&self, name: &ModelName) -> Result<Manifest, StoreError> {
+        let path = self.manifest_file(name);
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
+            _ => StoreError::io(&path, e),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptManifest { path, detail: e.to_string() })
+    }
+
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
+        let path = self.blob_path(digest);
+        fs::read(&path).map_err(|e| StoreError::io(&path, e))
+    }
+
+    /// Every model in the store, sorted by name. A manifest that cannot be read is skipped
+    /// with a warning in the result, never a reason to list nothing.
+    pub fn list(&self) -> Result<(Vec<Entry>, Vec<String>), StoreError> {
+        let mut entries = Vec::new();
+        let mut problems = Vec::new();
+        let manifests = self.root.join("manifests");
+        for host in read_dirs(&manifests)? {
+            for namespace in read_dirs(&host)? {
+                for model in read_dirs(&namespace)? {
+                    for tag in read_files(&model)? {
+                        let parts: Vec<String> = [&host, &namespace, &model, &tag]
+                            .iter()
+                            .map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default())
+                            .collect();
+                        let Ok(name) =
+                            ModelName::parse(&format!("{}/{}/{}:{}", parts[0], parts[1], parts[2], parts[3]))
+                        else {
+                            continue;
+                        };
+                        match self.manifest(&name) {
+                            Ok(manifest) => {
+                                let modified =
+                                    fs::metadata(&tag).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                                entries.push(Entry { name, manifest, modified });
+                            }
+                            Err(e) => problems.push(e.to_string()),
+                        }
+                    }
+                }
+            }
+        }
+        entries.sort_by_key(|e| e.name.to_string());
+        Ok((entries, problems))
+    }
+
+    /// Removes a model's manifest, then every blob no manifest refers to any more.
+    pub fn remove(&self, name: &ModelName) -> Result<(), StoreError> {
+        self.manifest(name)?;
+        let path = self.manifest_file(name);
+        fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+        // Empty directories left behind are tidied; failures here are harmless.
+        let manifests = self.root.join("manifests");
+        let mut dir = path.parent();
+        while let Some(d) = dir.filter(|d| *d != manifests) {
+            if fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+        self.prune()?;
+        Ok(())
+    }
+
+    /// Gives the model `from` a second name `to`; the blobs are shared.
+    pub fn copy(&self, from: &ModelName, to: &ModelName) -> Result<(), StoreError> {
+        let manifest = self.manifest(from)?;
+        self.write_manifest(to, &manifest)
+    }
+
+    /// Deletes blobs that no manifest refers to and temporary files of interrupted writes.
+    /// Returns how many files went.
+    pub fn prune(&self) -> Result<usize, StoreError> {
+        let (entries, problems) = self.list()?;
+        if !problems.is_empty() {
+            // A manifest we cannot read may still refer to blobs: delete nothing.
+            return Ok(0);
+        }
+        let referenced: BTreeSet<Digest> = entries.iter().flat_map(|e| e.manifest.digests().cloned()).collect();
+        let blobs = self.root.join("blobs");
+        let mut removed = 0;
+        for file in read_files(&blobs)? {
+            let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let unreferenced = Digest::parse(&name).is_some_and(|d| !referenced.contains(&d));
+            if (unreferenced || name.starts_with(TEMP_PREFIX)) && fs::remove_file(&file).is_ok() {
+                removed += 1;
+            }
+        }
+        removed += remove_temp_files(&self.root.join("manifests"));
+        Ok(removed)
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        self.root.join("blobs").join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+    }
+}
+
+/// Writes `bytes` to `path` through a synced temporary file in the same directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let dir = path.parent().expect("store paths have a parent");
+    let temp = dir.join(format!("{TEMP_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let result = (|| {
+        let mut file = File::create(&temp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&temp);
+        return Err(StoreError::io(path, e));
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Temporary files under `dir`, at any depth, left by writes that never finished.
+fn remove_temp_files(dir: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            removed += remove_temp_files(&path);
+        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+fn copy_synced(source: &Path, target: &Path) -> Result<(), StoreError> {
+    fs::copy(source, target).map_err(|e| StoreError::io(target, e))?;
+    File::open(target).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(target, e))
+}
+
+/// Makes a rename durable. Best effort: not every platform can sync a directory.
+fn sync_dir(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+fn read_dirs(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    read_entries(dir, true)
+}
+
+fn read_files(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    read_entries(dir, false)
+}
+
+fn read_entries(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>, StoreError> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))? {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(TEMP_PREFIX) && dirs {
+            continue;
+        }
+        if entry.file_type().map(|t| t.is_dir() == dirs).unwrap_or(false) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{CONFIG_MEDIA_TYPE, MODEL, PARAMS};
+    use std::os::unix::fs::MetadataExt;
+
+    fn name(text: &str) -> ModelName {
+        ModelName::parse(text).unwrap()
+    }
+
+    /// A model made of a GGUF-ish file, a config and a params layer.
+    fn add_model(store: &Store, model_name: &str, gguf: &[u8]) -> Manifest {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.gguf");
+        fs::write(&file, gguf).unwrap();
+        let model = store.import_file(MODEL, &file, ImportMode::Copy).unwrap();
+        let params = store.write_blob(PARAMS, br#"{"temperature":0.2}"#).unwrap();
+        let config = store.write_blob(CONFIG_MEDIA_TYPE, br#"{"model_format":"gguf"}"#).unwrap();
+        let manifest = Manifest::new(config, vec![model, params]);
+        store.write_manifest(&name(model_name), &manifest).unwrap();
+        manifest
+    }
+
+    fn blob_count(store: &Store) -> usize {
+        fs::read_dir(store.root().join("blobs")).unwrap().count()
+    }
+
+    #[test]
+    fn a_manifest_round_trips_and_lists() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let manifest = add_model(&store, "tiny:v1", b"GGUF one");
+        assert_eq!(store.manifest(&name("tiny:v1")).unwrap(), manifest);
+        assert!(root.path().join("manifests/registry.ollama.ai/library/tiny/v1").is_file());
+        let (entries, problems) = store.list().unwrap();
+        assert!(problems.is_empty());
+        assert_eq!(entries.iter().map(|e| e.name.to_string()).collect::<Vec<_>>(), ["tiny:v1"]);
+        assert_eq!(store.read_blob(&manifest.layer(PARAMS).unwrap().digest).unwrap(), br#"{"temperature":0.2}"#);
+        assert!(matches!(store.manifest(&name("nope")), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn importing_links_instead_of_copying_on_the_same_file_system() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path().join("store")).unwrap();
+        let source = root.path().join("model.gguf");
+        fs::write(&source, b"GGUF weights").unwrap();
+        let linked = store.import_file(MODEL, &source, ImportMode::LinkOrCopy).unwrap();
+        let blob = store.blob_path(&linked.digest);
+        assert_eq!(fs::metadata(&blob).unwrap().ino(), fs::metadata(&source).unwrap().ino(), "a hard link");
+        assert_eq!(linked.digest, Digest::of_bytes(b"GGUF weights"));
+
+        let copy_root = tempfile::tempdir().unwrap();
+        let copies = Store::open(copy_root.path()).unwrap();
+        let copied = copies.import_file(MODEL, &source, ImportMode::Copy).unwrap();
+        assert_ne!(fs::metadata(copies.blob_path(&copied.digest)).unwrap().ino(), fs::metadata(&source).unwrap().ino());
+    }
+
+    #[test]
+    fn a_manifest_needs_its_blobs() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let ghost = Layer { media_type: MODEL.into(), digest: Digest::of_bytes(b"absent"), size: 6 };
+        let config = store.write_blob(CONFIG_MEDIA_TYPE, b"{}").unwrap();
+        let err = store.write_manifest(&name("ghost"), &Manifest::new(config, vec![ghost])).unwrap_err();
+        assert!(matches!(err, StoreError::MissingBlob(_)));
+        assert!(store.list().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn remove_deletes_only_blobs_nothing_else_uses() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        add_model(&store, "a", b"weights A");
+        add_model(&store, "b", b"weights B"); // shares the params and config blobs with a
+        assert_eq!(blob_count(&store), 4);
+        store.remove(&name("a")).unwrap();
+        assert_eq!(blob_count(&store), 3, "only A's weights went");
+        assert!(store.manifest(&name("b")).is_ok());
+        store.remove(&name("b")).unwrap();
+        assert_eq!(blob_count(&store), 0);
+        assert!(!root.path().join("manifests/registry.ollama.ai").exists(), "empty directories tidied");
+        assert!(matches!(store.remove(&name("b")), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn copy_shares_blobs_and_survives_removing_the_original() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let manifest = add_model(&store, "orig", b"weights");
+        store.copy(&name("orig"), &name("jane/mine:fast")).unwrap();
+        assert_eq!(blob_count(&store), 3);
+        store.remove(&name("orig")).unwrap();
+        assert_eq!(store.manifest(&name("jane/mine:fast")).unwrap(), manifest);
+        assert_eq!(blob_count(&store), 3);
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_a_readable_store_and_is_cleaned_up() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        add_model(&store, "good", b"weights");
+        // What a process killed mid-write leaves: a temporary blob and a temporary manifest.
+        fs::write(root.path().join("blobs/.tmp-999-0"), b"half a blob").unwrap();
+        let dir = root.path().join("manifests/registry.ollama.ai/library/good");
+        fs::write(dir.join(".tmp-999-1"), b"{\"half").unwrap();
+        let (entries, problems) = store.list().unwrap();
+        assert_eq!(entries.len(), 1, "temporary files are never models");
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(store.prune().unwrap(), 2);
+        assert!(!root.path().join("blobs/.tmp-999-0").exists());
+        assert!(!dir.join(".tmp-999-1").exists());
+        assert_eq!(store.list().unwrap().0.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_manifest_blocks_garbage_collection() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        add_model(&store, "a", b"weights A");
+        let dir = root.path().join("manifests/registry.ollama.ai/library/broken");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("latest"), b"not json").unwrap();
+        let (_, problems) = store.list().unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(store.prune().unwrap(), 0, "blobs it may refer to are kept");
+    }
+}
