@@ -2,9 +2,15 @@
 //! stderr and an exit code. Each subcommand lives in its own module.
 
 mod answer;
+mod cp;
+mod create;
 mod energy;
+mod list;
+mod models;
 mod repl;
+mod rm;
 mod run;
+mod show;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -21,6 +27,17 @@ struct Cli {
 enum Command {
     /// Chat with a model, or answer one prompt and exit
     Run(run::RunArgs),
+    /// Create a model from a Modelfile
+    Create(create::CreateArgs),
+    /// List the models in the store
+    #[command(visible_alias = "ls")]
+    List(list::ListArgs),
+    /// Show information about a model
+    Show(show::ShowArgs),
+    /// Copy a model to a new name
+    Cp(cp::CpArgs),
+    /// Remove models
+    Rm(rm::RmArgs),
     /// Show the energy meters of this machine and what they read
     Energy(energy::EnergyArgs),
 }
@@ -30,6 +47,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Create(args) => create::run(args),
+        Command::List(args) => list::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Cp(args) => cp::run(args),
+        Command::Rm(args) => rm::run(args),
         Command::Energy(args) => energy::run(args),
     };
     match result {

@@ -1,13 +1,13 @@
 //! `hearth run MODEL [PROMPT]`: answer one prompt and exit, or chat in the terminal.
 
 use crate::answer::{self, Answer};
+use crate::models::{self, ResolvedModel};
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
 use hearth_core::{ChatMessage, EnergyMeter, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth_engine::{Engine, EngineSettings};
 use rustyline::error::ReadlineError;
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 
@@ -16,8 +16,8 @@ const INTERRUPTED_EXIT: u8 = 130;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// Path to a GGUF model file
-    model: PathBuf,
+    /// A model name from the store (`hearth list`), or a path to a GGUF file
+    model: String,
     /// The prompt to answer. Without one, hearth reads standard input when it is not a
     /// terminal, and otherwise starts an interactive chat.
     prompt: Vec<String>,
@@ -48,17 +48,23 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    fn engine_settings(&self) -> EngineSettings {
+    /// Flags first, then what the model was stored with, then defaults.
+    fn engine_settings(&self, model: &ResolvedModel) -> EngineSettings {
+        let stored = |key: &str| model.parameters.get(key).and_then(|v| v.as_u64()).and_then(|n| u32::try_from(n).ok());
         EngineSettings {
-            threads: self.threads,
-            context_size: self.ctx_size,
-            batch_size: self.batch_size,
+            threads: self.threads.or_else(|| stored("num_thread")),
+            context_size: self.ctx_size.or_else(|| stored("num_ctx")),
+            batch_size: self.batch_size.or_else(|| stored("num_batch")),
             gpu_layers: None,
+            chat_template: model.template.clone(),
         }
     }
 
-    fn sampling(&self) -> Result<SamplingParams> {
-        let mut params = SamplingParams { seed: self.seed, ..SamplingParams::default() };
+    fn sampling(&self, model: &ResolvedModel) -> Result<SamplingParams> {
+        let mut params = stored_sampling(&model.parameters);
+        if self.seed.is_some() {
+            params.seed = self.seed;
+        }
         if let Some(t) = self.temperature {
             params.temperature = t;
         }
@@ -71,16 +77,41 @@ impl RunArgs {
     }
 }
 
+/// Sampling parameters a Modelfile stored (`PARAMETER temperature 0.2`, ...) over the defaults.
+fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> SamplingParams {
+    let mut params = SamplingParams::default();
+    let float = |key: &str| stored.get(key).and_then(|v| v.as_f64()).map(|x| x as f32);
+    let int = |key: &str| stored.get(key).and_then(|v| v.as_i64());
+    let count = |key: &str| int(key).and_then(|n| u32::try_from(n).ok());
+    params.temperature = float("temperature").unwrap_or(params.temperature);
+    params.top_p = float("top_p").unwrap_or(params.top_p);
+    params.min_p = float("min_p").unwrap_or(params.min_p);
+    params.repeat_penalty = float("repeat_penalty").unwrap_or(params.repeat_penalty);
+    params.top_k = count("top_k").unwrap_or(params.top_k);
+    params.repeat_last_n = count("repeat_last_n").unwrap_or(params.repeat_last_n);
+    params.seed = count("seed").or(params.seed);
+    if let Some(n) = int("num_predict") {
+        params.max_tokens = u32::try_from(n).ok();
+    }
+    if let Some(stops) = stored.get("stop").and_then(|v| v.as_array()) {
+        params.stop = stops.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+    }
+    params
+}
+
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     install_interrupt_handler()?;
-    let sampling = args.sampling()?;
+    let model = models::resolve(&args.model)?;
+    let sampling = args.sampling(&model)?;
     let prompt = one_shot_prompt(&args.prompt)?;
     let meter = energy_meter(args.verbose);
-    let engine = Engine::load_metered(&args.model, &args.engine_settings(), meter)?;
+    let engine = Engine::load_metered(&model.path, &args.engine_settings(&model), meter)?;
     let mut chat = Chat { engine, sampling, messages: Vec::new(), verbose: args.verbose };
-    if let Some(system) = &args.system {
-        chat.messages.push(ChatMessage::system(system.as_str()));
+    // The command line's system message replaces the stored one.
+    if let Some(system) = args.system.clone().or(model.system) {
+        chat.messages.push(ChatMessage::system(system));
     }
+    chat.messages.extend(model.messages);
     match prompt {
         Some(prompt) => chat.answer_once(prompt),
         None => chat.interactive(),

@@ -407,3 +407,96 @@ fn interactive_chat_keeps_the_conversation_and_obeys_commands() {
     let cached = number_after("tok (");
     assert!(prompt > 60 && cached + 20 > prompt, "the third turn should reuse the conversation: {stats}");
 }
+
+/// `hearth NAME...` against a store in its own temporary directory.
+fn in_store(store: &Path, args: &[&str]) -> Output {
+    let mut cmd = TestCommand::new(args);
+    cmd.cmd.env("HEARTH_MODELS", store);
+    cmd.output()
+}
+
+fn stdout_of(output: &Output) -> String {
+    assert!(output.status.success(), "stderr: {}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+#[test]
+fn create_list_show_run_copy_and_remove_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let gguf = dir.path().join("smol.gguf");
+    std::fs::copy(smollm2(), &gguf).unwrap();
+    let modelfile = dir.path().join("Modelfile");
+    std::fs::write(
+        &modelfile,
+        "FROM ./smol.gguf\nPARAMETER temperature 0\nPARAMETER num_predict 12\nSYSTEM \"\"\"Answer in one sentence.\"\"\"\n",
+    )
+    .unwrap();
+    let modelfile = modelfile.to_str().unwrap();
+
+    assert_eq!(stdout_of(&in_store(&store, &["create", "tiny", "-f", modelfile])), "created tiny:latest\n");
+    let list = stdout_of(&in_store(&store, &["list"]));
+    let row = list.lines().nth(1).unwrap_or_default();
+    for cell in ["tiny:latest", "98 MB", "Q4_1", "135M", "just now"] {
+        assert!(row.contains(cell), "{cell:?} missing from {list}");
+    }
+    assert_eq!(stdout_of(&in_store(&store, &["list", "--path"])).trim(), store.to_str().unwrap());
+
+    let show = stdout_of(&in_store(&store, &["show", "tiny"]));
+    for part in ["architecture        llama", "quantization        Q4_1", "temperature 0", "Answer in one sentence."] {
+        assert!(show.contains(part), "{part:?} missing from {show}");
+    }
+    // The GGUF is shared with llama.cpp & co by path, and linked rather than copied.
+    let path = stdout_of(&in_store(&store, &["show", "tiny", "--path"]));
+    let blob = PathBuf::from(path.trim());
+    assert!(blob.ends_with("sha256-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"), "{path}");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(&blob).unwrap().ino(), std::fs::metadata(&gguf).unwrap().ino());
+
+    // The stored parameters apply: 12 tokens at temperature 0, the same answer twice.
+    let runs: Vec<String> = (0..2)
+        .map(|_| {
+            let output = in_store(&store, &["run", "tiny", "--verbose", "What is the capital of France?"]);
+            let stats = stats_line_of(&output);
+            assert!(stats.contains("answer 12 tok") || stats.contains("| stop"), "{stats}");
+            stdout_of(&output)
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+
+    assert_eq!(stdout_of(&in_store(&store, &["cp", "tiny", "me/tiny:v2"])), "copied 'tiny:latest' to 'me/tiny:v2'\n");
+    assert_eq!(stdout_of(&in_store(&store, &["rm", "tiny"])), "deleted 'tiny:latest'\n");
+    assert!(stdout_of(&in_store(&store, &["list"])).contains("me/tiny:v2"));
+    let blobs = || std::fs::read_dir(store.join("blobs")).unwrap().count();
+    assert_eq!(blobs(), 4, "the copy still uses the GGUF, params, system and config blobs");
+    stdout_of(&in_store(&store, &["rm", "me/tiny:v2"]));
+    assert_eq!(blobs(), 0);
+    assert!(gguf.is_file(), "removing the model never touches the original file");
+}
+
+#[test]
+fn store_mistakes_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let modelfile = dir.path().join("Modelfile");
+
+    std::fs::write(&modelfile, "FROM ./missing.gguf\n").unwrap();
+    let output = in_store(&store, &["create", "x", "-f", modelfile.to_str().unwrap()]);
+    assert_clean_failure(&output, "FROM ./missing.gguf: no such file");
+
+    std::fs::write(&modelfile, format!("FROM {}\nPARAMETER temprature 0.1\n", smollm2().display())).unwrap();
+    let output = in_store(&store, &["create", "x", "-f", modelfile.to_str().unwrap()]);
+    assert_clean_failure(&output, "line 2: unknown parameter 'temprature'");
+
+    let half = dir.path().join("half.gguf");
+    let bytes = std::fs::read(smollm2()).unwrap();
+    std::fs::write(&half, &bytes[..bytes.len() / 3]).unwrap();
+    std::fs::write(&modelfile, "FROM ./half.gguf\n").unwrap();
+    let output = in_store(&store, &["create", "x", "-f", modelfile.to_str().unwrap()]);
+    assert_clean_failure(&output, "the file is truncated");
+    assert_eq!(std::fs::read_dir(store.join("blobs")).unwrap().count(), 0, "nothing half-made entered the store");
+
+    assert_clean_failure(&in_store(&store, &["run", "nothere", "hi"]), "model 'nothere:latest' not found");
+    assert_clean_failure(&in_store(&store, &["show", "bad name"]), "invalid model name 'bad name'");
+    assert_clean_failure(&in_store(&store, &["rm", "ghost"]), "model 'ghost:latest' not found");
+}

@@ -85,7 +85,7 @@ fn bench() -> Result<(), String> {
         threads: args.threads,
         context_size: Some((args.prompt + args.generate + 8).max(512)),
         batch_size: Some(args.prompt.clamp(1, 2048)),
-        gpu_layers: None,
+        ..Default::default()
     };
     let engine = Engine::load(&args.model, &settings).map_err(|e| e.to_string())?;
     let vocab = u32::try_from(engine.info().vocab_size.ok_or("the model has no vocabulary size")?).unwrap_or(u32::MAX);

@@ -35,6 +35,8 @@ pub struct EngineSettings {
     /// Layers offloaded to a GPU; default: all of them when llama.cpp was built with a GPU
     /// backend, none otherwise.
     pub gpu_layers: Option<u32>,
+    /// A Jinja chat template to use instead of the one in the model file.
+    pub chat_template: Option<String>,
 }
 
 /// The settings a model actually runs with, after defaults were resolved.
@@ -111,7 +113,10 @@ impl Engine {
     ) -> Result<Self, EngineError> {
         let started = Instant::now();
         let header = read_header(path)?;
-        let info = header.model_info();
+        let mut info = header.model_info();
+        if let Some(template) = &settings.chat_template {
+            info.chat_template = Some(template.clone());
+        }
         let sliding_window = header.arch_value("attention.sliding_window").and_then(MetaValue::as_u64).unwrap_or(0);
         let settings = settings.resolve(&info, backend())?;
 

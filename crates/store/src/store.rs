@@ -126,6 +126,16 @@ impl Store {
         serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptManifest { path, detail: e.to_string() })
     }
 
+    /// The digest of a model's manifest file: its id, as `list` shows it.
+    pub fn manifest_digest(&self, name: &ModelName) -> Result<Digest, StoreError> {
+        let path = self.manifest_file(name);
+        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
+            _ => StoreError::io(&path, e),
+        })?;
+        Ok(Digest::of_bytes(&bytes))
+    }
+
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
         let path = self.blob_path(digest);
         fs::read(&path).map_err(|e| StoreError::io(&path, e))

@@ -1,0 +1,73 @@
+//! `hearth list`: the models in the store with their size, quantization and parameters.
+
+use crate::models::open_store;
+use anyhow::Result;
+use hearth_store::{ModelConfig, Store};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+
+#[derive(clap::Args)]
+pub struct ListArgs {
+    /// Print where the store is instead
+    #[arg(long)]
+    path: bool,
+}
+
+pub fn run(args: ListArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    if args.path {
+        println!("{}", store.root().display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (entries, problems) = store.list()?;
+    let rows: Vec<[String; 6]> = entries
+        .iter()
+        .map(|entry| {
+            let config = config_of(&store, &entry.manifest);
+            [
+                entry.name.to_string(),
+                store.manifest_digest(&entry.name).map(|d| d.short().to_string()).unwrap_or_else(|_| "?".into()),
+                human_size(entry.manifest.size()),
+                config.file_type,
+                config.model_type,
+                ago(entry.modified),
+            ]
+        })
+        .collect();
+    let header = ["NAME", "ID", "SIZE", "QUANT", "PARAMETERS", "MODIFIED"].map(String::from);
+    let widths: Vec<usize> =
+        (0..6).map(|i| std::iter::once(&header).chain(&rows).map(|r| r[i].len()).max().unwrap_or(0)).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        println!("{}", cells.join("    ").trim_end());
+    }
+    for problem in problems {
+        eprintln!("warning: {problem}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn config_of(store: &Store, manifest: &hearth_store::Manifest) -> ModelConfig {
+    store.read_blob(&manifest.config.digest).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+pub fn human_size(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= 1e9 {
+        format!("{:.1} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.0} MB", b / 1e6)
+    } else {
+        format!("{:.0} KB", b / 1e3)
+    }
+}
+
+fn ago(time: SystemTime) -> String {
+    let secs = SystemTime::now().duration_since(time).unwrap_or(Duration::ZERO).as_secs();
+    match secs {
+        0..=59 => "just now".into(),
+        60..=3599 => format!("{} minutes ago", secs / 60),
+        3600..=86_399 => format!("{} hours ago", secs / 3600),
+        _ => format!("{} days ago", secs / 86_400),
+    }
+}

@@ -1,0 +1,56 @@
+//! Turns a `MODEL` argument into a GGUF file and the settings stored with it: a path names a
+//! file; anything else is a model name looked up in the store.
+
+use anyhow::{Context, Result};
+use hearth_core::ChatMessage;
+use hearth_store::{manifest, ModelName, Store};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// A model ready to load, with what its manifest says about running it.
+#[derive(Default)]
+pub struct ResolvedModel {
+    pub path: PathBuf,
+    pub parameters: Map<String, Value>,
+    pub system: Option<String>,
+    pub template: Option<String>,
+    pub messages: Vec<ChatMessage>,
+}
+
+pub fn open_store() -> Result<Store> {
+    let root = Store::default_root();
+    Store::open(&root).with_context(|| format!("opening the model store at {}", root.display()))
+}
+
+/// An existing path, or anything ending in `.gguf`, is a file; the rest are model names.
+pub fn resolve(arg: &str) -> Result<ResolvedModel> {
+    let path = Path::new(arg);
+    if path.exists() || arg.ends_with(".gguf") {
+        return Ok(ResolvedModel { path: path.to_path_buf(), ..Default::default() });
+    }
+    let name = ModelName::parse(arg)?;
+    let store = open_store()?;
+    let manifest = store.manifest(&name)?;
+    let text = |media_type: &str| -> Result<Option<String>> {
+        manifest
+            .layer(media_type)
+            .map(|layer| Ok(String::from_utf8_lossy(&store.read_blob(&layer.digest)?).into_owned()))
+            .transpose()
+    };
+    let model = manifest.layer(manifest::MODEL).with_context(|| format!("model '{name}' has no GGUF layer"))?;
+    let parameters = match text(manifest::PARAMS)? {
+        Some(json) => serde_json::from_str(&json).with_context(|| format!("reading the parameters of '{name}'"))?,
+        None => Map::new(),
+    };
+    let messages = match text(manifest::MESSAGES)? {
+        Some(json) => serde_json::from_str(&json).with_context(|| format!("reading the messages of '{name}'"))?,
+        None => Vec::new(),
+    };
+    Ok(ResolvedModel {
+        path: store.blob_path(&model.digest),
+        parameters,
+        system: text(manifest::SYSTEM)?,
+        template: text(manifest::TEMPLATE)?,
+        messages,
+    })
+}
