@@ -31,12 +31,7 @@ pub fn resolve(arg: &str) -> Result<ResolvedModel> {
     let name = ModelName::parse(arg)?;
     let store = open_store()?;
     let manifest = store.manifest(&name)?;
-    let text = |media_type: &str| -> Result<Option<String>> {
-        manifest
-            .layer(media_type)
-            .map(|layer| Ok(String::from_utf8_lossy(&store.read_blob(&layer.digest)?).into_owned()))
-            .transpose()
-    };
+    let text = |media_type: &str| store.text_layer(&manifest, media_type);
     let model = manifest.layer(manifest::MODEL).with_context(|| format!("model '{name}' has no GGUF layer"))?;
     let parameters = match text(manifest::PARAMS)? {
         Some(json) => serde_json::from_str(&json).with_context(|| format!("reading the parameters of '{name}'"))?,

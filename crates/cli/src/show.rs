@@ -35,12 +35,7 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
     let name = ModelName::parse(&args.name)?;
     let store = open_store()?;
     let manifest = store.manifest(&name)?;
-    let text = |media_type: &str| -> Result<Option<String>> {
-        manifest
-            .layer(media_type)
-            .map(|l| Ok(String::from_utf8_lossy(&store.read_blob(&l.digest)?).into_owned()))
-            .transpose()
-    };
+    let text = |media_type: &str| store.text_layer(&manifest, media_type);
     let model = manifest.layer(manifest::MODEL).context("the model has no GGUF layer")?;
     let gguf = store.blob_path(&model.digest);
     let info = GgufHeader::read(&gguf).with_context(|| gguf.display().to_string())?.model_info();

@@ -118,22 +118,31 @@ impl Store {
     }
 
     pub fn manifest(&self, name: &ModelName) -> Result<Manifest, StoreError> {
-        let path = self.manifest_file(name);
-        let bytes = fs::read(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
-            _ => StoreError::io(&path, e),
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptManifest { path, detail: e.to_string() })
+        let bytes = self.manifest_bytes(name)?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::CorruptManifest { path: self.manifest_file(name), detail: e.to_string() })
     }
 
     /// The digest of a model's manifest file: its id, as `list` shows it.
     pub fn manifest_digest(&self, name: &ModelName) -> Result<Digest, StoreError> {
+        Ok(Digest::of_bytes(&self.manifest_bytes(name)?))
+    }
+
+    fn manifest_bytes(&self, name: &ModelName) -> Result<Vec<u8>, StoreError> {
         let path = self.manifest_file(name);
-        let bytes = fs::read(&path).map_err(|e| match e.kind() {
+        fs::read(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
             _ => StoreError::io(&path, e),
-        })?;
-        Ok(Digest::of_bytes(&bytes))
+        })
+    }
+
+    /// The text of a manifest's layer of `media_type` (system message, template, JSON
+    /// parameters, ...), if it has one.
+    pub fn text_layer(&self, manifest: &Manifest, media_type: &str) -> Result<Option<String>, StoreError> {
+        manifest
+            .layer(media_type)
+            .map(|layer| Ok(String::from_utf8_lossy(&self.read_blob(&layer.digest)?).into_owned()))
+            .transpose()
     }
 
     pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>, StoreError> {
