@@ -57,9 +57,16 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
     set(manifest::MESSAGES, (!messages.is_empty()).then(|| serde_json::to_vec(&messages).expect("json")))?;
     set(manifest::LICENSE, (!modelfile.license.is_empty()).then(|| modelfile.license.join("\n\n").into_bytes()))?;
 
+    write_model(&store, &name, layers)?;
+    println!("created {name}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the manifest of a model made of `layers`, with a config read from its GGUF header
+/// (family, parameter size, quantization) for `list` and `show`.
+pub fn write_model(store: &Store, name: &ModelName, layers: Vec<Layer>) -> Result<()> {
     let model = layers.iter().find(|l| l.media_type == manifest::MODEL).context("no model layer")?;
-    let header = GgufHeader::read(&store.blob_path(&model.digest))?;
-    let info = header.model_info();
+    let info = GgufHeader::read(&store.blob_path(&model.digest))?.model_info();
     let config = ModelConfig {
         model_format: "gguf".into(),
         model_family: info.architecture.clone(),
@@ -67,9 +74,8 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
         file_type: info.quantization.clone(),
     };
     let config = store.write_blob(manifest::CONFIG_MEDIA_TYPE, &serde_json::to_vec(&config).expect("json"))?;
-    store.write_manifest(&name, &Manifest::new(config, layers))?;
-    println!("created {name}");
-    Ok(ExitCode::SUCCESS)
+    store.write_manifest(name, &Manifest::new(config, layers))?;
+    Ok(())
 }
 
 /// The layers to start from: a GGUF file's, or those of a model already in the store.

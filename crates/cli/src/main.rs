@@ -7,6 +7,7 @@ mod create;
 mod energy;
 mod list;
 mod models;
+mod pull;
 mod repl;
 mod rm;
 mod run;
@@ -27,6 +28,8 @@ struct Cli {
 enum Command {
     /// Chat with a model, or answer one prompt and exit
     Run(run::RunArgs),
+    /// Fetch a model into the store
+    Pull(pull::PullArgs),
     /// Create a model from a Modelfile
     Create(create::CreateArgs),
     /// List the models in the store
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(args),
+        Command::Pull(args) => pull::run(args),
         Command::Create(args) => create::run(args),
         Command::List(args) => list::run(args),
         Command::Show(args) => show::run(args),

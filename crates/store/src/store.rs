@@ -231,7 +231,7 @@ impl Store {
         Ok(removed)
     }
 
-    fn temp_path(&self) -> PathBuf {
+    pub(crate) fn temp_path(&self) -> PathBuf {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         self.root.join("blobs").join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
