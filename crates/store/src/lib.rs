@@ -3,9 +3,11 @@
 
 mod catalog;
 mod digest;
+mod download;
 pub mod manifest;
 mod modelfile;
 mod name;
+mod registry;
 mod store;
 
 pub use catalog::{lookup as catalog_lookup, CatalogEntry, Pip, Source, CATALOG, DEFAULT_MODEL};

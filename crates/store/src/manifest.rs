@@ -9,7 +9,10 @@ pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.docker.distribution.manif
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.docker.container.image.v1+json";
 pub const MODEL: &str = "application/vnd.ollama.image.model";
 pub const PARAMS: &str = "application/vnd.ollama.image.params";
+/// Ollama's templates are Go templates; hearth keeps them for compatibility, never runs them.
 pub const TEMPLATE: &str = "application/vnd.ollama.image.template";
+/// A Jinja chat template (a Modelfile's TEMPLATE in hearth), used instead of the GGUF's.
+pub const TEMPLATE_JINJA: &str = "application/vnd.hearth.template.jinja";
 pub const SYSTEM: &str = "application/vnd.ollama.image.system";
 pub const MESSAGES: &str = "application/vnd.ollama.image.messages";
 pub const LICENSE: &str = "application/vnd.ollama.image.license";
