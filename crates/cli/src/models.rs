@@ -31,9 +31,10 @@ pub fn resolve(arg: &str) -> Result<ResolvedModel> {
     let name = ModelName::parse(arg)?;
     let store = open_store()?;
     let manifest = match store.manifest(&name) {
-        // A catalog model is pulled on first use.
-        Err(StoreError::NotFound(_)) if hearth_store::catalog_lookup(&name).is_some() => {
-            crate::pull::pull(&store, &name, false)?;
+        // A model not in the store is pulled on first use, as Ollama does.
+        Err(StoreError::NotFound(_)) => {
+            crate::pull::pull(&store, &name, false)
+                .with_context(|| format!("model '{name}' is not in the store, and pulling it failed"))?;
             store.manifest(&name)?
         }
         other => other?,

