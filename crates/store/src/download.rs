@@ -91,6 +91,8 @@ impl Store {
             }
             return Ok(());
         }
+        let have = file.metadata().map_err(|e| StoreError::io(&partial, e))?.len();
+        crate::space::ensure_room(partial.parent().expect("blobs dir"), size.saturating_sub(have))?;
         for attempt in 1..=ATTEMPTS {
             let have = file.metadata().map_err(|e| StoreError::io(&partial, e))?.len();
             if have >= size && size > 0 {

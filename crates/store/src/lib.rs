@@ -9,6 +9,7 @@ pub mod manifest;
 mod modelfile;
 mod name;
 mod registry;
+mod space;
 mod store;
 #[doc(hidden)]
 pub mod test_registry;
@@ -35,6 +36,8 @@ pub enum StoreError {
     DigestMismatch { expected: Digest, actual: Digest },
     #[error("{path}: unreadable manifest: {detail}")]
     CorruptManifest { path: PathBuf, detail: String },
+    #[error("not enough free space in {path}: the download needs {needed} more bytes, {available} are free")]
+    NoSpace { path: PathBuf, needed: u64, available: u64 },
     #[error("could not pull {name}: {}", reasons.join("; "))]
     Pull { name: String, reasons: Vec<String> },
     #[error("{0}")]
