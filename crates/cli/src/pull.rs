@@ -6,7 +6,9 @@
 use crate::create::write_model;
 use crate::models::open_store;
 use anyhow::Result;
-use hearth_store::{catalog_lookup, HfFile, ModelName, Pip, Store, HUGGING_FACE_HOSTS};
+use hearth_store::{catalog_lookup, Digest, HfFile, ModelName, Pip, Progress, Store, HUGGING_FACE_HOSTS};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -21,9 +23,9 @@ pub struct PullArgs {
 pub fn run(args: PullArgs) -> Result<ExitCode> {
     let store = open_store()?;
     if let Some((name, repo, file)) = hugging_face_file(&args.name)? {
-        let layer = store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Named(&file), &mut |step| {
-            eprintln!("pulling {name}: {step}")
-        })?;
+        let mut reporter = Reporter::new(&name);
+        let layer =
+            store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Named(&file), &mut |p| reporter.report(p))?;
         write_model(&store, &name, vec![layer])?;
         println!("success");
         return Ok(ExitCode::SUCCESS);
@@ -50,16 +52,17 @@ fn pip() -> Pip {
 /// Fetches `name` into `store`, reporting progress on stderr: from the catalog when it is a
 /// catalog model, else from its registry.
 pub fn pull(store: &Store, name: &ModelName, insecure: bool) -> Result<()> {
-    let mut progress = |step: &str| eprintln!("pulling {name}: {step}");
+    let mut reporter = Reporter::new(name);
+    let mut progress = |p: Progress<'_>| reporter.report(p);
     if let Some(entry) = catalog_lookup(name) {
         let layer = store.fetch_catalog_model(entry, &pip(), &mut progress)?;
-        progress("writing manifest");
+        progress(Progress::Step("writing manifest"));
         return write_model(store, name, vec![layer]);
     }
     if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
         let repo = format!("{}/{}", name.namespace, name.model);
         let layer = store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Quant(&name.tag), &mut progress)?;
-        progress("writing manifest");
+        progress(Progress::Step("writing manifest"));
         return write_model(store, name, vec![layer]);
     }
     store.pull_from_registry(name, insecure, &mut progress)?;
@@ -88,4 +91,57 @@ fn hugging_face_file(arg: &str) -> Result<Option<(ModelName, String, String)>> {
         stem.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).take(80).collect();
     let name = ModelName::parse(&format!("{host}/{org}/{repo}:{tag}"))?;
     Ok(Some((name, format!("{org}/{repo}"), file.to_string())))
+}
+
+/// Prints a pull's steps on stderr, and on a terminal a bar per blob with speed and ETA.
+struct Reporter {
+    name: String,
+    terminal: bool,
+    bar: Option<(Digest, ProgressBar)>,
+}
+
+impl Reporter {
+    fn new(name: &ModelName) -> Self {
+        Self { name: name.to_string(), terminal: std::io::stderr().is_terminal(), bar: None }
+    }
+
+    fn report(&mut self, progress: Progress<'_>) {
+        match progress {
+            Progress::Step(step) => {
+                self.finish_bar();
+                eprintln!("pulling {}: {step}", self.name);
+            }
+            Progress::Bytes { digest, done, total } if self.terminal => {
+                if self.bar.as_ref().is_none_or(|(current, _)| current != digest) {
+                    self.finish_bar();
+                    let bar = ProgressBar::new(total);
+                    bar.set_style(
+                        ProgressStyle::with_template(
+                            "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
+                        )
+                        .expect("valid template")
+                        .progress_chars("=> "),
+                    );
+                    bar.set_prefix(digest.short().to_string());
+                    self.bar = Some((digest.clone(), bar));
+                }
+                if let Some((_, bar)) = &self.bar {
+                    bar.set_position(done);
+                }
+            }
+            Progress::Bytes { .. } => {}
+        }
+    }
+
+    fn finish_bar(&mut self) {
+        if let Some((_, bar)) = self.bar.take() {
+            bar.finish();
+        }
+    }
+}
+
+impl Drop for Reporter {
+    fn drop(&mut self) {
+        self.finish_bar();
+    }
 }

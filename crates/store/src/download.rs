@@ -3,7 +3,7 @@
 //! into place only once its sha256 digest matches.
 
 use crate::digest::Digest;
-use crate::{Store, StoreError};
+use crate::{Progress, Store, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ impl Store {
         url: &str,
         digest: &Digest,
         size: u64,
-        progress: &mut dyn FnMut(&str),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         if path.exists() {
@@ -99,11 +99,12 @@ impl Store {
                 break;
             }
             if have > 0 {
-                progress(&format!("resuming {} at byte {have} of {size}", digest.short()));
+                progress(Progress::Step(&format!("resuming {} at byte {have} of {size}", digest.short())));
             } else if attempt == 1 {
-                progress(&format!("downloading {} ({size} bytes)", digest.short()));
+                progress(Progress::Step(&format!("downloading {} ({size} bytes)", digest.short())));
             }
-            match fetch_into(http, url, &file, &partial, have)? {
+            let target = Target { file: &file, path: &partial, digest, size };
+            match fetch_into(http, url, &target, have, progress)? {
                 Attempt::Complete => break,
                 Attempt::Interrupted(why) if attempt == ATTEMPTS => {
                     return Err(StoreError::Source(format!(
@@ -125,8 +126,23 @@ impl Store {
     }
 }
 
-/// One request for the bytes of `url` from `have` on, appended to `file` (at `partial`).
-fn fetch_into(http: &Http, url: &str, mut file: &File, partial: &Path, have: u64) -> Result<Attempt, StoreError> {
+/// The partial file a blob is being written to.
+struct Target<'a> {
+    file: &'a File,
+    path: &'a Path,
+    digest: &'a Digest,
+    size: u64,
+}
+
+/// One request for the bytes of `url` from `have` on, appended to the target.
+fn fetch_into(
+    http: &Http,
+    url: &str,
+    target: &Target<'_>,
+    have: u64,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Attempt, StoreError> {
+    let (mut file, partial) = (target.file, target.path);
     let mut request = http.agent.get(url);
     if have > 0 {
         request = request.header("Range", format!("bytes={have}-"));
@@ -145,6 +161,7 @@ fn fetch_into(http: &Http, url: &str, mut file: &File, partial: &Path, have: u64
     }
     let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 1 << 20];
+    let mut done = if status == 206 { have } else { 0 };
     loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
@@ -155,6 +172,8 @@ fn fetch_into(http: &Http, url: &str, mut file: &File, partial: &Path, have: u64
             }
         };
         file.write_all(&buf[..n]).map_err(|e| StoreError::io(partial, e))?;
+        done += n as u64;
+        progress(Progress::Bytes { digest: target.digest, done, total: target.size });
     }
     file.flush().map_err(|e| StoreError::io(partial, e))?;
     Ok(Attempt::Complete)

@@ -6,7 +6,7 @@
 use crate::digest::Digest;
 use crate::download::Http;
 use crate::manifest::{Layer, MODEL};
-use crate::{Store, StoreError};
+use crate::{Progress, Store, StoreError};
 use serde::Deserialize;
 
 /// Hosts whose names mean a Hugging Face repository.
@@ -45,10 +45,10 @@ impl Store {
         endpoint: &str,
         repo: &str,
         file: HfFile<'_>,
-        progress: &mut dyn FnMut(&str),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Layer, StoreError> {
         let http = Http::new();
-        progress("listing the repository's files");
+        progress(Progress::Step("listing the repository's files"));
         let listing = http.get_bytes(&format!("{endpoint}/api/models/{repo}?blobs=true"), "application/json")?;
         let info: RepoInfo = serde_json::from_slice(&listing)
             .map_err(|e| StoreError::Source(format!("Hugging Face's listing of {repo} is not valid: {e}")))?;
@@ -61,7 +61,7 @@ impl Store {
         })?;
         let digest = Digest::parse(&format!("sha256:{}", lfs.sha256))
             .ok_or_else(|| StoreError::Source(format!("{repo}/{}: not a sha256: {}", chosen.rfilename, lfs.sha256)))?;
-        progress(&format!("file {}", chosen.rfilename));
+        progress(Progress::Step(&format!("file {}", chosen.rfilename)));
         let url = format!("{endpoint}/{repo}/resolve/main/{}", chosen.rfilename);
         self.download_blob(&http, &url, &digest, lfs.size, progress)?;
         Ok(Layer { media_type: MODEL.into(), digest, size: lfs.size })

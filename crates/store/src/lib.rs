@@ -24,6 +24,15 @@ pub use store::{Entry, ImportMode, Store};
 
 use std::path::{Path, PathBuf};
 
+/// What a pull reports as it goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress<'a> {
+    /// A step: "pulling manifest", "verifying", ...
+    Step(&'a str),
+    /// Bytes of one blob so far, of `total`.
+    Bytes { digest: &'a Digest, done: u64, total: u64 },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("model '{0}' not found; `hearth list` shows the models in the store")]

@@ -6,7 +6,7 @@
 use crate::download::Http;
 use crate::manifest::{Manifest, MANIFEST_MEDIA_TYPE};
 use crate::name::ModelName;
-use crate::{Store, StoreError};
+use crate::{Progress, Store, StoreError};
 
 impl Store {
     /// `insecure` speaks plain HTTP instead of HTTPS (a registry on this machine or network).
@@ -14,12 +14,12 @@ impl Store {
         &self,
         name: &ModelName,
         insecure: bool,
-        progress: &mut dyn FnMut(&str),
+        progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Manifest, StoreError> {
         let http = Http::new();
         let scheme = if insecure { "http" } else { "https" };
         let base = format!("{scheme}://{}/v2/{}/{}", name.host, name.namespace, name.model);
-        progress("pulling manifest");
+        progress(Progress::Step("pulling manifest"));
         let bytes = http.get_bytes(&format!("{base}/manifests/{}", name.tag), MANIFEST_MEDIA_TYPE)?;
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::Source(format!("the registry's manifest for {name} is not valid: {e}")))?;
@@ -27,7 +27,7 @@ impl Store {
         for layer in blobs {
             self.download_blob(&http, &format!("{base}/blobs/{}", layer.digest), &layer.digest, layer.size, progress)?;
         }
-        progress("writing manifest");
+        progress(Progress::Step("writing manifest"));
         self.write_manifest(name, &manifest)?;
         Ok(manifest)
     }

@@ -3,7 +3,7 @@
 
 use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL};
 use hearth_store::test_registry::{Registry, Route};
-use hearth_store::{Digest, Layer, Manifest, ModelName, Store, StoreError};
+use hearth_store::{Digest, Layer, Manifest, ModelName, Progress, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,6 +36,13 @@ fn blob_files(store: &Store) -> Vec<String> {
     files
 }
 
+fn record(steps: &mut Vec<String>, progress: Progress<'_>) {
+    match progress {
+        Progress::Step(step) => steps.push(step.to_string()),
+        Progress::Bytes { done, total, .. } => assert!(done <= total, "{done} of {total}"),
+    }
+}
+
 fn weights() -> Vec<u8> {
     (0..300_000u32).flat_map(|i| i.to_le_bytes()).collect()
 }
@@ -47,7 +54,7 @@ fn pulls_a_model_by_name() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let mut steps = Vec::new();
-    let pulled = store.pull_from_registry(&name(&registry), true, &mut |s| steps.push(s.to_string())).unwrap();
+    let pulled = store.pull_from_registry(&name(&registry), true, &mut |p| record(&mut steps, p)).unwrap();
     assert_eq!(pulled, manifest);
     assert_eq!(store.manifest(&name(&registry)).unwrap(), manifest);
     assert_eq!(std::fs::read(store.blob_path(&manifest.layers[0].digest)).unwrap(), weights());
@@ -65,7 +72,7 @@ fn a_dropped_connection_is_resumed_with_a_range_request() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let mut steps = Vec::new();
-    store.pull_from_registry(&name(&registry), true, &mut |s| steps.push(s.to_string())).unwrap();
+    store.pull_from_registry(&name(&registry), true, &mut |p| record(&mut steps, p)).unwrap();
     assert_eq!(std::fs::read(store.blob_path(&manifest.layers[0].digest)).unwrap(), data);
     assert_eq!(registry.ranges_asked_for(&blob), [None, Some("500000".to_string())]);
     assert!(steps.iter().any(|s| s.contains("resuming") && s.contains("at byte 500000")), "{steps:?}");
