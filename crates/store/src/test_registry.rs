@@ -12,6 +12,8 @@ pub enum Route {
     /// The body, but the first response breaks off after this many bytes.
     BreaksOnceAfter(Vec<u8>, usize),
     Status(u16),
+    /// A temporary redirect to another path of this server, as registries send blobs to a CDN.
+    Redirect(String),
 }
 
 /// Each request's path and the start of the range it asked for.
@@ -65,6 +67,11 @@ fn serve(stream: TcpStream, routes: &Mutex<HashMap<String, Route>>, log: &Reques
     let (body, cut) = match route {
         None => return respond(&mut out, 404, b"not found"),
         Some(Route::Status(code)) => return respond(&mut out, code, b"no"),
+        Some(Route::Redirect(to)) => {
+            let head = format!("HTTP/1.1 307 X\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            let _ = out.write_all(head.as_bytes());
+            return;
+        }
         Some(Route::Body(body)) => (body, None),
         Some(Route::BreaksOnceAfter(body, cut)) => {
             // Only the first request breaks off.

@@ -204,3 +204,18 @@ fn hugging_face_files_are_picked_by_quant_or_name_and_verified() {
     let err = store.pull_from_hugging_face(&endpoint, "org/missing", HfFile::Quant("latest"), &mut |_| {});
     assert!(err.unwrap_err().to_string().contains("HTTP 404"));
 }
+
+#[test]
+fn blobs_follow_redirects_to_where_they_are_stored() {
+    let data = weights();
+    let (manifest, mut routes) = model(&data);
+    let blob = format!("/v2/library/tiny/blobs/{}", manifest.layers[0].digest);
+    routes.insert(blob.clone(), Route::Redirect("/cdn/weights".into()));
+    routes.insert("/cdn/weights".into(), Route::Body(data.clone()));
+    let registry = Registry::start(routes);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(store.blob_path(&manifest.layers[0].digest)).unwrap(), data);
+    assert_eq!(registry.ranges_asked_for("/cdn/weights").len(), 1);
+}
