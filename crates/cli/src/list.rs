@@ -26,7 +26,7 @@ pub fn run(args: ListArgs) -> Result<ExitCode> {
             let config = config_of(&store, &entry.manifest);
             [
                 entry.name.to_string(),
-                store.manifest_digest(&entry.name).map(|d| d.short().to_string()).unwrap_or_else(|_| "?".into()),
+                entry.id.short().to_string(),
                 human_size(entry.manifest.size()),
                 config.file_type,
                 config.model_type,

@@ -32,6 +32,8 @@ pub enum ImportMode {
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub name: ModelName,
+    /// The digest of the manifest file: the model's id, as `list` shows it.
+    pub id: Digest,
     pub manifest: Manifest,
     pub modified: SystemTime,
 }
@@ -118,14 +120,15 @@ impl Store {
     }
 
     pub fn manifest(&self, name: &ModelName) -> Result<Manifest, StoreError> {
-        let bytes = self.manifest_bytes(name)?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::CorruptManifest { path: self.manifest_file(name), detail: e.to_string() })
+        self.manifest_with_id(name).map(|(manifest, _)| manifest)
     }
 
-    /// The digest of a model's manifest file: its id, as `list` shows it.
-    pub fn manifest_digest(&self, name: &ModelName) -> Result<Digest, StoreError> {
-        Ok(Digest::of_bytes(&self.manifest_bytes(name)?))
+    /// The manifest and the digest of its file (the model's id), from one read.
+    fn manifest_with_id(&self, name: &ModelName) -> Result<(Manifest, Digest), StoreError> {
+        let bytes = self.manifest_bytes(name)?;
+        let manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::CorruptManifest { path: self.manifest_file(name), detail: e.to_string() })?;
+        Ok((manifest, Digest::of_bytes(&bytes)))
     }
 
     fn manifest_bytes(&self, name: &ModelName) -> Result<Vec<u8>, StoreError> {
@@ -169,11 +172,11 @@ impl Store {
                         else {
                             continue;
                         };
-                        match self.manifest(&name) {
-                            Ok(manifest) => {
+                        match self.manifest_with_id(&name) {
+                            Ok((manifest, id)) => {
                                 let modified =
                                     fs::metadata(&tag).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
-                                entries.push(Entry { name, manifest, modified });
+                                entries.push(Entry { name, id, manifest, modified });
                             }
                             Err(e) => problems.push(e.to_string()),
                         }
