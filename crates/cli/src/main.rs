@@ -7,6 +7,7 @@ mod create;
 mod energy;
 mod list;
 mod models;
+mod parameters;
 mod pull;
 mod repl;
 mod rm;

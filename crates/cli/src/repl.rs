@@ -1,6 +1,7 @@
 //! The interactive chat's commands (`/bye`, `/set parameter ...`, ...), parsed apart from
 //! any terminal so they can be tested as plain text.
 
+use crate::parameters::{self, ParameterError};
 use hearth_core::SamplingParams;
 
 pub const HELP: &str = "\
@@ -77,26 +78,12 @@ fn set_parameter(args: Vec<&str>, params: &mut SamplingParams) -> Result<String,
     if values.is_empty() {
         return Err(format!("/set parameter {name} needs a value\n{PARAMETERS_HELP}"));
     }
-    let value = values[0];
-    fn num<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, String> {
-        value.parse().map_err(|_| format!("'{value}' is not a valid value for {name}"))
-    }
+    let texts: Vec<String> = values.iter().map(|v| unescape(v)).collect();
     let mut updated = params.clone();
-    match name {
-        "seed" => updated.seed = Some(num(name, value)?),
-        "num_predict" => {
-            let n: i64 = num(name, value)?;
-            updated.max_tokens =
-                if n < 0 { None } else { Some(u32::try_from(n).map_err(|_| format!("num_predict {n} is too large"))?) };
-        }
-        "temperature" => updated.temperature = num(name, value)?,
-        "top_k" => updated.top_k = num(name, value)?,
-        "top_p" => updated.top_p = num(name, value)?,
-        "min_p" => updated.min_p = num(name, value)?,
-        "repeat_penalty" => updated.repeat_penalty = num(name, value)?,
-        "repeat_last_n" => updated.repeat_last_n = num(name, value)?,
-        "stop" => updated.stop = values.iter().map(|s| unescape(s)).collect(),
-        _ => return Err(format!("unknown parameter '{name}'\n{PARAMETERS_HELP}")),
+    match parameters::apply(&mut updated, name, &texts) {
+        Ok(()) => {}
+        Err(ParameterError::Unknown) => return Err(format!("unknown parameter '{name}'\n{PARAMETERS_HELP}")),
+        Err(ParameterError::Invalid(message)) => return Err(message),
     }
     updated.validate()?;
     *params = updated;

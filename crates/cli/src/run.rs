@@ -2,6 +2,7 @@
 
 use crate::answer::{self, Answer};
 use crate::models::{self, ResolvedModel};
+use crate::parameters::{self, ParameterError};
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
 use hearth_core::{ChatMessage, EnergyMeter, FinishReason, GenerateRequest, Prompt, SamplingParams};
@@ -16,8 +17,8 @@ const INTERRUPTED_EXIT: u8 = 130;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
-    /// A model name from the store (`hearth list`), or a path to a GGUF file; catalog models
-    /// (smollm2:135m, gemma3:270m) are pulled on first use
+    /// A model name from the store (`hearth list`), or a path to a GGUF file; a model not in
+    /// the store yet is pulled first
     #[arg(default_value = hearth_store::DEFAULT_MODEL)]
     model: String,
     /// The prompt to answer. Without one, hearth reads standard input when it is not a
@@ -80,23 +81,13 @@ impl RunArgs {
 }
 
 /// Sampling parameters a Modelfile stored (`PARAMETER temperature 0.2`, ...) over the defaults.
+/// Other keys (engine settings, options of Ollama's that hearth does not apply) are skipped.
 fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> SamplingParams {
     let mut params = SamplingParams::default();
-    let float = |key: &str| stored.get(key).and_then(|v| v.as_f64()).map(|x| x as f32);
-    let int = |key: &str| stored.get(key).and_then(|v| v.as_i64());
-    let count = |key: &str| int(key).and_then(|n| u32::try_from(n).ok());
-    params.temperature = float("temperature").unwrap_or(params.temperature);
-    params.top_p = float("top_p").unwrap_or(params.top_p);
-    params.min_p = float("min_p").unwrap_or(params.min_p);
-    params.repeat_penalty = float("repeat_penalty").unwrap_or(params.repeat_penalty);
-    params.top_k = count("top_k").unwrap_or(params.top_k);
-    params.repeat_last_n = count("repeat_last_n").unwrap_or(params.repeat_last_n);
-    params.seed = count("seed").or(params.seed);
-    if let Some(n) = int("num_predict") {
-        params.max_tokens = u32::try_from(n).ok();
-    }
-    if let Some(stops) = stored.get("stop").and_then(|v| v.as_array()) {
-        params.stop = stops.iter().filter_map(|s| s.as_str().map(str::to_string)).collect();
+    for (name, value) in stored {
+        if let Err(ParameterError::Invalid(message)) = parameters::apply(&mut params, name, &parameters::texts(value)) {
+            tracing::warn!("stored parameter ignored: {message}");
+        }
     }
     params
 }
