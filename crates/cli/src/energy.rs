@@ -49,10 +49,9 @@ pub fn run(args: EnergyArgs) -> Result<ExitCode> {
 fn list(roots: &Roots, interval: Duration) -> Result<ExitCode> {
     match RaplMeter::open(&roots.sys) {
         Ok(mut rapl) => {
-            let watts = sample_zones(&mut rapl, interval)?;
-            let domains: Vec<String> = watts.iter().map(|(name, w)| format!("{name} {w:.1} W")).collect();
-            println!("RAPL      measured   {}", domains.join(", "));
-            println!("          idle baseline {:.1} W (packages + DRAM, sampled now)", rapl_total(&watts));
+            let zones = sample_zones(&mut rapl, interval)?;
+            println!("RAPL      measured   {}", describe(&zones));
+            println!("          idle baseline {:.1} W (packages + DRAM, sampled now)", rapl_total(&zones));
         }
         Err(e) => println!("RAPL      -          {}", reason(&e)),
     }
@@ -78,8 +77,16 @@ fn reason(error: &EnergyError) -> String {
     }
 }
 
+/// Power of one RAPL zone over an interval.
+struct ZonePower {
+    name: String,
+    /// Whether hearth counts this zone in the machine's total (see `RaplZone`).
+    in_total: bool,
+    watts: f64,
+}
+
 /// Power of every RAPL zone over one interval.
-fn sample_zones(rapl: &mut RaplMeter, interval: Duration) -> Result<Vec<(String, f64)>> {
+fn sample_zones(rapl: &mut RaplMeter, interval: Duration) -> Result<Vec<ZonePower>> {
     let before: Vec<f64> = rapl.zones()?.iter().map(|z| z.joules()).collect();
     let started = Instant::now();
     std::thread::sleep(interval);
@@ -88,22 +95,29 @@ fn sample_zones(rapl: &mut RaplMeter, interval: Duration) -> Result<Vec<(String,
         .zones()?
         .iter()
         .zip(before)
-        .map(|(zone, joules)| (zone.name.clone(), (zone.joules() - joules) / seconds))
+        .map(|(zone, joules)| ZonePower {
+            name: zone.name.clone(),
+            in_total: zone.counts_towards_total(),
+            watts: (zone.joules() - joules) / seconds,
+        })
         .collect())
 }
 
-/// The machine's power as hearth attributes it: packages and DRAM.
-fn rapl_total(watts: &[(String, f64)]) -> f64 {
-    watts.iter().filter(|(name, _)| name.starts_with("package") || name == "dram").map(|(_, w)| w).sum()
+/// The machine's power as hearth attributes it.
+fn rapl_total(zones: &[ZonePower]) -> f64 {
+    zones.iter().filter(|z| z.in_total).map(|z| z.watts).sum()
+}
+
+fn describe(zones: &[ZonePower]) -> String {
+    zones.iter().map(|z| format!("{} {:.1} W", z.name, z.watts)).collect::<Vec<_>>().join(", ")
 }
 
 fn watch(roots: &Roots, interval: Duration, count: Option<u64>) -> Result<ExitCode> {
     let mut lines = 0;
     if let Ok(mut rapl) = RaplMeter::open(&roots.sys) {
         while count.is_none_or(|n| lines < n) {
-            let watts = sample_zones(&mut rapl, interval)?;
-            let zones: Vec<String> = watts.iter().map(|(name, w)| format!("{name} {w:.1} W")).collect();
-            println!("{:.1} W  ({})", rapl_total(&watts), zones.join(", "));
+            let zones = sample_zones(&mut rapl, interval)?;
+            println!("{:.1} W  ({})", rapl_total(&zones), describe(&zones));
             lines += 1;
         }
     } else if let Ok(battery) = BatteryMeter::open(&roots.sys) {

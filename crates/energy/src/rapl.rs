@@ -27,7 +27,7 @@ pub struct RaplZone {
 impl RaplZone {
     /// Whether this zone's energy belongs in the total: packages and DRAM. Core and uncore
     /// are parts of their package, and psys covers the whole platform (it would count twice).
-    fn counts_towards_total(&self) -> bool {
+    pub fn counts_towards_total(&self) -> bool {
         self.name.starts_with("package") || self.name == "dram"
     }
 
