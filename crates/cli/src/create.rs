@@ -80,11 +80,18 @@ pub fn write_model(store: &Store, name: &ModelName, layers: Vec<Layer>) -> Resul
 
 /// The layers to start from: a GGUF file's, or those of a model already in the store.
 fn base_layers(store: &Store, from: &str, base_dir: &Path, mode: ImportMode) -> Result<Vec<Layer>> {
+    if hearth_store::is_gguf_url(from) {
+        let layer = crate::pull::fetch_url(store, from)?;
+        GgufHeader::read(&store.blob_path(&layer.digest)).with_context(|| from.to_string())?;
+        return Ok(vec![layer]);
+    }
     let path = base_dir.join(from);
     if path.is_file() {
         // Refuse a file that is not a complete GGUF before it enters the store.
         GgufHeader::read(&path).with_context(|| path.display().to_string())?;
-        return Ok(vec![store.import_file(manifest::MODEL, &path, mode)?]);
+        let (layer, placement) = store.import_file(manifest::MODEL, &path, mode)?;
+        eprintln!("{}: {}", path.display(), placement.describe());
+        return Ok(vec![layer]);
     }
     match ModelName::parse(from).ok().map(|name| store.manifest(&name)) {
         Some(Ok(base)) => Ok(base.layers),

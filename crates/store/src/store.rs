@@ -3,6 +3,8 @@
 //! place, so a crash or a full disk never leaves a half-written blob or manifest visible.
 
 use crate::digest::Digest;
+use crate::download::ParallelDownloads;
+use crate::link::{self, Placement};
 use crate::manifest::{Layer, Manifest};
 use crate::name::ModelName;
 use crate::StoreError;
@@ -18,12 +20,13 @@ const TEMP_PREFIX: &str = ".tmp-";
 
 pub struct Store {
     root: PathBuf,
+    pub(crate) parallel: ParallelDownloads,
 }
 
 /// How `import_file` stores a file that is already on this machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportMode {
-    /// A hard link when the file is on the store's file system (no second copy), else a copy.
+    /// A reflink or a hard link where the file system allows (no second copy), else a copy.
     LinkOrCopy,
     Copy,
 }
@@ -51,7 +54,13 @@ impl Store {
         for dir in ["blobs", "manifests"] {
             fs::create_dir_all(root.join(dir)).map_err(|e| StoreError::io(root.join(dir), e))?;
         }
-        Ok(Self { root })
+        Ok(Self { root, parallel: ParallelDownloads::default() })
+    }
+
+    /// How large downloads are split into parts fetched at once.
+    pub fn with_parallel_downloads(mut self, parallel: ParallelDownloads) -> Self {
+        self.parallel = parallel;
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -76,34 +85,65 @@ impl Store {
         Ok(Layer { media_type: media_type.into(), digest, size: bytes.len() as u64 })
     }
 
-    /// Stores a file from this machine as a blob without reading it into memory: hashed,
-    /// then linked (same file system) or copied under a temporary name, then renamed.
-    pub fn import_file(&self, media_type: &str, source: &Path, mode: ImportMode) -> Result<Layer, StoreError> {
-        let file = File::open(source).map_err(|e| StoreError::io(source, e))?;
-        let (digest, size) = Digest::of_reader(io::BufReader::new(file)).map_err(|e| StoreError::io(source, e))?;
-        let path = self.blob_path(&digest);
+    /// Stores a file from this machine as a blob without reading it into memory. With
+    /// `LinkOrCopy` a reflink is tried first, then a hard link (same file system), then a
+    /// copy; each lands under a temporary name, and is renamed into place once its digest
+    /// is known. Returns the layer and how the bytes got there.
+    pub fn import_file(
+        &self,
+        media_type: &str,
+        source: &Path,
+        mode: ImportMode,
+    ) -> Result<(Layer, Placement), StoreError> {
+        let temp = self.temp_path();
+        let result = self.import_into(source, mode, &temp);
+        let _ = fs::remove_file(&temp);
+        let (digest, size, placement) = result?;
+        Ok((Layer { media_type: media_type.into(), digest, size }, placement))
+    }
+
+    fn import_into(
+        &self,
+        source: &Path,
+        mode: ImportMode,
+        temp: &Path,
+    ) -> Result<(Digest, u64, Placement), StoreError> {
+        let hash = |path: &Path| {
+            let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
+            Digest::of_reader(io::BufReader::new(file)).map_err(|e| StoreError::io(path, e))
+        };
+        if mode == ImportMode::LinkOrCopy && link::reflink(source, temp).is_ok() {
+            // The clone is a snapshot: what is hashed is what is stored.
+            let (digest, size) = hash(temp)?;
+            self.place(temp, &digest)?;
+            return Ok((digest, size, Placement::Reflink));
+        }
+        let (digest, size) = hash(source)?;
+        if self.blob_path(&digest).exists() {
+            return Ok((digest, size, Placement::AlreadyStored));
+        }
+        if mode == ImportMode::LinkOrCopy && fs::hard_link(source, temp).is_ok() {
+            self.place(temp, &digest)?;
+            return Ok((digest, size, Placement::HardLink));
+        }
+        copy_synced(source, temp)?;
+        // A copy must hold what was hashed; a source changed meanwhile is refused.
+        let (copied, _) = hash(temp)?;
+        if copied != digest {
+            return Err(StoreError::DigestMismatch { expected: digest, actual: copied });
+        }
+        self.place(temp, &digest)?;
+        Ok((digest, size, Placement::Copy))
+    }
+
+    /// Renames a finished temporary file to the blob `digest` (unless that is there already).
+    fn place(&self, temp: &Path, digest: &Digest) -> Result<(), StoreError> {
+        let path = self.blob_path(digest);
         if !path.exists() {
-            let temp = self.temp_path();
-            let linked = mode == ImportMode::LinkOrCopy && fs::hard_link(source, &temp).is_ok();
-            if !linked {
-                let result = copy_synced(source, &temp);
-                if let Err(e) = result {
-                    let _ = fs::remove_file(&temp);
-                    return Err(e);
-                }
-                // A copy must hold what was hashed; a source changed meanwhile is refused.
-                let copied =
-                    Digest::of_reader(io::BufReader::new(File::open(&temp).map_err(|e| StoreError::io(&temp, e))?))
-                        .map_err(|e| StoreError::io(&temp, e))?;
-                if copied.0 != digest {
-                    let _ = fs::remove_file(&temp);
-                    return Err(StoreError::DigestMismatch { expected: digest, actual: copied.0 });
-                }
-            }
-            fs::rename(&temp, &path).map_err(|e| StoreError::io(&path, e))?;
+            fs::rename(temp, &path).map_err(|e| StoreError::io(&path, e))?;
             sync_dir(path.parent().expect("blobs dir"));
         }
-        Ok(Layer { media_type: media_type.into(), digest, size })
+        Ok(())
     }
 
     pub fn write_manifest(&self, name: &ModelName, manifest: &Manifest) -> Result<(), StoreError> {
@@ -242,7 +282,7 @@ impl Store {
 }
 
 /// Writes `bytes` to `path` through a synced temporary file in the same directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("store paths have a parent");
     let temp = dir.join(format!("{TEMP_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
@@ -326,7 +366,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("m.gguf");
         fs::write(&file, gguf).unwrap();
-        let model = store.import_file(MODEL, &file, ImportMode::Copy).unwrap();
+        let (model, _) = store.import_file(MODEL, &file, ImportMode::Copy).unwrap();
         let params = store.write_blob(PARAMS, br#"{"temperature":0.2}"#).unwrap();
         let config = store.write_blob(CONFIG_MEDIA_TYPE, br#"{"model_format":"gguf"}"#).unwrap();
         let manifest = Manifest::new(config, vec![model, params]);
@@ -358,14 +398,22 @@ mod tests {
         let store = Store::open(root.path().join("store")).unwrap();
         let source = root.path().join("model.gguf");
         fs::write(&source, b"GGUF weights").unwrap();
-        let linked = store.import_file(MODEL, &source, ImportMode::LinkOrCopy).unwrap();
+        let (linked, placement) = store.import_file(MODEL, &source, ImportMode::LinkOrCopy).unwrap();
         let blob = store.blob_path(&linked.digest);
-        assert_eq!(fs::metadata(&blob).unwrap().ino(), fs::metadata(&source).unwrap().ino(), "a hard link");
+        let same_inode = fs::metadata(&blob).unwrap().ino() == fs::metadata(&source).unwrap().ino();
+        match placement {
+            Placement::HardLink => assert!(same_inode, "a hard link"),
+            Placement::Reflink => assert!(!same_inode, "a clone is a file of its own"),
+            Placement::Copy | Placement::AlreadyStored => panic!("the store and the file share a file system"),
+        }
         assert_eq!(linked.digest, Digest::of_bytes(b"GGUF weights"));
+        assert_eq!(fs::read(&blob).unwrap(), b"GGUF weights");
+        assert_eq!(blob_count(&store), 1, "no temporary file left");
 
         let copy_root = tempfile::tempdir().unwrap();
         let copies = Store::open(copy_root.path()).unwrap();
-        let copied = copies.import_file(MODEL, &source, ImportMode::Copy).unwrap();
+        let (copied, placement) = copies.import_file(MODEL, &source, ImportMode::Copy).unwrap();
+        assert_eq!(placement, Placement::Copy);
         assert_ne!(fs::metadata(copies.blob_path(&copied.digest)).unwrap().ino(), fs::metadata(&source).unwrap().ino());
     }
 

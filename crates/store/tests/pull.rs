@@ -3,7 +3,7 @@
 
 use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL};
 use hearth_store::test_registry::{Registry, Route};
-use hearth_store::{Digest, Layer, Manifest, ModelName, Progress, Store, StoreError};
+use hearth_store::{Digest, Layer, Manifest, ModelName, ParallelDownloads, Progress, Store, StoreError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -39,7 +39,7 @@ fn blob_files(store: &Store) -> Vec<String> {
 fn record(steps: &mut Vec<String>, progress: Progress<'_>) {
     match progress {
         Progress::Step(step) => steps.push(step.to_string()),
-        Progress::Bytes { done, total, .. } => assert!(done <= total, "{done} of {total}"),
+        Progress::Bytes { done, total, .. } => assert!(total.is_none_or(|t| done <= t), "{done} of {total:?}"),
     }
 }
 
@@ -218,4 +218,105 @@ fn blobs_follow_redirects_to_where_they_are_stored() {
     store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap();
     assert_eq!(std::fs::read(store.blob_path(&manifest.layers[0].digest)).unwrap(), data);
     assert_eq!(registry.ranges_asked_for("/cdn/weights").len(), 1);
+}
+
+/// Parts of 200,000 bytes, three at a time, for every blob.
+fn parallel_store(root: &std::path::Path) -> Store {
+    Store::open(root).unwrap().with_parallel_downloads(ParallelDownloads {
+        min_size: 1,
+        min_part: 200_000,
+        connections: 3,
+    })
+}
+
+#[test]
+fn large_blobs_come_in_ranged_parts_at_once() {
+    let data = weights(); // 1,200,000 bytes: six parts
+    let (manifest, routes) = model(&data);
+    let registry = Registry::start(routes);
+    let root = tempfile::tempdir().unwrap();
+    let store = parallel_store(root.path());
+    let mut steps = Vec::new();
+    store.pull_from_registry(&name(&registry), true, &mut |p| record(&mut steps, p)).unwrap();
+    let digest = &manifest.layers[0].digest;
+    assert_eq!(std::fs::read(store.blob_path(digest)).unwrap(), data);
+    let mut starts: Vec<u64> = registry
+        .ranges_asked_for(&format!("blobs/{digest}"))
+        .into_iter()
+        .map(|r| r.expect("every part is a range request").parse().unwrap())
+        .collect();
+    starts.sort();
+    assert_eq!(starts, [0, 200_000, 400_000, 600_000, 800_000, 1_000_000]);
+    assert!(steps.iter().any(|s| s.contains("6 parts, 3 at once")), "{steps:?}");
+    let mut expected = vec![manifest.config.digest.file_name(), digest.file_name()];
+    expected.sort();
+    assert_eq!(blob_files(&store), expected, "no partial file or parts record left");
+}
+
+#[test]
+fn an_interrupted_parallel_pull_resumes_each_part_where_it_stopped() {
+    let data = weights();
+    let (manifest, routes) = model(&data);
+    let digest = &manifest.layers[0].digest;
+    let blob = format!("/v2/library/tiny/blobs/{digest}");
+    let registry = Registry::start(routes);
+    registry.set_route(&blob, Route::AlwaysBreaksAfter(data.clone(), 30_000));
+    let root = tempfile::tempdir().unwrap();
+    let store = parallel_store(root.path());
+    let err = store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("kept breaking off") && err.contains("run the pull again"), "{err}");
+    let (entries, problems) = store.list().unwrap();
+    assert!(entries.is_empty() && problems.is_empty(), "nothing half-pulled is a model");
+    let first_pull = registry.ranges_asked_for(&blob).len();
+
+    registry.set_route(&blob, Route::Body(data.clone()));
+    store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(store.blob_path(digest)).unwrap(), data);
+    // Each request of the second pull runs to the end of its part: what it asked for is
+    // less than the blob, because the parts kept what the first pull got.
+    let asked: u64 = registry.ranges_asked_for(&blob)[first_pull..]
+        .iter()
+        .map(|r| r.as_ref().unwrap().parse::<u64>().unwrap())
+        .map(|start| (start / 200_000 + 1) * 200_000 - start)
+        .sum();
+    assert!(asked < data.len() as u64 - 100_000, "asked for {asked} bytes again");
+    assert_eq!(blob_files(&store).len(), 2, "{:?}", blob_files(&store));
+}
+
+#[test]
+fn a_server_that_ignores_ranges_still_delivers_the_whole_blob() {
+    let data = weights();
+    let (manifest, routes) = model(&data);
+    let digest = &manifest.layers[0].digest;
+    let registry = Registry::start(routes);
+    registry.set_route(&format!("/v2/library/tiny/blobs/{digest}"), Route::IgnoresRanges(data.clone()));
+    let root = tempfile::tempdir().unwrap();
+    let store = parallel_store(root.path());
+    store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap();
+    assert_eq!(std::fs::read(store.blob_path(digest)).unwrap(), data);
+    assert_eq!(blob_files(&store).len(), 2, "{:?}", blob_files(&store));
+}
+
+#[test]
+fn a_gguf_at_a_plain_url_is_pulled_resumed_and_named_after_it() {
+    let data = weights();
+    let routes = [("/files/tiny-Q8_0.gguf".to_string(), Route::BreaksOnceAfter(data.clone(), 400_000))].into();
+    let registry = Registry::start(routes);
+    let url = format!("http://{}/files/tiny-Q8_0.gguf", registry.host);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let mut steps = Vec::new();
+    let layer = store.pull_from_url(&url, &mut |p| record(&mut steps, p)).unwrap();
+    assert_eq!(layer.digest, Digest::of_bytes(&data));
+    assert_eq!(layer.size, data.len() as u64);
+    assert_eq!(std::fs::read(store.blob_path(&layer.digest)).unwrap(), data);
+    assert_eq!(registry.ranges_asked_for("tiny-Q8_0.gguf"), [None, Some("400000".to_string())]);
+    assert!(steps.iter().any(|s| s.contains("resuming tiny-Q8_0.gguf at byte 400000")), "{steps:?}");
+    assert_eq!(blob_files(&store), [layer.digest.file_name()]);
+    let name = hearth_store::name_for_url(&url).unwrap();
+    assert_eq!(name.to_string(), format!("{}/files/tiny-Q8_0:latest", registry.host));
+
+    let missing = format!("http://{}/files/none.gguf", registry.host);
+    let err = store.pull_from_url(&missing, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("not found") && err.contains("404"), "{err}");
 }
