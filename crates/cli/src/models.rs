@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use hearth_core::ChatMessage;
-use hearth_store::{manifest, Store, StoreError};
+use hearth_store::{manifest, ParallelDownloads, Store, StoreError};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -17,9 +17,20 @@ pub struct ResolvedModel {
     pub messages: Vec<ChatMessage>,
 }
 
+/// The store at `$HEARTH_MODELS`; `HEARTH_DOWNLOAD_CONNECTIONS` sets how many parts of a
+/// large blob download at once (default 4).
 pub fn open_store() -> Result<Store> {
     let root = Store::default_root();
-    Store::open(&root).with_context(|| format!("opening the model store at {}", root.display()))
+    let store = Store::open(&root).with_context(|| format!("opening the model store at {}", root.display()))?;
+    let mut parallel = ParallelDownloads::default();
+    if let Ok(value) = std::env::var("HEARTH_DOWNLOAD_CONNECTIONS") {
+        parallel.connections = value
+            .parse()
+            .ok()
+            .filter(|&n| (1..=64).contains(&n))
+            .with_context(|| format!("HEARTH_DOWNLOAD_CONNECTIONS={value}: expected a number from 1 to 64"))?;
+    }
+    Ok(store.with_parallel_downloads(parallel))
 }
 
 /// An existing path, or anything ending in `.gguf` but a URL, is a file; the rest are model
