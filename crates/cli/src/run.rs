@@ -60,6 +60,7 @@ impl RunArgs {
             batch_size: self.batch_size.or_else(|| stored("num_batch")),
             gpu_layers: None,
             chat_template: model.template.clone(),
+            parallel: None,
         }
     }
 

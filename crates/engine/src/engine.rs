@@ -5,7 +5,7 @@
 use crate::error::EngineError;
 use crate::gguf::{GgufHeader, MetaValue};
 use crate::llama_log;
-use crate::session::Session;
+use crate::scheduler::Scheduler;
 use crate::template::ChatTemplate;
 use hearth_core::{EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -37,6 +37,9 @@ pub struct EngineSettings {
     pub gpu_layers: Option<u32>,
     /// A Jinja chat template to use instead of the one in the model file.
     pub chat_template: Option<String>,
+    /// Requests decoded together (continuous batching); default 1. Each has a KV cache of
+    /// `context_size` tokens of its own.
+    pub parallel: Option<u32>,
 }
 
 /// The settings a model actually runs with, after defaults were resolved.
@@ -46,6 +49,7 @@ pub struct ResolvedSettings {
     pub context_size: u32,
     pub batch_size: u32,
     pub gpu_layers: u32,
+    pub parallel: u32,
 }
 
 impl EngineSettings {
@@ -61,6 +65,7 @@ impl EngineSettings {
             context_size,
             batch_size: positive("batch size", self.batch_size)?.unwrap_or(DEFAULT_BATCH_SIZE),
             gpu_layers: self.gpu_layers.unwrap_or(if backend.supports_gpu_offload() { u32::MAX } else { 0 }),
+            parallel: positive("parallel", self.parallel)?.unwrap_or(1).min(256),
         })
     }
 }
@@ -189,7 +194,7 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Closing the queue ends the thread's loop after the request in hand.
+        // Closing the queue ends the thread's loop once the requests in hand are answered.
         self.jobs.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -230,25 +235,23 @@ fn engine_thread(
         let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
         let template =
             ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
-        Ok(Session::new(&model, ctx, template, settings, sliding_window, meter))
+        Ok(Scheduler::new(&model, ctx, template, settings, sliding_window, meter))
     });
-    let mut session = match session {
+    let mut scheduler = match session {
         Ok(session) => session,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
-    if let Err(e) = session.warm_up() {
+    if let Err(e) = scheduler.warm_up() {
         let _ = ready.send(Err(EngineError::Context(format!("the warm-up decode failed: {e}"))));
         return;
     }
     if ready.send(Ok(())).is_err() {
         return;
     }
-    for job in jobs.iter() {
-        session.serve(job);
-    }
+    scheduler.run(jobs);
 }
 
 fn load_model(
@@ -283,11 +286,17 @@ fn new_context<'m>(
     settings: ResolvedSettings,
 ) -> Result<llama_cpp_2::context::LlamaContext<'m>, EngineError> {
     let threads = i32::try_from(settings.threads).unwrap_or(i32::MAX);
+    // Each sequence gets a KV stream of its own, of the whole context size: a slot never
+    // shrinks the context, and a sequence's cells sit where they would if it ran alone, so
+    // an answer does not depend on what else is being decoded (a cache shared by all
+    // sequences interleaves their cells, which changes the order attention sums in).
+    let total_context = settings.context_size.saturating_mul(settings.parallel);
     let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(settings.context_size))
+        .with_n_ctx(NonZeroU32::new(total_context))
         .with_n_batch(settings.batch_size)
         .with_n_ubatch(settings.batch_size)
-        .with_n_seq_max(1)
+        .with_n_seq_max(settings.parallel)
+        .with_kv_unified(false)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     llama_log::take_recent();

@@ -2,12 +2,13 @@
 //! chat templates, and runs each loaded model on its own thread, answering requests with a
 //! stream of events on each request's own channel.
 
+mod attribution;
 mod engine;
 mod error;
 pub mod gguf;
 mod llama_log;
 mod sampler;
-mod session;
+mod scheduler;
 mod stop;
 pub mod template;
 #[doc(hidden)]

@@ -321,12 +321,13 @@ fn energy_of(engine: &Engine) -> Option<EnergyReport> {
 #[test]
 fn each_request_gets_the_meter_delta_of_its_prefill_and_decode() {
     let metered = Engine::load_metered(&smollm2_path(), &settings(), Some(Box::new(OneJoulePerRead(0.0)))).unwrap();
-    // Read before prefill, after prefill, after decoding: one joule each way.
+    // The meter is read before and after each step: one joule a step. Four tokens are one
+    // prefill step (which gives the first) and three decode steps.
     let first = energy_of(&metered).unwrap();
-    assert_eq!((first.prefill_joules, first.decode_joules, first.source), (1.0, 1.0, EnergySource::Measured));
+    assert_eq!((first.prefill_joules, first.decode_joules, first.source), (1.0, 3.0, EnergySource::Measured));
     assert!(first.seconds > 0.0);
     let second = energy_of(&metered).unwrap();
-    assert_eq!((second.prefill_joules, second.decode_joules), (1.0, 1.0), "each request starts from its own reading");
+    assert_eq!((second.prefill_joules, second.decode_joules), (1.0, 3.0), "reads between requests count for none");
 
     assert_eq!(energy_of(smollm2()), None, "no meter, no figure");
     let broken = Engine::load_metered(&smollm2_path(), &settings(), Some(Box::new(BrokenMeter))).unwrap();
@@ -367,4 +368,71 @@ fn load_errors_say_what_is_wrong() {
         "{err}"
     );
     assert!(err.to_string().contains("'notreal' is not supported"), "{err}");
+}
+
+/// Two requests decoded together share each step's joules by tokens: the shares of a step
+/// add up to its joules, so the two totals add up to a whole number of steps.
+#[test]
+fn concurrent_requests_split_each_steps_joules() {
+    let settings = EngineSettings { parallel: Some(2), ..settings() };
+    let engine = Engine::load_metered(&smollm2_path(), &settings, Some(Box::new(OneJoulePerRead(0.0)))).unwrap();
+    let receivers: Vec<_> = (0..2).map(|_| engine.generate(ask("Hi", greedy(6)))).collect();
+    let reports: Vec<EnergyReport> = receivers
+        .into_iter()
+        .map(|events| {
+            events
+                .iter()
+                .find_map(|event| match event {
+                    StreamEvent::Done { energy, .. } => Some(energy.unwrap()),
+                    StreamEvent::Error(e) => panic!("{e}"),
+                    StreamEvent::Token(_) => None,
+                })
+                .unwrap()
+        })
+        .collect();
+    let total: f64 = reports.iter().map(|r| r.prefill_joules + r.decode_joules).sum();
+    assert!((total - total.round()).abs() < 1e-9, "shares of whole steps: {reports:?}");
+    assert!((6.0..=12.0).contains(&total), "six steps each, some shared: {total}");
+    for report in &reports {
+        assert!(report.prefill_joules > 0.0 && report.decode_joules > 0.0, "{report:?}");
+    }
+}
+
+fn text_of(events: flume::Receiver<StreamEvent>) -> String {
+    let mut text = String::new();
+    for event in events.iter() {
+        match event {
+            StreamEvent::Token(t) => text.push_str(&t),
+            StreamEvent::Done { .. } => return text,
+            StreamEvent::Error(e) => panic!("{e}"),
+        }
+    }
+    panic!("no Done event")
+}
+
+/// Eight sampled requests at once on four slots: each answer is the one the same request
+/// gets alone, so batching changes nothing but speed.
+#[test]
+fn answers_under_load_equal_answers_alone() {
+    let settings = EngineSettings { parallel: Some(4), ..settings() };
+    let engine = Engine::load(&smollm2_path(), &settings).unwrap();
+    let questions = ["Name a color.", "What is 2+2?", "Say hi.", "Name a fruit.", "What is rust?", "Count to five."];
+    let requests: Vec<GenerateRequest> = (0..8)
+        .map(|i| {
+            let sampling = SamplingParams {
+                temperature: 0.8,
+                seed: Some(i as u32 + 1),
+                max_tokens: Some(20),
+                ..Default::default()
+            };
+            ask(questions[i % questions.len()], sampling)
+        })
+        .collect();
+    let alone: Vec<String> = requests.iter().map(|r| text_of(engine.generate(r.clone()))).collect();
+    let receivers: Vec<_> = requests.iter().map(|r| engine.generate(r.clone())).collect();
+    let together: Vec<String> = receivers.into_iter().map(text_of).collect();
+    for (i, (a, t)) in alone.iter().zip(&together).enumerate() {
+        assert_eq!(a, t, "request {i}");
+    }
+    assert!(alone.iter().collect::<std::collections::HashSet<_>>().len() > 4, "seeds and prompts differ: {alone:?}");
 }

@@ -1,0 +1,472 @@
+//! The engine thread's continuous-batching loop. Up to `parallel` sequences share one
+//! llama.cpp context, each with a KV stream of the full context size.
+//! Each step admits waiting requests into free slots (starting from the longest prefix a
+//! slot has cached: the next turn of a chat), then decodes one batch holding the next token
+//! of every generating sequence plus a chunk of prompt for those still prefilling, samples,
+//! and streams each token out on its request's own channel. A request whose receiver is gone
+//! frees its slot at the next step.
+
+use crate::attribution::{self, IdleBaseline};
+use crate::engine::{Job, ResolvedSettings};
+use crate::sampler::TokenPicker;
+use crate::stop::{StopMatcher, StopOutcome};
+use crate::template::ChatTemplate;
+use crate::utf8_stream::Utf8Stream;
+use hearth_core::{
+    EnergyMeter, EnergyReport, FinishReason, GenerateError, GenerateRequest, Prompt, StreamEvent, Timings, Usage,
+};
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use std::time::Instant;
+
+/// While other sequences are generating, a prompt is evaluated at most this many tokens per
+/// step, so their streams keep flowing while it is prefilled.
+const PREFILL_CHUNK_WHILE_DECODING: usize = 256;
+
+pub(crate) struct Scheduler<'m> {
+    model: &'m LlamaModel,
+    ctx: LlamaContext<'m>,
+    template: ChatTemplate,
+    batch: LlamaBatch<'static>,
+    settings: ResolvedSettings,
+    /// Attention window of sliding-window layers (0: none). Those layers keep only the
+    /// last window of positions, which limits how much of a cached prefix can be reused.
+    sliding_window: u64,
+    slots: Vec<Slot>,
+    meter: Option<Box<dyn EnergyMeter>>,
+    idle: IdleBaseline,
+    /// Counts admissions: orders slots by last use and prompts by arrival.
+    clock: u64,
+}
+
+struct Slot {
+    seq: i32,
+    /// Tokens whose keys and values are in the KV cache for this sequence, from position 0.
+    cached: Vec<LlamaToken>,
+    last_used: u64,
+    active: Option<Box<Active>>,
+}
+
+/// A request in a slot.
+struct Active {
+    events: flume::Sender<StreamEvent>,
+    submitted: Instant,
+    admitted: Instant,
+    arrival: u64,
+    prompt: Vec<LlamaToken>,
+    /// Prompt tokens served from the cache.
+    reused: usize,
+    /// Prompt tokens in the cache so far (from `reused` up to the whole prompt).
+    prefilled: usize,
+    prefill_done: Option<Instant>,
+    /// The token sampled last, to be decoded at the next step.
+    pending: Option<LlamaToken>,
+    /// Where this sequence's logits are in the step's batch, when it has any.
+    logits_at: Option<i32>,
+    picker: TokenPicker,
+    utf8: Utf8Stream,
+    stops: StopMatcher,
+    max_tokens: Option<u32>,
+    ignore_eos: bool,
+    generated: u32,
+    first_token_at: Option<Instant>,
+    last_token_at: Option<Instant>,
+    prefill_joules: f64,
+    decode_joules: f64,
+    /// A meter read failed during a step this request was in: its figure would be short.
+    unmetered: bool,
+}
+
+impl<'m> Scheduler<'m> {
+    pub fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        template: ChatTemplate,
+        settings: ResolvedSettings,
+        sliding_window: u64,
+        meter: Option<Box<dyn EnergyMeter>>,
+    ) -> Self {
+        let batch = LlamaBatch::new(settings.batch_size as usize, 1);
+        let slots = (0..settings.parallel as i32)
+            .map(|seq| Slot { seq, cached: Vec::new(), last_used: 0, active: None })
+            .collect();
+        Self {
+            model,
+            ctx,
+            template,
+            batch,
+            settings,
+            sliding_window,
+            slots,
+            meter,
+            idle: IdleBaseline::default(),
+            clock: 0,
+        }
+    }
+
+    /// One decode of a single token, then an empty cache, as llama.cpp's tools do after
+    /// loading: weight pages are faulted in and llama.cpp's buffers and thread pool set up
+    /// now, so the first request's time to first token is not paying for them.
+    pub fn warm_up(&mut self) -> Result<(), GenerateError> {
+        self.batch.clear();
+        self.batch.add(self.model.vocab().bos(), 0, &[0], true).map_err(backend_error)?;
+        let warmed = self.ctx.decode(&mut self.batch).map_err(backend_error);
+        self.ctx.clear_kv_cache();
+        warmed
+    }
+
+    /// Serves requests until the queue closes and the last answer is out.
+    pub fn run(&mut self, jobs: &flume::Receiver<Job>) {
+        loop {
+            if self.active_count() == 0 {
+                if let Some(joules) = self.read_meter() {
+                    self.idle.idle(Instant::now(), joules);
+                }
+                let Ok(job) = jobs.recv() else { return };
+                if let Some(joules) = self.read_meter() {
+                    self.idle.busy(Instant::now(), joules);
+                }
+                self.admit(job);
+            }
+            while self.slots.iter().any(|s| s.active.is_none()) {
+                match jobs.try_recv() {
+                    Ok(job) => self.admit(job),
+                    Err(_) => break,
+                }
+            }
+            if self.active_count() > 0 {
+                self.step();
+            }
+        }
+    }
+
+    fn active_count(&self) -> usize {
+        self.slots.iter().filter(|s| s.active.is_some()).count()
+    }
+
+    /// Joules so far by the meter, if there is one and it reads.
+    fn read_meter(&mut self) -> Option<f64> {
+        let meter = self.meter.as_mut()?;
+        meter.joules().map_err(|e| tracing::warn!("energy meter: {e}")).ok()
+    }
+
+    /// Puts a request into the free slot whose cache shares the longest prefix with its
+    /// prompt (else the one used least recently), or answers it with an error.
+    fn admit(&mut self, job: Job) {
+        let Job { request, events, submitted } = job;
+        let prompt = match self.tokenize_prompt(&request) {
+            Ok(prompt) => prompt,
+            Err(e) => {
+                let _ = events.send(StreamEvent::Error(e));
+                return;
+            }
+        };
+        let context_size = self.settings.context_size;
+        if prompt.len() >= context_size as usize {
+            let error = GenerateError::PromptTooLong { prompt_tokens: prompt.len() as u32, context_size };
+            let _ = events.send(StreamEvent::Error(error));
+            return;
+        }
+        let Some(index) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.active.is_none())
+            .max_by_key(|(_, s)| (common_prefix(&s.cached, &prompt), std::cmp::Reverse(s.last_used)))
+            .map(|(i, _)| i)
+        else {
+            unreachable!("admit is called only with a free slot");
+        };
+        let reused = self.reuse_prefix(index, &prompt);
+        self.clock += 1;
+        let params = &request.sampling;
+        let mut picker = TokenPicker::new(params, self.model.n_vocab());
+        picker.accept_prompt(&prompt[prompt.len().saturating_sub(params.repeat_last_n as usize)..]);
+        let slot = &mut self.slots[index];
+        slot.last_used = self.clock;
+        slot.active = Some(Box::new(Active {
+            events,
+            submitted,
+            admitted: Instant::now(),
+            arrival: self.clock,
+            prompt,
+            reused,
+            prefilled: reused,
+            prefill_done: None,
+            pending: None,
+            logits_at: None,
+            picker,
+            utf8: Utf8Stream::default(),
+            stops: StopMatcher::new(&params.stop),
+            max_tokens: params.max_tokens,
+            ignore_eos: params.ignore_eos,
+            generated: 0,
+            first_token_at: None,
+            last_token_at: None,
+            prefill_joules: 0.0,
+            decode_joules: 0.0,
+            unmetered: false,
+        }));
+    }
+
+    fn tokenize_prompt(&self, request: &GenerateRequest) -> Result<Vec<LlamaToken>, GenerateError> {
+        let vocab = self.model.vocab();
+        let text = match &request.prompt {
+            Prompt::Chat(messages) => {
+                self.template.render(messages).map_err(|e| GenerateError::InvalidRequest(e.to_string()))?
+            }
+            Prompt::Raw(text) => text.clone(),
+            Prompt::Tokens(ids) => {
+                let n_vocab = vocab.n_tokens();
+                return ids
+                    .iter()
+                    .map(|&id| match i32::try_from(id) {
+                        Ok(id) if id < n_vocab => Ok(LlamaToken(id)),
+                        _ => Err(GenerateError::InvalidRequest(format!(
+                            "token id {id} is outside the vocabulary (0..{n_vocab})"
+                        ))),
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .and_then(non_empty);
+            }
+        };
+        let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
+        // A template that writes the BOS token itself, on a vocabulary that adds one too.
+        if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
+            tokens.remove(0);
+        }
+        non_empty(tokens)
+    }
+
+    /// Keeps the longest prefix of `prompt` that slot `index` has cached and drops the rest
+    /// of its cache. Returns how many prompt tokens need no recomputation.
+    fn reuse_prefix(&mut self, index: usize, prompt: &[LlamaToken]) -> usize {
+        let slot = &mut self.slots[index];
+        let seq = slot.seq;
+        // The last prompt token is always evaluated again: its logits start the answer.
+        let mut reuse = common_prefix(&slot.cached, prompt).min(prompt.len() - 1);
+        if reuse < slot.cached.len() {
+            let removed = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None).unwrap_or(false);
+            if !removed {
+                reuse = 0;
+            }
+        }
+        if reuse > 0 && self.sliding_window > 0 {
+            // Sliding-window layers may already have evicted positions the next tokens
+            // attend to; then the prefix cannot be reused.
+            let oldest_kept = u64::try_from(self.ctx.kv_cache_seq_pos_min(seq)).unwrap_or(0);
+            if oldest_kept > (reuse as u64).saturating_sub(self.sliding_window) {
+                reuse = 0;
+            }
+        }
+        if reuse == 0 {
+            self.forget(index);
+        } else {
+            self.slots[index].cached.truncate(reuse);
+        }
+        reuse
+    }
+
+    fn forget(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
+        slot.cached.clear();
+    }
+
+    /// One decode: the pending token of each generating sequence, then prompt chunks of
+    /// prefilling ones (oldest request first) in what room the batch has left.
+    fn step(&mut self) {
+        self.batch.clear();
+        let mut tokens_in_step = vec![0usize; self.slots.len()];
+        let mut decoding = 0;
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(active) = slot.active.as_mut() else { continue };
+            active.logits_at = None;
+            if let Some(token) = active.pending {
+                if self.batch.add(token, slot.cached.len() as i32, &[slot.seq], true).is_ok() {
+                    active.logits_at = Some(self.batch.n_tokens() - 1);
+                    tokens_in_step[i] = 1;
+                    decoding += 1;
+                }
+            }
+        }
+        let capacity = self.settings.batch_size as usize;
+        let mut room = capacity - decoding;
+        if decoding > 0 {
+            room = room.min(PREFILL_CHUNK_WHILE_DECODING);
+        }
+        let mut prefilling: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].active.as_ref().is_some_and(|a| a.pending.is_none()))
+            .collect();
+        prefilling.sort_by_key(|&i| self.slots[i].active.as_ref().map_or(0, |a| a.arrival));
+        for i in prefilling {
+            if room == 0 {
+                break;
+            }
+            let slot = &mut self.slots[i];
+            let active = slot.active.as_mut().expect("filtered on active");
+            let remaining = &active.prompt[active.prefilled..];
+            let take = remaining.len().min(room);
+            let completes = take == remaining.len();
+            let start = slot.cached.len();
+            for (offset, &token) in remaining[..take].iter().enumerate() {
+                let last = completes && offset == take - 1;
+                self.batch.add(token, (start + offset) as i32, &[slot.seq], last).expect("room was counted");
+            }
+            if completes {
+                active.logits_at = Some(self.batch.n_tokens() - 1);
+            }
+            tokens_in_step[i] = take;
+            room -= take;
+        }
+
+        let joules_before = self.read_meter();
+        if let Err(e) = self.ctx.decode(&mut self.batch) {
+            self.fail_step(&tokens_in_step, &backend_error(e));
+            return;
+        }
+        let joules_after = self.read_meter();
+        let shares = match (joules_before, joules_after) {
+            (Some(before), Some(after)) => Some(attribution::split(after - before, &tokens_in_step)),
+            _ => None,
+        };
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(active) = slot.active.as_mut().filter(|_| tokens_in_step[i] > 0) else { continue };
+            match (&shares, active.pending) {
+                (Some(shares), Some(_)) => active.decode_joules += shares[i],
+                (Some(shares), None) => active.prefill_joules += shares[i],
+                (None, _) => active.unmetered = true,
+            }
+        }
+        // What this step put in the cache.
+        for (slot, &n) in self.slots.iter_mut().zip(&tokens_in_step) {
+            let Some(active) = slot.active.as_mut() else { continue };
+            match active.pending.take() {
+                Some(token) if n == 1 => slot.cached.push(token),
+                Some(token) => active.pending = Some(token),
+                None => {
+                    slot.cached.extend_from_slice(&active.prompt[active.prefilled..active.prefilled + n]);
+                    active.prefilled += n;
+                }
+            }
+        }
+        let now = Instant::now();
+        for index in 0..self.slots.len() {
+            self.after_step(index, now);
+        }
+    }
+
+    /// A failed decode ends every request that was in it; their caches are dropped, since
+    /// the failed batch may have left part of itself behind.
+    fn fail_step(&mut self, tokens_in_step: &[usize], error: &GenerateError) {
+        for (index, &tokens) in tokens_in_step.iter().enumerate() {
+            if tokens > 0 {
+                if let Some(active) = self.slots[index].active.take() {
+                    let _ = active.events.send(StreamEvent::Error(error.clone()));
+                }
+                self.forget(index);
+            }
+        }
+    }
+
+    /// Samples a sequence whose logits came out of this step and streams the token, or
+    /// notices a client that went away.
+    fn after_step(&mut self, index: usize, now: Instant) {
+        let context_size = self.settings.context_size as usize;
+        let vocab = self.model.vocab();
+        let slot = &mut self.slots[index];
+        let Some(active) = slot.active.as_mut() else { return };
+        let Some(logits_at) = active.logits_at else {
+            if active.events.is_disconnected() {
+                self.finish(index, FinishReason::Cancelled);
+            }
+            return;
+        };
+        active.prefill_done.get_or_insert(now);
+        let token = active.picker.pick(&self.ctx, logits_at);
+        active.generated += 1;
+        let picked_at = Instant::now();
+        active.last_token_at = Some(picked_at);
+        active.first_token_at.get_or_insert(picked_at);
+        if vocab.is_eog(token) && !active.ignore_eos {
+            return self.finish(index, FinishReason::Stop);
+        }
+        let mut piece = Vec::with_capacity(32);
+        vocab.token_to_piece_into(token, &mut piece, false, None);
+        let text = active.utf8.push(&piece);
+        match active.stops.push(&text) {
+            StopOutcome::Continue(text) => {
+                if !text.is_empty() && active.events.send(StreamEvent::Token(text)).is_err() {
+                    return self.finish(index, FinishReason::Cancelled);
+                }
+            }
+            StopOutcome::Stopped(text) => {
+                if !text.is_empty() {
+                    let _ = active.events.send(StreamEvent::Token(text));
+                }
+                return self.finish(index, FinishReason::Stop);
+            }
+        }
+        if active.max_tokens.is_some_and(|max| active.generated >= max) || slot.cached.len() + 1 >= context_size {
+            return self.finish(index, FinishReason::Length);
+        }
+        if active.events.is_disconnected() {
+            return self.finish(index, FinishReason::Cancelled);
+        }
+        active.pending = Some(token);
+    }
+
+    /// Sends a request's last text and its `Done` report, and frees its slot; the slot's
+    /// cache stays for a later request with the same prefix.
+    fn finish(&mut self, index: usize, finish_reason: FinishReason) {
+        let Some(mut active) = self.slots[index].active.take() else { return };
+        if finish_reason != FinishReason::Cancelled {
+            // A character or a stop-string prefix held back is plain text now.
+            let mut tail = match active.stops.push(&active.utf8.finish()) {
+                StopOutcome::Continue(text) | StopOutcome::Stopped(text) => text,
+            };
+            tail.push_str(&active.stops.finish());
+            if !tail.is_empty() {
+                let _ = active.events.send(StreamEvent::Token(tail));
+            }
+        }
+        let now = Instant::now();
+        let energy = self.meter.as_ref().filter(|_| !active.unmetered).map(|meter| EnergyReport {
+            prefill_joules: active.prefill_joules,
+            decode_joules: active.decode_joules,
+            seconds: (now - active.admitted).as_secs_f64(),
+            idle_watts: self.idle.watts,
+            source: meter.source(),
+        });
+        let last = active.last_token_at.unwrap_or(now);
+        let first = active.first_token_at.unwrap_or(last);
+        let timings = Timings {
+            prompt_eval: active.prefill_done.unwrap_or(now) - active.admitted,
+            eval: last - first,
+            time_to_first_token: first - active.submitted,
+        };
+        let usage = Usage {
+            prompt_tokens: active.prompt.len() as u32,
+            cached_prompt_tokens: active.reused as u32,
+            completion_tokens: active.generated,
+        };
+        let _ = active.events.send(StreamEvent::Done { finish_reason, usage, timings, energy });
+    }
+}
+
+fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+fn non_empty(tokens: Vec<LlamaToken>) -> Result<Vec<LlamaToken>, GenerateError> {
+    if tokens.is_empty() {
+        return Err(GenerateError::InvalidRequest("the prompt is empty".into()));
+    }
+    Ok(tokens)
+}
+
+fn backend_error(e: impl std::fmt::Display) -> GenerateError {
+    GenerateError::Backend(e.to_string())
+}
