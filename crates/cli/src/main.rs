@@ -7,7 +7,6 @@ mod create;
 mod energy;
 mod list;
 mod models;
-mod parameters;
 mod pull;
 mod repl;
 mod rm;

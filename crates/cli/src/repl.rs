@@ -1,7 +1,7 @@
 //! The interactive chat's commands (`/bye`, `/set parameter ...`, ...), parsed apart from
 //! any terminal so they can be tested as plain text.
 
-use crate::parameters::{self, ParameterError};
+use hearth_core::parameters::{self, ParameterError};
 use hearth_core::SamplingParams;
 
 pub const HELP: &str = "\

@@ -6,6 +6,7 @@
 mod energy;
 mod event;
 mod model;
+pub mod parameters;
 mod request;
 
 pub use energy::{EnergyMeter, EnergyReport, EnergySource};

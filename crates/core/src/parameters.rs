@@ -2,7 +2,7 @@
 //! mapped onto `SamplingParams`, in one place for every way a parameter arrives: typed at the
 //! chat's `/set parameter`, or stored with a model by its Modelfile.
 
-use hearth_core::SamplingParams;
+use crate::SamplingParams;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum ParameterError {
