@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 use hearth_core::ChatMessage;
-use hearth_store::{manifest, ParallelDownloads, Store, StoreError};
+use hearth_store::{ParallelDownloads, Store, StoreError};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
@@ -42,30 +42,17 @@ pub fn resolve(arg: &str) -> Result<ResolvedModel> {
     }
     let name = crate::pull::model_name(arg)?;
     let store = open_store()?;
-    let manifest = match store.manifest(&name) {
-        // A model not in the store is pulled on first use, as Ollama does.
-        Err(StoreError::NotFound(_)) => {
-            crate::pull::pull(&store, arg, false)
-                .with_context(|| format!("model '{name}' is not in the store, and pulling it failed"))?;
-            store.manifest(&name)?
-        }
-        other => other?,
-    };
-    let text = |media_type: &str| store.text_layer(&manifest, media_type);
-    let model = manifest.layer(manifest::MODEL).with_context(|| format!("model '{name}' has no GGUF layer"))?;
-    let parameters = match text(manifest::PARAMS)? {
-        Some(json) => serde_json::from_str(&json).with_context(|| format!("reading the parameters of '{name}'"))?,
-        None => Map::new(),
-    };
-    let messages = match text(manifest::MESSAGES)? {
-        Some(json) => serde_json::from_str(&json).with_context(|| format!("reading the messages of '{name}'"))?,
-        None => Vec::new(),
-    };
+    // A model not in the store is pulled on first use, as Ollama does.
+    if let Err(StoreError::NotFound(_)) = store.manifest(&name) {
+        crate::pull::pull(&store, arg, false)
+            .with_context(|| format!("model '{name}' is not in the store, and pulling it failed"))?;
+    }
+    let spec = store.model_spec(&name)?;
     Ok(ResolvedModel {
-        path: store.blob_path(&model.digest),
-        parameters,
-        system: text(manifest::SYSTEM)?,
-        template: text(manifest::TEMPLATE_JINJA)?,
-        messages,
+        path: spec.path,
+        parameters: spec.parameters,
+        system: spec.system,
+        template: spec.template,
+        messages: spec.messages,
     })
 }

@@ -12,6 +12,7 @@ mod name;
 mod parts;
 mod registry;
 mod space;
+mod spec;
 mod store;
 #[doc(hidden)]
 pub mod test_registry;
@@ -25,6 +26,7 @@ pub use link::Placement;
 pub use manifest::{Layer, Manifest, ModelConfig};
 pub use modelfile::{Modelfile, ModelfileError};
 pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};
+pub use spec::ModelSpec;
 pub use store::{Entry, ImportMode, Store};
 pub use web::{is_gguf_url, name_for_url};
 

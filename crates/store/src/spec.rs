@@ -1,0 +1,59 @@
+//! What a model in the store is made of, ready to run: its GGUF file and what its manifest
+//! says about running it (parameters, system message, template, messages).
+
+use crate::manifest::{self, Manifest};
+use crate::{Digest, ModelName, Store, StoreError};
+use hearth_core::ChatMessage;
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default)]
+pub struct ModelSpec {
+    pub path: PathBuf,
+    /// The digest of the GGUF: two names with the same one are the same weights.
+    pub digest: Option<Digest>,
+    pub size: u64,
+    /// Ollama-named parameters (`temperature`, `num_ctx`, `stop`, ...).
+    pub parameters: Map<String, Value>,
+    pub system: Option<String>,
+    /// A Jinja chat template to use instead of the GGUF's.
+    pub template: Option<String>,
+    pub messages: Vec<ChatMessage>,
+}
+
+impl Store {
+    /// The model `name` as its manifest describes it.
+    pub fn model_spec(&self, name: &ModelName) -> Result<ModelSpec, StoreError> {
+        let manifest = self.manifest(name)?;
+        self.spec_of(name, &manifest)
+    }
+
+    fn spec_of(&self, name: &ModelName, manifest: &Manifest) -> Result<ModelSpec, StoreError> {
+        let corrupt = |what: &str, e: serde_json::Error| StoreError::CorruptManifest {
+            path: self.root().join("manifests").join(name.manifest_path()),
+            detail: format!("the {what} layer is not valid JSON: {e}"),
+        };
+        let text = |media_type: &str| self.text_layer(manifest, media_type);
+        let model = manifest.layer(manifest::MODEL).ok_or_else(|| StoreError::CorruptManifest {
+            path: self.root().join("manifests").join(name.manifest_path()),
+            detail: "no GGUF layer".into(),
+        })?;
+        let parameters = match text(manifest::PARAMS)? {
+            Some(json) => serde_json::from_str(&json).map_err(|e| corrupt("parameters", e))?,
+            None => Map::new(),
+        };
+        let messages = match text(manifest::MESSAGES)? {
+            Some(json) => serde_json::from_str(&json).map_err(|e| corrupt("messages", e))?,
+            None => Vec::new(),
+        };
+        Ok(ModelSpec {
+            path: self.blob_path(&model.digest),
+            digest: Some(model.digest.clone()),
+            size: model.size,
+            parameters,
+            system: text(manifest::SYSTEM)?,
+            template: text(manifest::TEMPLATE_JINJA)?,
+            messages,
+        })
+    }
+}
