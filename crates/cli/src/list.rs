@@ -2,7 +2,6 @@
 
 use crate::models::open_store;
 use anyhow::Result;
-use hearth_store::{ModelConfig, Store};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +22,7 @@ pub fn run(args: ListArgs) -> Result<ExitCode> {
     let rows: Vec<[String; 6]> = entries
         .iter()
         .map(|entry| {
-            let config = config_of(&store, &entry.manifest);
+            let config = store.config_of(&entry.manifest);
             [
                 entry.name.to_string(),
                 entry.id.short().to_string(),
@@ -45,10 +44,6 @@ pub fn run(args: ListArgs) -> Result<ExitCode> {
         eprintln!("warning: {problem}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-pub fn config_of(store: &Store, manifest: &hearth_store::Manifest) -> ModelConfig {
-    store.read_blob(&manifest.config.digest).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
 pub fn human_size(bytes: u64) -> String {

@@ -11,6 +11,7 @@ mod pull;
 mod repl;
 mod rm;
 mod run;
+mod serve;
 mod show;
 
 use clap::{Parser, Subcommand};
@@ -43,11 +44,14 @@ enum Command {
     Rm(rm::RmArgs),
     /// Show the energy meters of this machine and what they read
     Energy(energy::EnergyArgs),
+    /// Serve Ollama's and OpenAI's APIs on one port
+    Serve(serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    // A server logs what it does; the other commands speak only when something is wrong.
+    init_logging(if matches!(cli.command, Command::Serve(_)) { "info,llama_cpp=off" } else { "error,llama_cpp=off" });
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Pull(args) => pull::run(args),
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
         Command::Cp(args) => cp::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Energy(args) => energy::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => code,
@@ -78,8 +83,14 @@ fn main() -> ExitCode {
 /// Logs go to stderr, filtered by `HEARTH_LOG` (e.g. `HEARTH_LOG=debug`, or
 /// `HEARTH_LOG=llama_cpp=debug` for llama.cpp's own messages). Quiet by default: the
 /// errors that matter reach the user as error messages.
-fn init_logging() {
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,llama_cpp=off"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true).init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(true)
+        .with_ansi(ansi)
+        .init();
 }

@@ -2,9 +2,9 @@
 
 use crate::answer::{self, Answer};
 use crate::models::{self, ResolvedModel};
-use hearth_core::parameters::{self, ParameterError};
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
+use hearth_core::parameters::{self, ParameterError};
 use hearth_core::{ChatMessage, EnergyMeter, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth_engine::{Engine, EngineSettings};
 use rustyline::error::ReadlineError;

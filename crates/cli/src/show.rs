@@ -1,7 +1,7 @@
 //! `hearth show NAME`: what a model is (from its GGUF header) and what is stored with it;
 //! `--path` prints the GGUF file so other tools can use the same file.
 
-use crate::list::{config_of, human_size};
+use crate::list::human_size;
 use crate::models::open_store;
 use anyhow::{Context, Result};
 use hearth_engine::GgufHeader;
@@ -74,7 +74,7 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
             println!("TEMPLATE \"\"\"{template}\"\"\"");
         }
     } else {
-        let config = config_of(&store, &manifest);
+        let config = store.config_of(&manifest);
         println!("  Model");
         println!("    architecture        {}", info.architecture);
         println!("    parameters          {}", config.model_type);

@@ -146,6 +146,12 @@ impl Store {
         Ok(())
     }
 
+    /// The config blob of a manifest (family, parameter size, quantization); empty fields
+    /// when it cannot be read.
+    pub fn config_of(&self, manifest: &Manifest) -> crate::ModelConfig {
+        self.read_blob(&manifest.config.digest).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
     pub fn write_manifest(&self, name: &ModelName, manifest: &Manifest) -> Result<(), StoreError> {
         for digest in manifest.digests() {
             if !self.blob_path(digest).exists() {

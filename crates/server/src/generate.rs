@@ -1,0 +1,160 @@
+//! What both dialects share once a request is understood: sampling parameters from the
+//! model's stored ones and the request's, and the engine's events as a stream (which holds
+//! the model's lease, and cancels the request when the client goes away).
+
+use crate::error::{ApiError, Dialect};
+use crate::residency::Lease;
+use futures_util::stream::{self, Stream, StreamExt};
+use hearth_core::parameters::{self, ParameterError};
+use hearth_core::{EnergyReport, FinishReason, GenerateRequest, SamplingParams, StreamEvent, Timings, Usage};
+use serde_json::{json, Map, Value};
+use std::time::Instant;
+
+/// Engine settings that arrive as options but take effect when a model loads.
+const LOAD_OPTIONS: &[&str] = &["num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap", "numa"];
+
+/// The model's stored parameters, then the request's (Ollama names), over the defaults.
+pub fn sampling(stored: &Map<String, Value>, options: &Map<String, Value>) -> Result<SamplingParams, String> {
+    let mut params = SamplingParams::default();
+    for (name, value) in stored {
+        if let Err(ParameterError::Invalid(message)) = parameters::apply(&mut params, name, &parameters::texts(value)) {
+            tracing::warn!("stored parameter ignored: {message}");
+        }
+    }
+    for (name, value) in options {
+        if value.is_null() {
+            continue;
+        }
+        if value.is_object() || (value.is_array() && name != "stop") {
+            return Err(format!("option {name} has the wrong type: {value}"));
+        }
+        match parameters::apply(&mut params, name, &parameters::texts(value)) {
+            Ok(()) => {}
+            Err(ParameterError::Invalid(message)) => return Err(message),
+            Err(ParameterError::Unknown) if LOAD_OPTIONS.contains(&name.as_str()) => {}
+            Err(ParameterError::Unknown) => tracing::warn!("option {name} is not supported and was ignored"),
+        }
+    }
+    params.validate()?;
+    Ok(params)
+}
+
+/// The end of an answer, as both dialects report it.
+pub struct Finished {
+    pub finish_reason: FinishReason,
+    pub usage: Usage,
+    pub timings: Timings,
+    pub energy: Option<EnergyReport>,
+}
+
+/// What the engine streams, as the handlers consume it.
+pub enum Piece {
+    Text(String),
+    Done(Finished),
+    Failed(ApiError),
+}
+
+/// Starts `request` on the leased model. The stream owns the lease and the engine's receiver:
+/// dropping it (a client that went away) cancels the request at the engine's next step.
+pub fn start(lease: Lease, request: GenerateRequest, dialect: Dialect) -> impl Stream<Item = Piece> + Send {
+    let events = lease.model.engine.generate(request);
+    stream::unfold(Some((events, lease)), move |state| async move {
+        let (events, lease) = state?;
+        match events.recv_async().await {
+            Ok(StreamEvent::Token(text)) => Some((Piece::Text(text), Some((events, lease)))),
+            Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
+                Some((Piece::Done(Finished { finish_reason, usage, timings, energy }), None))
+            }
+            Ok(StreamEvent::Error(e)) => Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None)),
+            Err(_) => Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None)),
+        }
+    })
+}
+
+/// Runs a stream to its end: the whole text and how it finished.
+pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<(String, Finished), ApiError> {
+    let mut pieces = std::pin::pin!(pieces);
+    let mut text = String::new();
+    while let Some(piece) = pieces.next().await {
+        match piece {
+            Piece::Text(t) => text.push_str(&t),
+            Piece::Done(finished) => return Ok((text, finished)),
+            Piece::Failed(e) => return Err(e),
+        }
+    }
+    unreachable!("a stream ends with Done or Failed")
+}
+
+/// hearth's energy fields, added beside each dialect's token counts: total joules, joules
+/// per generated token and per token, average watts, net of the idle baseline when known,
+/// and whether the figures are measured or estimated.
+pub fn energy_fields(energy: Option<&EnergyReport>, usage: &Usage) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let Some(energy) = energy else { return fields };
+    let round = |x: f64| (x * 1e6).round() / 1e6;
+    fields.insert("energy_joules".into(), json!(round(energy.total_joules())));
+    fields.insert("energy_prefill_joules".into(), json!(round(energy.prefill_joules)));
+    fields.insert("energy_decode_joules".into(), json!(round(energy.decode_joules)));
+    if let Some(j) = energy.joules_per_generated_token(usage.completion_tokens) {
+        fields.insert("energy_per_token_joules".into(), json!(round(j)));
+    }
+    if let Some(w) = energy.average_watts() {
+        fields.insert("energy_watts".into(), json!(round(w)));
+    }
+    if let Some(net) = energy.net_joules() {
+        fields.insert("energy_net_joules".into(), json!(round(net)));
+    }
+    fields.insert("energy_source".into(), json!(energy.source.as_str()));
+    fields
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+pub fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// A request's start, for durations it reports.
+#[derive(Clone, Copy)]
+pub struct Started(pub Instant);
+
+impl Started {
+    pub fn now() -> Self {
+        Self(Instant::now())
+    }
+}
+
+/// An Ollama `done_reason` / OpenAI `finish_reason`.
+pub fn finish_reason(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+        FinishReason::Length => "length",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn options_override_stored_parameters_and_bad_ones_are_refused() {
+        let stored = map(json!({"temperature": 0.2, "top_k": 10}));
+        let params = sampling(&stored, &map(json!({"temperature": 0.5, "num_predict": 7, "num_ctx": 2048}))).unwrap();
+        assert_eq!((params.temperature, params.top_k, params.max_tokens), (0.5, 10, Some(7)));
+        let params = sampling(&stored, &map(json!({"stop": ["a", "b"], "seed": 3, "num_predict": -1}))).unwrap();
+        assert_eq!((params.stop.len(), params.seed, params.max_tokens), (2, Some(3), None));
+        for (bad, why) in [
+            (json!({"temperature": "hot"}), "not a valid value for temperature"),
+            (json!({"top_k": {"x": 1}}), "wrong type"),
+            (json!({"num_predict": 1e12}), "not a valid value"),
+            (json!({"num_predict": 99999999999i64}), "too large"),
+            (json!({"top_p": 3}), "top_p must be between 0 and 1"),
+        ] {
+            let err = sampling(&stored, &map(bad.clone())).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! hearth's HTTP server: Ollama's `/api/*` and OpenAI's `/v1/*` on one port, both
+//! translated into the engine's neutral requests. Handlers talk to the engines only through
+//! a request carrying its own response channel; models load on demand and stay resident
+//! for their keep-alive.
+
+mod clock;
+mod error;
+mod generate;
+mod ollama;
+mod openai;
+mod residency;
+
+pub use error::{ApiError, Dialect};
+pub use residency::{KeepAlive, MeterFactory, Residency, ResidencyConfig};
+
+use axum::routing::{delete, get, post};
+use axum::Router;
+use hearth_store::Store;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub residency: Arc<Residency>,
+}
+
+impl AppState {
+    pub fn new(store: Store, config: ResidencyConfig) -> Self {
+        Self { residency: Arc::new(Residency::new(Arc::new(store), config)) }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(root).head(root))
+        .route("/api/version", get(ollama::version))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/show", post(ollama::show))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/delete", delete(ollama::delete))
+        .route("/api/copy", post(ollama::copy))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*id}", get(openai::model))
+        .with_state(state)
+}
+
+async fn root() -> &'static str {
+    "hearth is running"
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves; answers in flight then
+/// get up to `grace` to finish. Expired models are unloaded once a second meanwhile.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let residency = state.residency.clone();
+    let sweeper = tokio::spawn({
+        let residency = residency.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                residency.sweep().await;
+            }
+        }
+    });
+    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: finishing answers in flight (up to {} s)", grace.as_secs());
+        let _ = stopping_tx.send(true);
+    });
+    let mut stopping = stopping_rx;
+    let result = tokio::select! {
+        result = server => result,
+        () = async {
+            let _ = stopping.wait_for(|s| *s).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("answers still running after {} s were cut off", grace.as_secs());
+            Ok(())
+        }
+    };
+    sweeper.abort();
+    residency.unload_all().await;
+    result
+}
