@@ -43,6 +43,9 @@ struct Common {
     response_format: Option<Value>,
     logprobs: Option<Value>,
     tools: Option<Vec<Value>>,
+    /// Not OpenAI's: llama.cpp's server and vLLM take it, and benchmarks need fixed lengths.
+    #[serde(default)]
+    ignore_eos: bool,
 }
 
 #[derive(Deserialize)]
@@ -163,6 +166,7 @@ impl Common {
                 tracing::warn!("{name} is not supported and was ignored");
             }
         }
+        params.ignore_eos = self.ignore_eos;
         params.validate().map_err(bad)?;
         Ok(params)
     }
