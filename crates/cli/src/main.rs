@@ -7,12 +7,14 @@ mod create;
 mod energy;
 mod list;
 mod models;
+mod ps;
 mod pull;
 mod repl;
 mod rm;
 mod run;
 mod serve;
 mod show;
+mod stop;
 
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -46,6 +48,10 @@ enum Command {
     Energy(energy::EnergyArgs),
     /// Serve Ollama's and OpenAI's APIs on one port
     Serve(serve::ServeArgs),
+    /// List the models a running server has loaded
+    Ps(ps::PsArgs),
+    /// Unload a model from a running server
+    Stop(stop::StopArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Command::Rm(args) => rm::run(args),
         Command::Energy(args) => energy::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Ps(args) => ps::run(args),
+        Command::Stop(args) => stop::run(args),
     };
     match result {
         Ok(code) => code,

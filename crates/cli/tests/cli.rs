@@ -610,3 +610,78 @@ fn a_gguf_at_a_url_is_pulled_named_and_run() {
     assert_eq!(stdout_of(&created), "created smol-from-url:latest\n", "{}", text(&created.stderr));
     assert_eq!(std::fs::read_dir(store.join("blobs")).unwrap().count(), 3, "GGUF, config, params");
 }
+
+/// A real `hearth serve` process on 127.0.0.1, asked with curl in both dialects, listed by
+/// `hearth ps`, unloaded by `hearth stop`, and stopped by SIGTERM.
+#[test]
+fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let modelfile = dir.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\nPARAMETER num_ctx 1024\n", smollm2().display())).unwrap();
+    stdout_of(&in_store(&store, &["create", "smol", "-f", modelfile.to_str().unwrap()]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let host = format!("127.0.0.1:{port}");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--threads", "1", "--parallel", "2"])
+        .env("HEARTH_MODELS", &store)
+        .env("HEARTH_HOST", &host)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let curl = |args: &[&str]| {
+        let output = Command::new("curl").args(["-sS", "--max-time", "120"]).args(args).output().unwrap();
+        assert!(output.status.success(), "curl {args:?}: {}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    let base = format!("http://{host}");
+    let mut up = false;
+    for _ in 0..100 {
+        if Command::new("curl").args(["-sf", &base]).output().unwrap().status.success() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(up, "the server did not come up");
+
+    let reply = curl(&[
+        &format!("{base}/api/generate"),
+        "-d",
+        r#"{"model":"smol","prompt":"What is the capital of France?","stream":false,"options":{"temperature":0,"num_predict":40}}"#,
+    ]);
+    let reply: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert!(reply["response"].as_str().unwrap().contains("Paris"), "{reply}");
+    assert!(["estimated", "measured"].contains(&reply["energy_source"].as_str().unwrap()), "{reply}");
+    assert!(reply["energy_joules"].as_f64().unwrap() > 0.0, "{reply}");
+
+    let events = curl(&[
+        "-N",
+        &format!("{base}/v1/chat/completions"),
+        "-H",
+        "Content-Type: application/json",
+        "-d",
+        r#"{"model":"smol","messages":[{"role":"user","content":"Hi"}],"max_tokens":5,"stream":true}"#,
+    ]);
+    assert!(events.starts_with("data: {") && events.ends_with("data: [DONE]\n\n"), "{events}");
+
+    let ps = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).env("HEARTH_HOST", &host).output().unwrap();
+        assert!(output.status.success(), "{}", text(&output.stderr));
+        text(&output.stdout)
+    };
+    assert!(ps(&["ps"]).contains("smol:latest"));
+    ps(&["stop", "smol"]);
+    assert!(!ps(&["ps"]).contains("smol:latest"));
+
+    send_signal(server.id(), "TERM");
+    let status = server.wait().unwrap();
+    assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
+    let mut log = String::new();
+    std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+    assert!(log.contains("shutting down"), "{log}");
+}
+
+fn send_signal(pid: u32, signal: &str) {
+    assert!(Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap().success());
+}
