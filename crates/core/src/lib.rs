@@ -3,6 +3,7 @@
 //! no behaviour beyond validation, so every edge (CLI, HTTP dialects, router) speaks the
 //! same language.
 
+pub mod clock;
 mod energy;
 mod event;
 mod model;

@@ -3,6 +3,7 @@
 //! built-in matcher only recognises a fixed list of templates; rendering the template itself
 //! works for any model and, later, for tools.
 
+use hearth_core::clock::civil_from_days;
 use hearth_core::ChatMessage;
 use minijinja::{context, Environment, Error, ErrorKind, Value};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -135,20 +136,6 @@ fn strftime_now(format: &str) -> String {
         }
     }
     out
-}
-
-/// Days since 1970-01-01 to (year, month, day), after Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! a request carrying its own response channel; models load on demand and stay resident
 //! for their keep-alive.
 
-mod clock;
 mod error;
 mod generate;
 mod ollama;

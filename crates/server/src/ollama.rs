@@ -2,7 +2,6 @@
 //! in nanoseconds, `done_reason`), and the model endpoints (`tags`, `show`, `ps`, `delete`,
 //! `copy`, `version`), with Ollama's field names, so Ollama's clients work unchanged.
 
-use crate::clock::rfc3339;
 use crate::error::{ApiError, Dialect};
 use crate::generate::{self, energy_fields, Finished, Piece, Started};
 use crate::residency::{KeepAlive, Lease};
@@ -13,6 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
+use hearth_core::clock::rfc3339;
 use hearth_core::{ChatMessage, GenerateRequest, Prompt, Role};
 use hearth_store::{manifest, ModelName};
 use serde::de::DeserializeOwned;

@@ -1,4 +1,5 @@
-//! Timestamps as the APIs write them: RFC 3339 in UTC (`2026-11-21T08:30:00.123Z`).
+//! Calendar dates without a time-zone library: RFC 3339 timestamps in UTC as the APIs write
+//! them (`2026-11-21T08:30:00.123Z`), and the date arithmetic under them.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,8 +17,9 @@ pub fn rfc3339(time: SystemTime) -> String {
     )
 }
 
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after Howard
+/// Hinnant's `civil_from_days`.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
