@@ -20,6 +20,9 @@ pub struct ServeArgs {
     /// Models loaded at once; the least recently used idle one makes room
     #[arg(long, env = "HEARTH_MAX_LOADED_MODELS", default_value_t = 3)]
     max_loaded: usize,
+    /// Requests that may wait for a slot of a model; past that they get 503
+    #[arg(long, env = "HEARTH_MAX_QUEUE", default_value_t = 512)]
+    max_queue: usize,
     /// How long a model stays loaded after its last request ("5m", "1h", "0", "-1" = forever)
     #[arg(long, env = "HEARTH_KEEP_ALIVE", default_value = "5m")]
     keep_alive: String,
@@ -48,6 +51,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let config = ResidencyConfig {
         parallel: args.parallel,
         max_loaded: args.max_loaded,
+        max_queue: args.max_queue,
         keep_alive,
         threads: args.threads,
         meter,

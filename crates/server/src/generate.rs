@@ -3,11 +3,13 @@
 //! the model's lease, and cancels the request when the client goes away).
 
 use crate::error::{ApiError, Dialect};
+use crate::metrics::Metrics;
 use crate::residency::Lease;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::parameters::{self, ParameterError};
 use hearth_core::{EnergyReport, FinishReason, GenerateRequest, SamplingParams, StreamEvent, Timings, Usage};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Engine settings that arrive as options but take effect when a model loads.
@@ -54,19 +56,49 @@ pub enum Piece {
     Failed(ApiError),
 }
 
+/// Counts a request in flight until it is dropped, however it ends.
+struct InFlight(Arc<Metrics>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.ended();
+    }
+}
+
 /// Starts `request` on the leased model. The stream owns the lease and the engine's receiver:
 /// dropping it (a client that went away) cancels the request at the engine's next step.
-pub fn start(lease: Lease, request: GenerateRequest, dialect: Dialect) -> impl Stream<Item = Piece> + Send {
+pub fn start(
+    lease: Lease,
+    request: GenerateRequest,
+    dialect: Dialect,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = Piece> + Send {
+    metrics.started();
+    let in_flight = InFlight(metrics);
     let events = lease.model.engine.generate(request);
-    stream::unfold(Some((events, lease)), move |state| async move {
-        let (events, lease) = state?;
+    stream::unfold(Some((events, lease, in_flight, None::<Instant>)), move |state| async move {
+        let (events, lease, in_flight, last_text) = state?;
+        let metrics = &in_flight.0;
         match events.recv_async().await {
-            Ok(StreamEvent::Token(text)) => Some((Piece::Text(text), Some((events, lease)))),
+            Ok(StreamEvent::Token(text)) => {
+                let now = Instant::now();
+                if let Some(last) = last_text {
+                    metrics.token_gap(now - last);
+                }
+                Some((Piece::Text(text), Some((events, lease, in_flight, Some(now)))))
+            }
             Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
+                metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
                 Some((Piece::Done(Finished { finish_reason, usage, timings, energy }), None))
             }
-            Ok(StreamEvent::Error(e)) => Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None)),
-            Err(_) => Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None)),
+            Ok(StreamEvent::Error(e)) => {
+                metrics.failed();
+                Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None))
+            }
+            Err(_) => {
+                metrics.failed();
+                Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None))
+            }
         }
     })
 }

@@ -5,6 +5,7 @@
 
 mod error;
 mod generate;
+mod metrics;
 mod ollama;
 mod openai;
 mod residency;
@@ -23,11 +24,12 @@ use std::time::Duration;
 #[derive(Clone)]
 pub struct AppState {
     pub residency: Arc<Residency>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ResidencyConfig) -> Self {
-        Self { residency: Arc::new(Residency::new(Arc::new(store), config)) }
+        Self { residency: Arc::new(Residency::new(Arc::new(store), config)), metrics: Arc::default() }
     }
 }
 
@@ -46,11 +48,19 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
+        .route("/metrics", get(metrics_text))
         .with_state(state)
 }
 
 async fn root() -> &'static str {
     "hearth is running"
+}
+
+async fn metrics_text(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> impl axum::response::IntoResponse {
+    let loaded = state.residency.loaded().await.len();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(loaded))
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves; answers in flight then

@@ -118,8 +118,16 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
         messages.push(ChatMessage::user(body.prompt));
         Prompt::Chat(messages)
     };
-    answer(lease, GenerateRequest { prompt, sampling }, name, started, body.stream.unwrap_or(true), Kind::Generate)
-        .await
+    answer(
+        &state,
+        lease,
+        GenerateRequest { prompt, sampling },
+        name,
+        started,
+        body.stream.unwrap_or(true),
+        Kind::Generate,
+    )
+    .await
 }
 
 pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -150,7 +158,7 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     conversation.extend(spec.messages.iter().cloned());
     conversation.extend(messages.into_iter().map(|m| ChatMessage::new(role(&m.role), m.content)));
     let request = GenerateRequest { prompt: Prompt::Chat(conversation), sampling };
-    answer(lease, request, name, started, body.stream.unwrap_or(true), Kind::Chat).await
+    answer(&state, lease, request, name, started, body.stream.unwrap_or(true), Kind::Chat).await
 }
 
 fn role(text: &str) -> Role {
@@ -196,6 +204,7 @@ enum Kind {
 /// Streams the answer as NDJSON, or collects it into one object with `stream: false`. An
 /// error before the first token gets its status code; one after it, a last `{"error"}` line.
 async fn answer(
+    state: &AppState,
     lease: Lease,
     request: GenerateRequest,
     name: ModelName,
@@ -204,7 +213,7 @@ async fn answer(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let load_duration = lease.load_duration;
-    let mut pieces = Box::pin(generate::start(lease, request, DIALECT));
+    let mut pieces = Box::pin(generate::start(lease, request, DIALECT, state.metrics.clone()));
     let first = pieces.next().await.expect("a stream ends with Done or Failed");
     if let Piece::Failed(e) = first {
         return Err(e);

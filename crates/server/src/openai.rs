@@ -215,7 +215,7 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
     conversation.extend(spec.messages.iter().cloned());
     conversation.extend(messages);
     let request = GenerateRequest { prompt: Prompt::Chat(conversation), sampling };
-    answer(lease, request, common, Kind::Chat).await
+    answer(&state, lease, request, common, Kind::Chat).await
 }
 
 pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -231,7 +231,7 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
     };
     let lease = state.residency.acquire(&name, None, DIALECT).await?;
     let sampling = common.sampling(&lease)?;
-    answer(lease, GenerateRequest { prompt, sampling }, common, Kind::Completion).await
+    answer(&state, lease, GenerateRequest { prompt, sampling }, common, Kind::Completion).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -240,8 +240,14 @@ enum Kind {
     Completion,
 }
 
-async fn answer(lease: Lease, request: GenerateRequest, common: &Common, kind: Kind) -> Result<Response, ApiError> {
-    let mut pieces = Box::pin(generate::start(lease, request, DIALECT));
+async fn answer(
+    state: &AppState,
+    lease: Lease,
+    request: GenerateRequest,
+    common: &Common,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let mut pieces = Box::pin(generate::start(lease, request, DIALECT, state.metrics.clone()));
     let first = pieces.next().await.expect("a stream ends with Done or Failed");
     if let Piece::Failed(e) = first {
         return Err(e);

@@ -74,6 +74,8 @@ pub struct ResidencyConfig {
     /// Sequences each engine decodes at once.
     pub parallel: u32,
     pub max_loaded: usize,
+    /// Requests that may wait for a slot of a model; past that, 503.
+    pub max_queue: usize,
     pub keep_alive: KeepAlive,
     pub threads: Option<u32>,
     pub meter: MeterFactory,
@@ -144,6 +146,20 @@ impl Residency {
         let mut loaded = self.loaded.lock().await;
         let spec = self.spec(name, dialect)?;
         if let Some(at) = loaded.iter().position(|m| m.name.same_as(name) && m.spec.path == spec.path) {
+            // Each request holds one reference; the list holds one more.
+            let requests = Arc::strong_count(&loaded[at]) - 1;
+            let limit = self.config.parallel as usize + self.config.max_queue;
+            if requests >= limit {
+                return Err(ApiError::new(
+                    dialect,
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    format!(
+                        "the server is busy: {requests} requests are running or waiting for {name} \
+                         ({} slots, HEARTH_MAX_QUEUE {}); try again shortly",
+                        self.config.parallel, self.config.max_queue
+                    ),
+                ));
+            }
             let model = loaded.remove(at);
             *model.keep_alive.lock().expect("not poisoned") = keep_alive;
             loaded.push(model.clone());

@@ -29,6 +29,10 @@ impl EnergyMeter for HalfJoulePerRead {
 /// A store holding the SmolLM2 test model as `smollm2:135m` (1024 tokens of context, one
 /// thread), served with `parallel` slots.
 fn server(parallel: u32, keep_alive: KeepAlive) -> (AppState, tempfile::TempDir) {
+    server_with_queue(parallel, keep_alive, 8)
+}
+
+fn server_with_queue(parallel: u32, keep_alive: KeepAlive, max_queue: usize) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (model, _) = store.import_file(MODEL, &hearth_engine::test_models::smollm2(), ImportMode::LinkOrCopy).unwrap();
@@ -45,6 +49,7 @@ fn server(parallel: u32, keep_alive: KeepAlive) -> (AppState, tempfile::TempDir)
     let config = ResidencyConfig {
         parallel,
         max_loaded: 2,
+        max_queue,
         keep_alive,
         threads: Some(1),
         meter: Arc::new(|| Some(Box::new(HalfJoulePerRead(0.0)) as Box<dyn EnergyMeter>)),
@@ -233,6 +238,22 @@ async fn openai_endpoints_answer_in_openais_shapes() {
     assert_eq!(completion["object"], "text_completion");
     assert!(completion["choices"][0]["text"].as_str().unwrap().contains("Paris"), "{completion}");
     assert_eq!(completion["usage"]["completion_tokens"], 6);
+
+    // /metrics counts what was answered, and the energy the answers reported.
+    let (status, bytes) = call(&state, Method::GET, "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = String::from_utf8(bytes).unwrap();
+    let value = |name: &str| -> f64 {
+        let line = metrics.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("{name} in {metrics}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    assert_eq!(value("hearth_requests_total "), 3.0);
+    assert_eq!(value("hearth_requests_in_flight "), 0.0);
+    assert!(value("hearth_generated_tokens_total ") >= 6.0 + 2.0);
+    assert_eq!(value("hearth_loaded_models "), 1.0);
+    assert!(value("hearth_energy_joules_total{domain=\"total\",source=\"measured\"}") > 0.0);
+    assert_eq!(value("hearth_time_to_first_token_seconds_count "), 3.0);
+    assert!(value("hearth_inter_token_latency_seconds_count ") > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -376,4 +397,44 @@ async fn a_client_that_leaves_mid_stream_frees_its_request() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{reply}");
+}
+
+/// Past the slots and the queue, a request gets 503 with a message, and the others go on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_queue_answers_503() {
+    let (state, _dir) = server_with_queue(1, five_minutes(), 1);
+    let long = || {
+        Request::post("/v1/completions")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"model": "smollm2:135m", "prompt": "Once upon a time", "max_tokens": 64, "stream": true,
+                       "ignore_eos": true})
+                .to_string(),
+            ))
+            .unwrap()
+    };
+    // One running, one waiting (max_queue 1): both accepted and held open.
+    let running = router(state.clone()).oneshot(long()).await.unwrap();
+    let waiting = tokio::spawn({
+        let state = state.clone();
+        async move { router(state).oneshot(long()).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, reply) = post(&state, "/api/generate", json!({"model": "smollm2:135m", "prompt": "hi"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("busy"), "{reply}");
+    let (status, reply) = post(
+        &state,
+        "/v1/chat/completions",
+        json!({"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
+    assert_eq!(reply["error"]["code"], "overloaded");
+    // The accepted ones finish.
+    for response in [running, waiting.await.unwrap()] {
+        let text =
+            String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    }
 }

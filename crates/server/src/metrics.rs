@@ -1,0 +1,210 @@
+//! `GET /metrics` in Prometheus's text format: requests, tokens in and out, time to first
+//! token and inter-token latency histograms, requests in flight, loaded models, and the
+//! energy answers have reported, by source.
+
+use hearth_core::{EnergyReport, EnergySource, Usage};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+const TTFT_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const ITL_BUCKETS: &[f64] = &[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+
+/// A Prometheus histogram: cumulative bucket counts, sum and count.
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self { bounds, counts: vec![0; bounds.len()], sum: 0.0, count: 0 }
+    }
+
+    fn observe(&mut self, seconds: f64) {
+        for (bound, count) in self.bounds.iter().zip(&mut self.counts) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bound, count) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}",
+            self.count, self.sum, self.count
+        );
+    }
+}
+
+pub struct Metrics {
+    requests: AtomicU64,
+    failed: AtomicU64,
+    prompt_tokens: AtomicU64,
+    cached_prompt_tokens: AtomicU64,
+    generated_tokens: AtomicU64,
+    in_flight: AtomicU64,
+    ttft: Mutex<Histogram>,
+    itl: Mutex<Histogram>,
+    /// Joules reported by answers: measured, estimated.
+    joules: Mutex<[f64; 2]>,
+    /// The average power of the last answer, watts.
+    last_watts: Mutex<Option<f64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            requests: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            prompt_tokens: AtomicU64::new(0),
+            cached_prompt_tokens: AtomicU64::new(0),
+            generated_tokens: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            ttft: Mutex::new(Histogram::new(TTFT_BUCKETS)),
+            itl: Mutex::new(Histogram::new(ITL_BUCKETS)),
+            joules: Mutex::new([0.0; 2]),
+            last_watts: Mutex::new(None),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn started(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The request is over, however it ended.
+    pub fn ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn failed(&self) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn token_gap(&self, gap: Duration) {
+        self.itl.lock().expect("not poisoned").observe(gap.as_secs_f64());
+    }
+
+    pub fn answered(&self, usage: &Usage, time_to_first_token: Duration, energy: Option<&EnergyReport>) {
+        self.prompt_tokens.fetch_add(u64::from(usage.prompt_tokens), Ordering::Relaxed);
+        self.cached_prompt_tokens.fetch_add(u64::from(usage.cached_prompt_tokens), Ordering::Relaxed);
+        self.generated_tokens.fetch_add(u64::from(usage.completion_tokens), Ordering::Relaxed);
+        self.ttft.lock().expect("not poisoned").observe(time_to_first_token.as_secs_f64());
+        if let Some(energy) = energy {
+            let index = usize::from(energy.source == EnergySource::Estimated);
+            self.joules.lock().expect("not poisoned")[index] += energy.total_joules();
+            *self.last_watts.lock().expect("not poisoned") = energy.average_watts();
+        }
+    }
+
+    pub fn render(&self, loaded_models: usize) -> String {
+        let mut out = String::new();
+        let mut counter = |name: &str, help: &str, kind: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed).to_string();
+        counter("hearth_requests_total", "Generation requests received.", "counter", get(&self.requests));
+        counter(
+            "hearth_requests_failed_total",
+            "Generation requests that ended in an error.",
+            "counter",
+            get(&self.failed),
+        );
+        counter(
+            "hearth_prompt_tokens_total",
+            "Prompt tokens of answered requests.",
+            "counter",
+            get(&self.prompt_tokens),
+        );
+        counter(
+            "hearth_prompt_tokens_cached_total",
+            "Prompt tokens served from the KV cache instead of computed.",
+            "counter",
+            get(&self.cached_prompt_tokens),
+        );
+        counter("hearth_generated_tokens_total", "Tokens generated.", "counter", get(&self.generated_tokens));
+        counter(
+            "hearth_requests_in_flight",
+            "Requests being answered or waiting for a slot.",
+            "gauge",
+            get(&self.in_flight),
+        );
+        counter("hearth_loaded_models", "Models loaded now.", "gauge", loaded_models.to_string());
+        if let Some(watts) = *self.last_watts.lock().expect("not poisoned") {
+            counter("hearth_power_watts", "Average power of the last answer.", "gauge", watts.to_string());
+        }
+        let joules = *self.joules.lock().expect("not poisoned");
+        let _ = writeln!(
+            out,
+            "# HELP hearth_energy_joules_total Energy answers reported, by how it was known.\n\
+             # TYPE hearth_energy_joules_total counter\n\
+             hearth_energy_joules_total{{domain=\"total\",source=\"measured\"}} {}\n\
+             hearth_energy_joules_total{{domain=\"total\",source=\"estimated\"}} {}",
+            joules[0], joules[1]
+        );
+        self.ttft.lock().expect("not poisoned").render(
+            &mut out,
+            "hearth_time_to_first_token_seconds",
+            "From a request's arrival to its first token.",
+        );
+        self.itl.lock().expect("not poisoned").render(
+            &mut out,
+            "hearth_inter_token_latency_seconds",
+            "Between consecutive pieces of text of a streamed answer.",
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_counters_add_up() {
+        let metrics = Metrics::default();
+        metrics.started();
+        let usage = Usage { prompt_tokens: 30, cached_prompt_tokens: 20, completion_tokens: 5 };
+        let energy = EnergyReport {
+            prefill_joules: 1.0,
+            decode_joules: 2.0,
+            seconds: 1.5,
+            idle_watts: None,
+            source: EnergySource::Estimated,
+        };
+        metrics.answered(&usage, Duration::from_millis(70), Some(&energy));
+        metrics.token_gap(Duration::from_millis(7));
+        metrics.ended();
+        let text = metrics.render(1);
+        for line in [
+            "hearth_requests_total 1",
+            "hearth_requests_in_flight 0",
+            "hearth_prompt_tokens_total 30",
+            "hearth_prompt_tokens_cached_total 20",
+            "hearth_generated_tokens_total 5",
+            "hearth_loaded_models 1",
+            "hearth_power_watts 2",
+            "hearth_energy_joules_total{domain=\"total\",source=\"estimated\"} 3",
+            "hearth_time_to_first_token_seconds_bucket{le=\"0.05\"} 0",
+            "hearth_time_to_first_token_seconds_bucket{le=\"0.1\"} 1",
+            "hearth_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
+            "hearth_inter_token_latency_seconds_bucket{le=\"0.01\"} 1",
+            "hearth_inter_token_latency_seconds_count 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
+}
