@@ -60,12 +60,14 @@ impl EngineSettings {
         };
         let trained = info.context_length.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_CONTEXT_SIZE);
         let context_size = positive("context size", self.context_size)?.unwrap_or(DEFAULT_CONTEXT_SIZE.min(trained));
+        let parallel = positive("parallel", self.parallel)?.unwrap_or(1).min(256);
         Ok(ResolvedSettings {
             threads: positive("threads", self.threads)?.unwrap_or_else(physical_cores),
             context_size,
-            batch_size: positive("batch size", self.batch_size)?.unwrap_or(DEFAULT_BATCH_SIZE),
+            // A batch holds at least one token of every slot (llama.cpp requires it).
+            batch_size: positive("batch size", self.batch_size)?.unwrap_or(DEFAULT_BATCH_SIZE).max(parallel),
             gpu_layers: self.gpu_layers.unwrap_or(if backend.supports_gpu_offload() { u32::MAX } else { 0 }),
-            parallel: positive("parallel", self.parallel)?.unwrap_or(1).min(256),
+            parallel,
         })
     }
 }

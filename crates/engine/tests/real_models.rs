@@ -436,3 +436,17 @@ fn answers_under_load_equal_answers_alone() {
     }
     assert!(alone.iter().collect::<std::collections::HashSet<_>>().len() > 4, "seeds and prompts differ: {alone:?}");
 }
+
+/// A batch smaller than the slots is raised to one token per slot, so every running answer
+/// fits in each step.
+#[test]
+fn a_batch_smaller_than_the_slots_is_raised_to_fit_them() {
+    let settings = EngineSettings { parallel: Some(4), batch_size: Some(2), ..settings() };
+    let engine = Engine::load(&smollm2_path(), &settings).unwrap();
+    assert_eq!(engine.settings().batch_size, 4);
+    let receivers: Vec<_> = (0..4).map(|_| engine.generate(ask("Hi", greedy(3)))).collect();
+    let alone = text_of(engine.generate(ask("Hi", greedy(3))));
+    for events in receivers {
+        assert_eq!(text_of(events), alone);
+    }
+}
