@@ -2,20 +2,8 @@
 //! file; anything else is a model name looked up in the store.
 
 use anyhow::{Context, Result};
-use hearth_core::ChatMessage;
-use hearth_store::{ParallelDownloads, Store, StoreError};
-use serde_json::{Map, Value};
-use std::path::{Path, PathBuf};
-
-/// A model ready to load, with what its manifest says about running it.
-#[derive(Default)]
-pub struct ResolvedModel {
-    pub path: PathBuf,
-    pub parameters: Map<String, Value>,
-    pub system: Option<String>,
-    pub template: Option<String>,
-    pub messages: Vec<ChatMessage>,
-}
+use hearth_store::{ModelSpec, ParallelDownloads, Store, StoreError};
+use std::path::Path;
 
 /// The store at `$HEARTH_MODELS`; `HEARTH_DOWNLOAD_CONNECTIONS` sets how many parts of a
 /// large blob download at once (default 4).
@@ -35,24 +23,20 @@ pub fn open_store() -> Result<Store> {
 
 /// An existing path, or anything ending in `.gguf` but a URL, is a file; the rest are model
 /// names (a URL of a GGUF is one too: the name `hearth pull` gives it).
-pub fn resolve(arg: &str) -> Result<ResolvedModel> {
+pub fn resolve(arg: &str) -> Result<ModelSpec> {
     let path = Path::new(arg);
     if path.exists() || (arg.ends_with(".gguf") && !hearth_store::is_gguf_url(arg)) {
-        return Ok(ResolvedModel { path: path.to_path_buf(), ..Default::default() });
+        return Ok(ModelSpec { path: path.to_path_buf(), ..Default::default() });
     }
     let name = crate::pull::model_name(arg)?;
     let store = open_store()?;
-    // A model not in the store is pulled on first use, as Ollama does.
-    if let Err(StoreError::NotFound(_)) = store.manifest(&name) {
-        crate::pull::pull(&store, arg, false)
-            .with_context(|| format!("model '{name}' is not in the store, and pulling it failed"))?;
+    match store.model_spec(&name) {
+        // A model not in the store is pulled on first use, as Ollama does.
+        Err(StoreError::NotFound(_)) => {
+            crate::pull::pull(&store, arg, false)
+                .with_context(|| format!("model '{name}' is not in the store, and pulling it failed"))?;
+            Ok(store.model_spec(&name)?)
+        }
+        other => Ok(other?),
     }
-    let spec = store.model_spec(&name)?;
-    Ok(ResolvedModel {
-        path: spec.path,
-        parameters: spec.parameters,
-        system: spec.system,
-        template: spec.template,
-        messages: spec.messages,
-    })
 }

@@ -1,12 +1,13 @@
 //! `hearth run MODEL [PROMPT]`: answer one prompt and exit, or chat in the terminal.
 
 use crate::answer::{self, Answer};
-use crate::models::{self, ResolvedModel};
+use crate::models;
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
-use hearth_core::parameters::{self, ParameterError};
+use hearth_core::parameters;
 use hearth_core::{ChatMessage, EnergyMeter, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth_engine::{Engine, EngineSettings};
+use hearth_store::ModelSpec;
 use rustyline::error::ReadlineError;
 use std::io::{IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -52,8 +53,8 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// Flags first, then what the model was stored with, then defaults.
-    fn engine_settings(&self, model: &ResolvedModel) -> EngineSettings {
-        let stored = |key: &str| model.parameters.get(key).and_then(|v| v.as_u64()).and_then(|n| u32::try_from(n).ok());
+    fn engine_settings(&self, model: &ModelSpec) -> EngineSettings {
+        let stored = |key: &str| parameters::stored_u32(&model.parameters, key);
         EngineSettings {
             threads: self.threads.or_else(|| stored("num_thread")),
             context_size: self.ctx_size.or_else(|| stored("num_ctx")),
@@ -64,7 +65,7 @@ impl RunArgs {
         }
     }
 
-    fn sampling(&self, model: &ResolvedModel) -> Result<SamplingParams> {
+    fn sampling(&self, model: &ModelSpec) -> Result<SamplingParams> {
         let mut params = stored_sampling(&model.parameters);
         if self.seed.is_some() {
             params.seed = self.seed;
@@ -81,14 +82,12 @@ impl RunArgs {
     }
 }
 
-/// Sampling parameters a Modelfile stored (`PARAMETER temperature 0.2`, ...) over the defaults.
-/// Other keys (engine settings, options of Ollama's that hearth does not apply) are skipped.
+/// Sampling parameters a Modelfile stored, over the defaults; values that do not parse are
+/// reported and skipped.
 fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> SamplingParams {
-    let mut params = SamplingParams::default();
-    for (name, value) in stored {
-        if let Err(ParameterError::Invalid(message)) = parameters::apply(&mut params, name, &parameters::texts(value)) {
-            tracing::warn!("stored parameter ignored: {message}");
-        }
+    let (params, ignored) = parameters::stored_sampling(stored);
+    for message in ignored {
+        tracing::warn!("stored parameter ignored: {message}");
     }
     params
 }

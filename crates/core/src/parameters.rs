@@ -40,6 +40,25 @@ pub fn apply(params: &mut SamplingParams, name: &str, values: &[String]) -> Resu
     Ok(())
 }
 
+/// Sampling parameters a model was stored with (`PARAMETER temperature 0.2`, ...) over the
+/// defaults. Keys that are not sampling parameters (engine settings such as `num_ctx`) are
+/// skipped; the messages of values that do not parse come back for the caller to report.
+pub fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> (SamplingParams, Vec<String>) {
+    let mut params = SamplingParams::default();
+    let mut ignored = Vec::new();
+    for (name, value) in stored {
+        if let Err(ParameterError::Invalid(message)) = apply(&mut params, name, &texts(value)) {
+            ignored.push(message);
+        }
+    }
+    (params, ignored)
+}
+
+/// A stored whole-number setting (`num_ctx`, `num_thread`, `num_batch`), if it is one.
+pub fn stored_u32(stored: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<u32> {
+    stored.get(name).and_then(serde_json::Value::as_u64).and_then(|n| u32::try_from(n).ok())
+}
+
 /// The text form of a stored JSON parameter value; a list gives one text per item.
 pub fn texts(value: &serde_json::Value) -> Vec<String> {
     match value {

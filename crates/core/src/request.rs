@@ -15,6 +15,16 @@ pub enum Role {
 }
 
 impl Role {
+    /// The role a message names: `"system"`, `"user"`, `"assistant"`, or any other.
+    pub fn parse(name: &str) -> Self {
+        match name {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            other => Role::Other(other.to_string()),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         match self {
             Role::System => "system",

@@ -7,7 +7,10 @@ use crate::metrics::Metrics;
 use crate::residency::Lease;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::parameters::{self, ParameterError};
-use hearth_core::{EnergyReport, FinishReason, GenerateRequest, SamplingParams, StreamEvent, Timings, Usage};
+use hearth_core::{
+    ChatMessage, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings, Usage,
+};
+use hearth_store::ModelSpec;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,11 +20,9 @@ const LOAD_OPTIONS: &[&str] = &["num_ctx", "num_batch", "num_thread", "num_gpu",
 
 /// The model's stored parameters, then the request's (Ollama names), over the defaults.
 pub fn sampling(stored: &Map<String, Value>, options: &Map<String, Value>) -> Result<SamplingParams, String> {
-    let mut params = SamplingParams::default();
-    for (name, value) in stored {
-        if let Err(ParameterError::Invalid(message)) = parameters::apply(&mut params, name, &parameters::texts(value)) {
-            tracing::warn!("stored parameter ignored: {message}");
-        }
+    let (mut params, ignored) = parameters::stored_sampling(stored);
+    for message in ignored {
+        tracing::warn!("stored parameter ignored: {message}");
     }
     for (name, value) in options {
         if value.is_null() {
@@ -103,6 +104,33 @@ pub fn start(
     })
 }
 
+/// [`start`], with an error that comes before any text returned as the error itself, so the
+/// response can carry its status code; the stream that comes back yields every piece.
+pub async fn start_answer(
+    lease: Lease,
+    request: GenerateRequest,
+    dialect: Dialect,
+    metrics: Arc<Metrics>,
+) -> Result<impl Stream<Item = Piece> + Send, ApiError> {
+    let mut pieces = Box::pin(start(lease, request, dialect, metrics));
+    match pieces.next().await.expect("a stream ends with Done or Failed") {
+        Piece::Failed(e) => Err(e),
+        first => Ok(stream::once(async move { first }).chain(pieces)),
+    }
+}
+
+/// The conversation a model is asked: its own system message (unless the request brings
+/// one) and stored messages, then the request's messages.
+pub fn conversation(spec: &ModelSpec, messages: Vec<ChatMessage>) -> Vec<ChatMessage> {
+    let mut conversation = Vec::with_capacity(messages.len() + spec.messages.len() + 1);
+    if let Some(system) = spec.system.as_ref().filter(|_| !messages.iter().any(|m| m.role == Role::System)) {
+        conversation.push(ChatMessage::system(system.clone()));
+    }
+    conversation.extend(spec.messages.iter().cloned());
+    conversation.extend(messages);
+    conversation
+}
+
 /// Runs a stream to its end: the whole text and how it finished.
 pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<(String, Finished), ApiError> {
     let mut pieces = std::pin::pin!(pieces);
@@ -143,16 +171,6 @@ pub fn energy_fields(energy: Option<&EnergyReport>, usage: &Usage) -> Map<String
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn unix_seconds() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// A request's start, for durations it reports.
-#[derive(Clone, Copy)]
-pub struct Started(pub Instant);
-
-impl Started {
-    pub fn now() -> Self {
-        Self(Instant::now())
-    }
 }
 
 /// An Ollama `done_reason` / OpenAI `finish_reason`.

@@ -3,7 +3,7 @@
 //! `copy`, `version`), with Ollama's field names, so Ollama's clients work unchanged.
 
 use crate::error::{ApiError, Dialect};
-use crate::generate::{self, energy_fields, Finished, Piece, Started};
+use crate::generate::{self, energy_fields, Finished, Piece};
 use crate::residency::{KeepAlive, Lease};
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -11,14 +11,14 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::StreamExt;
 use hearth_core::clock::rfc3339;
 use hearth_core::{ChatMessage, GenerateRequest, Prompt, Role};
 use hearth_store::{manifest, ModelName};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 const DIALECT: Dialect = Dialect::Ollama;
 
@@ -96,7 +96,7 @@ struct MessageBody {
 }
 
 pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let started = Started::now();
+    let started = Instant::now();
     let body: GenerateBody = parse(&body)?;
     let name = model_name(&body.model)?;
     let keep_alive = keep_alive(body.keep_alive.as_ref())?;
@@ -131,7 +131,7 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
 }
 
 pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let started = Started::now();
+    let started = Instant::now();
     let body: ChatBody = parse(&body)?;
     let name = model_name(&body.model)?;
     let keep_alive = keep_alive(body.keep_alive.as_ref())?;
@@ -149,25 +149,10 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let lease = state.residency.acquire(&name, keep_alive, DIALECT).await?;
     let sampling =
         generate::sampling(&lease.model.spec.parameters, &options).map_err(|e| ApiError::bad_request(DIALECT, e))?;
-    let spec = &lease.model.spec;
-    let mut conversation = Vec::new();
-    // The model's own system message and messages come first, unless the request has one.
-    if let Some(system) = spec.system.as_ref().filter(|_| !messages.iter().any(|m| m.role == "system")) {
-        conversation.push(ChatMessage::system(system.clone()));
-    }
-    conversation.extend(spec.messages.iter().cloned());
-    conversation.extend(messages.into_iter().map(|m| ChatMessage::new(role(&m.role), m.content)));
+    let messages = messages.into_iter().map(|m| ChatMessage::new(Role::parse(&m.role), m.content)).collect();
+    let conversation = generate::conversation(&lease.model.spec, messages);
     let request = GenerateRequest { prompt: Prompt::Chat(conversation), sampling };
     answer(&state, lease, request, name, started, body.stream.unwrap_or(true), Kind::Chat).await
-}
-
-fn role(text: &str) -> Role {
-    match text {
-        "system" => Role::System,
-        "user" => Role::User,
-        "assistant" => Role::Assistant,
-        other => Role::Other(other.to_string()),
-    }
 }
 
 /// `generate` and `chat` with nothing to answer: load the model (or unload it, with
@@ -208,16 +193,12 @@ async fn answer(
     lease: Lease,
     request: GenerateRequest,
     name: ModelName,
-    started: Started,
+    started: Instant,
     streaming: bool,
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let load_duration = lease.load_duration;
-    let mut pieces = Box::pin(generate::start(lease, request, DIALECT, state.metrics.clone()));
-    let first = pieces.next().await.expect("a stream ends with Done or Failed");
-    if let Piece::Failed(e) = first {
-        return Err(e);
-    }
+    let pieces = generate::start_answer(lease, request, DIALECT, state.metrics.clone()).await?;
     let model = name.to_string();
     let chunk = move |text: String| -> Value {
         let mut line = Map::new();
@@ -230,7 +211,6 @@ async fn answer(
         line.insert("done".into(), json!(false));
         Value::Object(line)
     };
-    let pieces = stream::once(async move { first }).chain(pieces);
     if !streaming {
         let (text, finished) = generate::collect(pieces).await?;
         let mut reply = chunk(text);
@@ -255,12 +235,12 @@ async fn answer(
 }
 
 /// The last object's fields: why it ended, counts, durations in nanoseconds, energy.
-fn finish(reply: &mut Value, finished: &Finished, started: Started, load_duration: Duration) {
+fn finish(reply: &mut Value, finished: &Finished, started: Instant, load_duration: Duration) {
     let object = reply.as_object_mut().expect("an object");
     let nanos = |d: Duration| json!(d.as_nanos() as u64);
     object.insert("done".into(), json!(true));
     object.insert("done_reason".into(), json!(generate::finish_reason(finished.finish_reason)));
-    object.insert("total_duration".into(), nanos(started.0.elapsed()));
+    object.insert("total_duration".into(), nanos(started.elapsed()));
     object.insert("load_duration".into(), nanos(load_duration));
     object.insert("prompt_eval_count".into(), json!(finished.usage.prompt_tokens));
     object.insert("prompt_eval_duration".into(), nanos(finished.timings.prompt_eval));
@@ -328,7 +308,7 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Val
         hearth_store::StoreError::NotFound(_) => ApiError::not_found(DIALECT, format!("model '{name}' not found")),
         other => ApiError::internal(DIALECT, other.to_string()),
     })?;
-    let spec = store.model_spec(&name).map_err(|e| ApiError::internal(DIALECT, e.to_string()))?;
+    let spec = store.spec_of(&name, &manifest).map_err(|e| ApiError::internal(DIALECT, e.to_string()))?;
     let header = hearth_engine::GgufHeader::read(&spec.path).map_err(|e| ApiError::internal(DIALECT, e.to_string()))?;
     let info = header.model_info();
     let config = store.config_of(&manifest);

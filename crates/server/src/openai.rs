@@ -197,23 +197,16 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
                 parts.iter().map(|p| p.text.as_str()).collect::<Vec<_>>().join("\n")
             }
         };
+        // "developer" is OpenAI's newer name for the system message.
         let role = match message.role.as_str() {
-            "system" | "developer" => Role::System,
-            "user" => Role::User,
-            "assistant" => Role::Assistant,
-            other => Role::Other(other.to_string()),
+            "developer" => Role::System,
+            name => Role::parse(name),
         };
         messages.push(ChatMessage::new(role, content));
     }
     let lease = state.residency.acquire(&name, None, DIALECT).await?;
     let sampling = common.sampling(&lease)?;
-    let spec = &lease.model.spec;
-    let mut conversation = Vec::new();
-    if let Some(system) = spec.system.as_ref().filter(|_| !messages.iter().any(|m| m.role == Role::System)) {
-        conversation.push(ChatMessage::system(system.clone()));
-    }
-    conversation.extend(spec.messages.iter().cloned());
-    conversation.extend(messages);
+    let conversation = generate::conversation(&lease.model.spec, messages);
     let request = GenerateRequest { prompt: Prompt::Chat(conversation), sampling };
     answer(&state, lease, request, common, Kind::Chat).await
 }
@@ -247,12 +240,7 @@ async fn answer(
     common: &Common,
     kind: Kind,
 ) -> Result<Response, ApiError> {
-    let mut pieces = Box::pin(generate::start(lease, request, DIALECT, state.metrics.clone()));
-    let first = pieces.next().await.expect("a stream ends with Done or Failed");
-    if let Piece::Failed(e) = first {
-        return Err(e);
-    }
-    let pieces = stream::once(async move { first }).chain(pieces);
+    let pieces = generate::start_answer(lease, request, DIALECT, state.metrics.clone()).await?;
     let (prefix, object) = match kind {
         Kind::Chat => ("chatcmpl", "chat.completion"),
         Kind::Completion => ("cmpl", "text_completion"),

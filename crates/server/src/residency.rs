@@ -8,7 +8,7 @@ use hearth_core::EnergyMeter;
 use hearth_engine::{Engine, EngineSettings};
 use hearth_store::{ModelName, ModelSpec, Store, StoreError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Makes the energy meter each loaded engine reads.
 pub type MeterFactory = Arc<dyn Fn() -> Option<Box<dyn EnergyMeter>> + Send + Sync>;
@@ -86,7 +86,6 @@ pub struct LoadedModel {
     pub name: ModelName,
     pub spec: ModelSpec,
     pub engine: Engine,
-    pub loaded_at: SystemTime,
     /// When it unloads if no request holds it; `None`: never.
     expires: Mutex<Option<Instant>>,
     keep_alive: Mutex<KeepAlive>,
@@ -129,10 +128,6 @@ impl Residency {
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
-    }
-
-    pub fn default_keep_alive(&self) -> KeepAlive {
-        self.config.keep_alive
     }
 
     /// The model `name`, loaded if it is not yet; `keep_alive` applies from now on.
@@ -191,7 +186,6 @@ impl Residency {
             name: name.clone(),
             spec,
             engine,
-            loaded_at: SystemTime::now(),
             expires: Mutex::new(None),
             keep_alive: Mutex::new(keep_alive),
         });
@@ -209,7 +203,7 @@ impl Residency {
     }
 
     fn engine_settings(&self, spec: &ModelSpec) -> EngineSettings {
-        let stored = |key: &str| spec.parameters.get(key).and_then(|v| v.as_u64()).and_then(|n| u32::try_from(n).ok());
+        let stored = |key: &str| hearth_core::parameters::stored_u32(&spec.parameters, key);
         EngineSettings {
             threads: self.config.threads.or_else(|| stored("num_thread")),
             context_size: stored("num_ctx"),

@@ -28,7 +28,8 @@ impl Store {
         self.spec_of(name, &manifest)
     }
 
-    fn spec_of(&self, name: &ModelName, manifest: &Manifest) -> Result<ModelSpec, StoreError> {
+    /// The same, from a manifest already read (`name` is for error messages).
+    pub fn spec_of(&self, name: &ModelName, manifest: &Manifest) -> Result<ModelSpec, StoreError> {
         let corrupt = |what: &str, e: serde_json::Error| StoreError::CorruptManifest {
             path: self.root().join("manifests").join(name.manifest_path()),
             detail: format!("the {what} layer is not valid JSON: {e}"),
