@@ -60,7 +60,7 @@ pub fn stream(engine: &Engine, request: GenerateRequest, out: &mut impl Write) -
                 return Ok(Answer { text, finish_reason, usage, timings, energy });
             }
             Ok(StreamEvent::Error(e)) => bail!(e),
-            Err(flume::RecvTimeoutError::Timeout) => {}
+            Ok(StreamEvent::Logprob(_)) | Err(flume::RecvTimeoutError::Timeout) => {}
             Err(flume::RecvTimeoutError::Disconnected) => bail!("the engine stopped unexpectedly"),
         }
     }

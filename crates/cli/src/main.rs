@@ -89,16 +89,16 @@ fn main() -> ExitCode {
 }
 
 /// Logs go to stderr, filtered by `HEARTH_LOG` (e.g. `HEARTH_LOG=debug`, or
-/// `HEARTH_LOG=llama_cpp=debug` for llama.cpp's own messages). Quiet by default: the
-/// errors that matter reach the user as error messages.
+/// `HEARTH_LOG=llama_cpp=debug` for llama.cpp's own messages), one JSON object per line with
+/// `HEARTH_LOG_FORMAT=json` (for log collectors). Quiet by default: the errors that matter
+/// reach the user as error messages.
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(true)
-        .with_ansi(ansi)
-        .init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(true);
+    if std::env::var("HEARTH_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        builder.json().init();
+    } else {
+        builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+    }
 }

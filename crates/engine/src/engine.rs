@@ -7,7 +7,7 @@ use crate::gguf::{GgufHeader, MetaValue};
 use crate::llama_log;
 use crate::scheduler::Scheduler;
 use crate::template::ChatTemplate;
-use hearth_core::{EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent};
+use hearth_core::{EmbedRequest, Embeddings, EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
@@ -88,10 +88,9 @@ pub(crate) fn backend() -> &'static LlamaBackend {
     })
 }
 
-pub(crate) struct Job {
-    pub request: GenerateRequest,
-    pub events: flume::Sender<StreamEvent>,
-    pub submitted: Instant,
+pub(crate) enum Job {
+    Generate { request: GenerateRequest, events: flume::Sender<StreamEvent>, submitted: Instant },
+    Embed { request: EmbedRequest, reply: flume::Sender<Result<Embeddings, GenerateError>> },
 }
 
 /// A loaded model and the thread that runs it.
@@ -125,6 +124,7 @@ impl Engine {
             info.chat_template = Some(template.clone());
         }
         let sliding_window = header.arch_value("attention.sliding_window").and_then(MetaValue::as_u64).unwrap_or(0);
+        let pooling = header.arch_value("pooling_type").and_then(MetaValue::as_u64).map(|kind| kind as u32);
         let settings = settings.resolve(&info, backend())?;
 
         let (ready_tx, ready_rx) = flume::bounded(1);
@@ -134,7 +134,8 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
             .spawn(move || {
-                engine_thread(&thread_path, &thread_info, settings, sliding_window, meter, &ready_tx, &jobs_rx)
+                let shape = Shape { sliding_window, pooling };
+                engine_thread(&thread_path, &thread_info, settings, shape, meter, &ready_tx, &jobs_rx)
             })
             .map_err(|e| EngineError::Io { path: path.to_path_buf(), source: e })?;
 
@@ -169,9 +170,20 @@ impl Engine {
             let _ = events.send(StreamEvent::Error(GenerateError::InvalidRequest(message)));
             return receiver;
         }
-        let job = Job { request, events, submitted: Instant::now() };
-        if let Err(flume::SendError(job)) = self.jobs.as_ref().expect("present until drop").send(job) {
-            let _ = job.events.send(StreamEvent::Error(GenerateError::EngineStopped("the model was unloaded".into())));
+        let job = Job::Generate { request, events: events.clone(), submitted: Instant::now() };
+        if self.jobs.as_ref().expect("present until drop").send(job).is_err() {
+            let _ = events.send(StreamEvent::Error(unloaded()));
+        }
+        receiver
+    }
+
+    /// Queues an embedding request; the vectors arrive on the returned receiver. It runs
+    /// on the engine thread between two decoding steps.
+    pub fn embed(&self, request: EmbedRequest) -> flume::Receiver<Result<Embeddings, GenerateError>> {
+        let (reply, receiver) = flume::bounded(1);
+        let job = Job::Embed { request, reply: reply.clone() };
+        if self.jobs.as_ref().expect("present until drop").send(job).is_err() {
+            let _ = reply.send(Err(unloaded()));
         }
         receiver
     }
@@ -204,6 +216,10 @@ impl Drop for Engine {
     }
 }
 
+fn unloaded() -> GenerateError {
+    GenerateError::EngineStopped("the model was unloaded".into())
+}
+
 pub(crate) fn read_header(path: &Path) -> Result<GgufHeader, EngineError> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => EngineError::ModelNotFound(path.to_path_buf()),
@@ -215,11 +231,17 @@ pub(crate) fn read_header(path: &Path) -> Result<GgufHeader, EngineError> {
     GgufHeader::read(path).map_err(|source| EngineError::InvalidModel { path: path.to_path_buf(), source })
 }
 
+/// What the engine thread needs from the model's metadata besides its `ModelInfo`.
+struct Shape {
+    sliding_window: u64,
+    pooling: Option<u32>,
+}
+
 fn engine_thread(
     path: &Path,
     info: &ModelInfo,
     settings: ResolvedSettings,
-    sliding_window: u64,
+    shape: Shape,
     meter: Option<Box<dyn EnergyMeter>>,
     ready: &flume::Sender<Result<(), EngineError>>,
     jobs: &flume::Receiver<Job>,
@@ -237,7 +259,7 @@ fn engine_thread(
         let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
         let template =
             ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
-        Ok(Scheduler::new(&model, ctx, template, settings, sliding_window, meter))
+        Ok(Scheduler::new(&model, ctx, template, settings, shape.sliding_window, shape.pooling, meter))
     });
     let mut scheduler = match session {
         Ok(session) => session,

@@ -3,9 +3,11 @@
 //! stream of events on each request's own channel.
 
 mod attribution;
+mod embedder;
 mod engine;
 mod error;
 pub mod gguf;
+pub mod grammar;
 mod llama_log;
 mod sampler;
 mod scheduler;

@@ -1,15 +1,24 @@
 //! Picks each next token: llama.cpp's sampler chain built from our `SamplingParams`, in
-//! llama.cpp's own order (penalties, then top-k, top-p, min-p, temperature, a seeded draw),
-//! or a plain argmax when nothing but the most likely token can win.
+//! llama.cpp's own order (grammar, penalties, then top-k, top-p, min-p, temperature, a
+//! seeded draw), or a plain argmax when nothing but the most likely token can win.
 
 use hearth_core::SamplingParams;
 use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use llama_cpp_2::token::LlamaToken;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
-pub(crate) enum TokenPicker {
+pub(crate) struct TokenPicker {
+    draw: Draw,
+    /// Kept apart from the chain: the prompt must not advance it, only generated tokens.
+    grammar: Option<LlamaSampler>,
+}
+
+enum Draw {
     /// Temperature 0 without penalties. llama.cpp's chain would copy every logit into a
     /// candidate array first: 3 MB per token on a 262k vocabulary, a tenth of gemma3's
     /// decode time on 2 cores.
@@ -18,29 +27,86 @@ pub(crate) enum TokenPicker {
 }
 
 impl TokenPicker {
-    pub fn new(params: &SamplingParams, n_vocab: i32) -> Self {
-        if params.temperature <= 0.0 && params.repeat_penalty == 1.0 {
-            Self::Argmax
+    /// Fails when the request's grammar does not parse.
+    pub fn new(params: &SamplingParams, model: &LlamaModel) -> Result<Self, String> {
+        let grammar = match &params.grammar {
+            Some(grammar) => Some(
+                LlamaSampler::grammar(model, grammar, "root")
+                    .map_err(|e| format!("the grammar is not valid GBNF ({e})"))?,
+            ),
+            None => None,
+        };
+        let draw = if params.temperature <= 0.0 && params.repeat_penalty == 1.0 {
+            Draw::Argmax
         } else {
-            Self::Chain(chain(params, n_vocab))
-        }
+            Draw::Chain(chain(params, model.n_vocab()))
+        };
+        Ok(Self { draw, grammar })
     }
 
     /// Shows the sampler the prompt's last tokens, which the repeat penalty counts too (as
     /// llama.cpp's server does).
     pub fn accept_prompt(&mut self, tokens: &[LlamaToken]) {
-        if let Self::Chain(sampler) = self {
+        if let Draw::Chain(sampler) = &mut self.draw {
             sampler.accept_many(tokens);
         }
     }
 
     /// The next token from the logits at batch index `idx`.
     pub fn pick(&mut self, ctx: &LlamaContext<'_>, idx: i32) -> LlamaToken {
-        match self {
-            Self::Argmax => argmax(ctx.get_logits_ith(idx)),
-            Self::Chain(sampler) => sampler.sample(ctx, idx),
+        let Some(grammar) = &mut self.grammar else {
+            return match &mut self.draw {
+                Draw::Argmax => argmax(ctx.get_logits_ith(idx)),
+                Draw::Chain(sampler) => sampler.sample(ctx, idx),
+            };
+        };
+        let logits = ctx.get_logits_ith(idx);
+        let candidates =
+            logits.iter().enumerate().map(|(id, &logit)| LlamaTokenData::new(LlamaToken(id as i32), logit, 0.0));
+        let mut candidates = LlamaTokenDataArray::from_iter(candidates, false);
+        // Tokens the grammar does not allow here get a logit of minus infinity.
+        candidates.apply_sampler(grammar);
+        let token = match &mut self.draw {
+            Draw::Argmax => {
+                let best = candidates.data.iter().map(|d| d.logit()).enumerate().fold(0, |best, (i, logit)| {
+                    if logit > candidates.data[best].logit() {
+                        i
+                    } else {
+                        best
+                    }
+                });
+                candidates.data[best].id()
+            }
+            Draw::Chain(sampler) => {
+                candidates.apply_sampler(sampler);
+                let token = candidates.selected_token().unwrap_or_else(|| argmax(logits));
+                sampler.accept(token);
+                token
+            }
+        };
+        grammar.accept(token);
+        token
+    }
+}
+
+/// `token`'s log-probability under the raw `logits`, and the `top` most likely tokens with
+/// theirs, most likely first.
+pub(crate) fn logprobs(logits: &[f32], token: LlamaToken, top: usize) -> (f32, Vec<(LlamaToken, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+    let chosen = logits.get(token.0 as usize).map_or(f32::NEG_INFINITY, |&l| l - log_sum);
+    let mut best: Vec<(usize, f32)> = Vec::with_capacity(top + 1);
+    if top > 0 {
+        for (i, &logit) in logits.iter().enumerate() {
+            if best.len() == top && logit <= best[top - 1].1 {
+                continue;
+            }
+            let at = best.partition_point(|&(_, l)| l >= logit);
+            best.insert(at, (i, logit));
+            best.truncate(top);
         }
     }
+    (chosen, best.into_iter().map(|(i, l)| (LlamaToken(i as i32), l - log_sum)).collect())
 }
 
 /// The first most likely token, as llama.cpp's greedy sampler picks it.
@@ -86,6 +152,19 @@ fn random_seed() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logprobs_are_a_normalised_log_softmax_with_the_top_in_order() {
+        let logits = [1.0f32, 3.0, 2.0, 3.0, -1.0];
+        let (chosen, top) = logprobs(&logits, LlamaToken(2), 3);
+        let total: f32 = logits.iter().map(|l| l.exp()).sum();
+        assert!((chosen - (2.0f32.exp() / total).ln()).abs() < 1e-5);
+        let ids: Vec<i32> = top.iter().map(|(t, _)| t.0).collect();
+        assert_eq!(ids, [1, 3, 2], "ties keep vocabulary order");
+        let probability: f32 = (0..5).map(|i| logprobs(&logits, LlamaToken(i), 0).0.exp()).sum();
+        assert!((probability - 1.0).abs() < 1e-5);
+        assert!(logprobs(&logits, LlamaToken(0), 0).1.is_empty());
+    }
 
     #[test]
     fn argmax_takes_the_first_of_equal_maxima() {

@@ -7,13 +7,15 @@
 //! frees its slot at the next step.
 
 use crate::attribution::{self, IdleBaseline};
+use crate::embedder::Embedder;
 use crate::engine::{Job, ResolvedSettings};
-use crate::sampler::TokenPicker;
+use crate::sampler::{self, TokenPicker};
 use crate::stop::{StopMatcher, StopOutcome};
 use crate::template::ChatTemplate;
 use crate::utf8_stream::Utf8Stream;
 use hearth_core::{
-    EnergyMeter, EnergyReport, FinishReason, GenerateError, GenerateRequest, Prompt, StreamEvent, Timings, Usage,
+    EnergyMeter, EnergyReport, FinishReason, GenerateError, GenerateRequest, Prompt, StreamEvent, Timings,
+    TokenLogprob, TopLogprob, Usage, MAX_TOP_LOGPROBS,
 };
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -39,6 +41,10 @@ pub(crate) struct Scheduler<'m> {
     idle: IdleBaseline,
     /// Counts admissions: orders slots by last use and prompts by arrival.
     clock: u64,
+    /// The model's own pooling type, for embeddings (`None`: a generative model).
+    pooling: Option<u32>,
+    /// Made on the first embedding request.
+    embedder: Option<Embedder<'m>>,
 }
 
 struct Slot {
@@ -72,6 +78,8 @@ struct Active {
     stops: StopMatcher,
     max_tokens: Option<u32>,
     ignore_eos: bool,
+    /// How many alternatives to report with each token's log-probability, if asked.
+    logprobs: Option<usize>,
     generated: u32,
     first_token_at: Option<Instant>,
     last_token_at: Option<Instant>,
@@ -88,6 +96,7 @@ impl<'m> Scheduler<'m> {
         template: ChatTemplate,
         settings: ResolvedSettings,
         sliding_window: u64,
+        pooling: Option<u32>,
         meter: Option<Box<dyn EnergyMeter>>,
     ) -> Self {
         let batch = LlamaBatch::new(settings.batch_size as usize, 1);
@@ -105,6 +114,8 @@ impl<'m> Scheduler<'m> {
             meter,
             idle: IdleBaseline::default(),
             clock: 0,
+            pooling,
+            embedder: None,
         }
     }
 
@@ -154,10 +165,36 @@ impl<'m> Scheduler<'m> {
         meter.joules().map_err(|e| tracing::warn!("energy meter: {e}")).ok()
     }
 
+    /// Starts a generation in a free slot, or answers an embedding request right away
+    /// (between two steps: running streams pause for as long as it takes).
+    fn admit(&mut self, job: Job) {
+        match job {
+            Job::Generate { request, events, submitted } => self.admit_generation(request, events, submitted),
+            Job::Embed { request, reply } => {
+                let _ = reply.send(self.embed(&request));
+            }
+        }
+    }
+
+    fn embed(&mut self, request: &hearth_core::EmbedRequest) -> Result<hearth_core::Embeddings, GenerateError> {
+        if self.embedder.is_none() {
+            let embedder = Embedder::new(self.model, self.settings.context_size, self.settings.threads, self.pooling)
+                .map_err(|e| GenerateError::Backend(format!("no embedding context: {e}")))?;
+            self.embedder = Some(embedder);
+        }
+        self.embedder.as_mut().expect("made above").embed(request)
+    }
+
     /// Puts a request into the free slot whose cache shares the longest prefix with its
     /// prompt (else the one used least recently), or answers it with an error.
-    fn admit(&mut self, job: Job) {
-        let Job { request, events, submitted } = job;
+    fn admit_generation(&mut self, request: GenerateRequest, events: flume::Sender<StreamEvent>, submitted: Instant) {
+        let mut picker = match TokenPicker::new(&request.sampling, self.model) {
+            Ok(picker) => picker,
+            Err(message) => {
+                let _ = events.send(StreamEvent::Error(GenerateError::InvalidRequest(message)));
+                return;
+            }
+        };
         let prompt = match self.tokenize_prompt(&request) {
             Ok(prompt) => prompt,
             Err(e) => {
@@ -184,7 +221,6 @@ impl<'m> Scheduler<'m> {
         let reused = self.reuse_prefix(index, &prompt);
         self.clock += 1;
         let params = &request.sampling;
-        let mut picker = TokenPicker::new(params, self.model.n_vocab());
         picker.accept_prompt(&prompt[prompt.len().saturating_sub(params.repeat_last_n as usize)..]);
         let slot = &mut self.slots[index];
         slot.last_used = self.clock;
@@ -205,6 +241,7 @@ impl<'m> Scheduler<'m> {
             stops: StopMatcher::new(&params.stop),
             max_tokens: params.max_tokens,
             ignore_eos: params.ignore_eos,
+            logprobs: request.logprobs.map(|n| n.min(MAX_TOP_LOGPROBS) as usize),
             generated: 0,
             first_token_at: None,
             last_token_at: None,
@@ -217,9 +254,10 @@ impl<'m> Scheduler<'m> {
     fn tokenize_prompt(&self, request: &GenerateRequest) -> Result<Vec<LlamaToken>, GenerateError> {
         let vocab = self.model.vocab();
         let text = match &request.prompt {
-            Prompt::Chat(messages) => {
-                self.template.render(messages).map_err(|e| GenerateError::InvalidRequest(e.to_string()))?
-            }
+            Prompt::Chat(messages) => self
+                .template
+                .render_with_tools(messages, &request.tools)
+                .map_err(|e| GenerateError::InvalidRequest(e.to_string()))?,
             Prompt::Raw(text) => text.clone(),
             Prompt::Tokens(ids) => {
                 let n_vocab = vocab.n_tokens();
@@ -389,6 +427,10 @@ impl<'m> Scheduler<'m> {
         };
         active.prefill_done.get_or_insert(now);
         let token = active.picker.pick(&self.ctx, logits_at);
+        if let Some(top) = active.logprobs {
+            let logprob = token_logprob(self.model, self.ctx.get_logits_ith(logits_at), token, top);
+            let _ = active.events.send(StreamEvent::Logprob(logprob));
+        }
         active.generated += 1;
         let picked_at = Instant::now();
         active.last_token_at = Some(picked_at);
@@ -459,6 +501,18 @@ impl<'m> Scheduler<'m> {
     }
 }
 
+/// What the request sees of a generated token's probability, from the raw logits (as
+/// llama.cpp's server reports them: before temperature, penalties or grammar).
+fn token_logprob(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: usize) -> TokenLogprob {
+    let piece = |token| model.vocab().token_to_piece(token, false, None);
+    let (logprob, alternatives) = sampler::logprobs(logits, token, top);
+    TokenLogprob {
+        bytes: piece(token),
+        logprob,
+        top: alternatives.into_iter().map(|(token, logprob)| TopLogprob { bytes: piece(token), logprob }).collect(),
+    }
+}
+
 fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
@@ -470,6 +524,6 @@ fn non_empty(tokens: Vec<LlamaToken>) -> Result<Vec<LlamaToken>, GenerateError> 
     Ok(tokens)
 }
 
-fn backend_error(e: impl std::fmt::Display) -> GenerateError {
+pub(crate) fn backend_error(e: impl std::fmt::Display) -> GenerateError {
     GenerateError::Backend(e.to_string())
 }

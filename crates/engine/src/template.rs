@@ -41,25 +41,71 @@ impl ChatTemplate {
 
     /// The prompt text for a conversation, ending with the cue for the assistant's turn.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, TemplateError> {
+        self.render_with_tools(messages, &[])
+    }
+
+    /// Like [`ChatTemplate::render`], with function definitions (OpenAI's `tools` entries)
+    /// the template shows the model, as transformers passes them.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[serde_json::Value],
+    ) -> Result<String, TemplateError> {
         match &self.env {
-            Some(env) => self.render_with(env, messages),
+            Some(env) => self.render_with(env, messages, tools),
             None => Ok(plain_completion(messages)),
         }
     }
 
-    fn render_with(&self, env: &Environment<'static>, messages: &[ChatMessage]) -> Result<String, TemplateError> {
-        let messages: Vec<Value> =
-            messages.iter().map(|m| context! { role => m.role.as_str(), content => m.content.as_str() }).collect();
+    fn render_with(
+        &self,
+        env: &Environment<'static>,
+        messages: &[ChatMessage],
+        tools: &[serde_json::Value],
+    ) -> Result<String, TemplateError> {
+        let messages: Vec<Value> = messages.iter().map(message_value).collect();
+        // transformers passes `tools=None` when there are none; templates test for that.
+        let tools = (!tools.is_empty()).then(|| Value::from_serialize(tools));
         let template = env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Parse(describe(&e)))?;
         template
             .render(context! {
                 messages => messages,
+                tools => tools,
                 add_generation_prompt => true,
                 bos_token => self.bos_token.as_str(),
                 eos_token => self.eos_token.as_str(),
             })
             .map_err(|e| TemplateError::Render(describe(&e)))
     }
+}
+
+/// A message as transformers gives it to templates: tool calls in OpenAI's shape with
+/// arguments as an object, and keys a message lacks left undefined.
+fn message_value(message: &ChatMessage) -> Value {
+    let mut fields = serde_json::Map::new();
+    fields.insert("role".into(), message.role.as_str().into());
+    fields.insert("content".into(), message.content.as_str().into());
+    if !message.tool_calls.is_empty() {
+        let calls = message
+            .tool_calls
+            .iter()
+            .map(|call| {
+                serde_json::json!({
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                })
+            })
+            .collect();
+        fields.insert("tool_calls".into(), serde_json::Value::Array(calls));
+    }
+    if let Some(id) = &message.tool_call_id {
+        fields.insert("tool_call_id".into(), id.as_str().into());
+    }
+    if let Some(name) = &message.tool_name {
+        fields.insert("name".into(), name.as_str().into());
+    }
+    Value::from_serialize(&fields)
 }
 
 /// A model without a chat template is a text continuer: the conversation is its messages'
@@ -168,6 +214,24 @@ mod tests {
         let t = ChatTemplate::new(Some(source), "", "").unwrap();
         let err = t.render(&[ChatMessage::assistant("x")]).unwrap_err();
         assert!(err.to_string().contains("Conversation must start with user"), "{err}");
+    }
+
+    #[test]
+    fn tools_and_tool_calls_reach_the_template() {
+        let source = "{% if tools %}[{% for t in tools %}{{ t.function.name }}{% endfor %}]{% endif %}{% for m in messages %}{% if m.tool_calls is defined %}{% for c in m.tool_calls %}{{ c.function.name }}({{ c.function.arguments.city }}){% endfor %}{% elif m.role == 'tool' %}<{{ m.name }}:{{ m.content }}>{% else %}{{ m.content }}{% endif %}{% endfor %}";
+        let t = ChatTemplate::new(Some(source), "", "").unwrap();
+        let mut call = ChatMessage::assistant("");
+        call.tool_calls = vec![hearth_core::ToolCall {
+            id: "call_1".into(),
+            name: "weather".into(),
+            arguments: serde_json::json!({"city": "Paris"}),
+        }];
+        let mut result = ChatMessage::new(hearth_core::Role::Other("tool".into()), "18C");
+        result.tool_name = Some("weather".into());
+        let tools = [serde_json::json!({"type": "function", "function": {"name": "weather"}})];
+        let chat = [ChatMessage::user("Weather?"), call, result];
+        assert_eq!(t.render_with_tools(&chat, &tools).unwrap(), "[weather]Weather?weather(Paris)<weather:18C>");
+        assert_eq!(t.render(&chat).unwrap(), "Weather?weather(Paris)<weather:18C>");
     }
 
     #[test]

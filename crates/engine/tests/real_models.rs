@@ -1,8 +1,8 @@
 //! The engine on the two real test models (see scripts/fetch-test-models).
 
 use hearth_core::{
-    ChatMessage, EnergyMeter, EnergyReport, EnergySource, FinishReason, GenerateError, GenerateRequest, Prompt,
-    SamplingParams, StreamEvent, Usage,
+    ChatMessage, EmbedInput, EmbedRequest, EnergyMeter, EnergyReport, EnergySource, FinishReason, GenerateError,
+    GenerateRequest, Prompt, SamplingParams, StreamEvent, TokenLogprob, Usage,
 };
 use hearth_engine::gguf::writer::{gguf_bytes, Value};
 use hearth_engine::{
@@ -34,6 +34,7 @@ fn smollm2() -> &'static Engine {
 
 struct Collected {
     chunks: Vec<String>,
+    logprobs: Vec<TokenLogprob>,
     finish_reason: FinishReason,
     usage: Usage,
 }
@@ -45,11 +46,14 @@ impl Collected {
 }
 
 fn collect(engine: &Engine, request: GenerateRequest) -> Result<Collected, GenerateError> {
-    let mut chunks = Vec::new();
+    let (mut chunks, mut logprobs) = (Vec::new(), Vec::new());
     for event in engine.generate(request).iter() {
         match event {
             StreamEvent::Token(text) => chunks.push(text),
-            StreamEvent::Done { finish_reason, usage, .. } => return Ok(Collected { chunks, finish_reason, usage }),
+            StreamEvent::Logprob(logprob) => logprobs.push(logprob),
+            StreamEvent::Done { finish_reason, usage, .. } => {
+                return Ok(Collected { chunks, logprobs, finish_reason, usage })
+            }
             StreamEvent::Error(e) => return Err(e),
         }
     }
@@ -57,7 +61,7 @@ fn collect(engine: &Engine, request: GenerateRequest) -> Result<Collected, Gener
 }
 
 fn ask(question: &str, sampling: SamplingParams) -> GenerateRequest {
-    GenerateRequest { prompt: Prompt::Chat(vec![ChatMessage::user(question)]), sampling }
+    GenerateRequest::new(Prompt::Chat(vec![ChatMessage::user(question)]), sampling)
 }
 
 fn greedy(max_tokens: u32) -> SamplingParams {
@@ -124,14 +128,11 @@ fn same_seed_gives_the_same_text_across_engines() {
 fn next_chat_turn_reuses_the_cached_prefix() {
     let engine = Engine::load(&smollm2_path(), &settings()).unwrap();
     let mut messages = vec![ChatMessage::user("What is the capital of France?")];
-    let first =
-        collect(&engine, GenerateRequest { prompt: Prompt::Chat(messages.clone()), sampling: temperature_zero(24) })
-            .unwrap();
+    let first = collect(&engine, GenerateRequest::new(Prompt::Chat(messages.clone()), temperature_zero(24))).unwrap();
     assert_eq!(first.usage.cached_prompt_tokens, 0);
     messages.push(ChatMessage::assistant(first.text()));
     messages.push(ChatMessage::user("And of Germany?"));
-    let second =
-        collect(&engine, GenerateRequest { prompt: Prompt::Chat(messages), sampling: temperature_zero(24) }).unwrap();
+    let second = collect(&engine, GenerateRequest::new(Prompt::Chat(messages), temperature_zero(24))).unwrap();
     assert!(
         second.usage.cached_prompt_tokens >= first.usage.prompt_tokens,
         "second turn reused {} of {} tokens; the first turn's prompt was {}",
@@ -153,8 +154,8 @@ fn next_chat_turn_reuses_the_cached_prefix() {
 fn reusing_the_cache_gives_the_same_answer_as_a_cold_start() {
     let story = "Once upon a time, in a small village by the sea, there lived an old fisherman. ";
     for model in [smollm2_path(), gemma3_path()] {
-        let first = GenerateRequest { prompt: Prompt::Raw(story.repeat(3)), sampling: greedy(8) };
-        let second = GenerateRequest { prompt: Prompt::Raw(story.repeat(4)), sampling: greedy(16) };
+        let first = GenerateRequest::new(Prompt::Raw(story.repeat(3)), greedy(8));
+        let second = GenerateRequest::new(Prompt::Raw(story.repeat(4)), greedy(16));
 
         let warm = Engine::load(&model, &settings()).unwrap();
         collect(&warm, first).unwrap();
@@ -275,10 +276,7 @@ fn gemma3_base_model_continues_plain_text() {
     assert_eq!(engine.info().architecture, "gemma3");
     assert!(engine.info().chat_template.is_none());
     // The continuation llama.cpp's own greedy decoding gives: " Paris, France. It is".
-    let request = GenerateRequest {
-        prompt: Prompt::Raw("The Eiffel Tower is located in the city of".into()),
-        sampling: greedy(6),
-    };
+    let request = GenerateRequest::new(Prompt::Raw("The Eiffel Tower is located in the city of".into()), greedy(6));
     let answer = collect(&engine, request).unwrap();
     assert!(answer.text().contains("Paris"), "answer: {:?}", answer.text());
 }
@@ -312,7 +310,7 @@ fn energy_of(engine: &Engine) -> Option<EnergyReport> {
         match event {
             StreamEvent::Done { energy, .. } => return energy,
             StreamEvent::Error(e) => panic!("{e}"),
-            StreamEvent::Token(_) => {}
+            StreamEvent::Token(_) | StreamEvent::Logprob(_) => {}
         }
     }
     panic!("no Done event")
@@ -385,7 +383,7 @@ fn concurrent_requests_split_each_steps_joules() {
                 .find_map(|event| match event {
                     StreamEvent::Done { energy, .. } => Some(energy.unwrap()),
                     StreamEvent::Error(e) => panic!("{e}"),
-                    StreamEvent::Token(_) => None,
+                    StreamEvent::Token(_) | StreamEvent::Logprob(_) => None,
                 })
                 .unwrap()
         })
@@ -403,6 +401,7 @@ fn text_of(events: flume::Receiver<StreamEvent>) -> String {
     for event in events.iter() {
         match event {
             StreamEvent::Token(t) => text.push_str(&t),
+            StreamEvent::Logprob(_) => {}
             StreamEvent::Done { .. } => return text,
             StreamEvent::Error(e) => panic!("{e}"),
         }
@@ -449,4 +448,95 @@ fn a_batch_smaller_than_the_slots_is_raised_to_fit_them() {
     for events in receivers {
         assert_eq!(text_of(events), alone);
     }
+}
+
+#[test]
+fn a_json_schema_grammar_makes_every_answer_parse_and_validate() {
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+    });
+    let grammar = hearth_engine::grammar::from_json_schema(&schema).unwrap();
+    for seed in [1, 2, 3] {
+        let sampling = SamplingParams {
+            seed: Some(seed),
+            max_tokens: Some(80),
+            grammar: Some(grammar.clone()),
+            ..SamplingParams::default()
+        };
+        let answer = collect(smollm2(), ask("Name a big city and its population, as JSON.", sampling)).unwrap();
+        assert_eq!(answer.finish_reason, FinishReason::Stop, "the grammar closes the object: {}", answer.text());
+        let value: serde_json::Value = serde_json::from_str(&answer.text()).unwrap();
+        assert!(value["city"].is_string() && value["population"].is_i64(), "{value}");
+    }
+}
+
+#[test]
+fn an_invalid_grammar_is_refused_and_the_engine_carries_on() {
+    let sampling = SamplingParams { grammar: Some("root ::= (".into()), ..greedy(4) };
+    let error = collect(smollm2(), ask("Hi", sampling)).err().unwrap();
+    assert!(matches!(&error, GenerateError::InvalidRequest(m) if m.contains("grammar")), "{error}");
+    assert_eq!(collect(smollm2(), ask("Hi", greedy(2))).unwrap().usage.completion_tokens, 2);
+}
+
+#[test]
+fn logprobs_cover_every_generated_token_and_rank_the_greedy_pick_first() {
+    let mut request = ask("What is the capital of France?", greedy(12));
+    request.logprobs = Some(3);
+    let answer = collect(smollm2(), request).unwrap();
+    assert_eq!(answer.logprobs.len() as u32, answer.usage.completion_tokens);
+    let text: Vec<u8> = answer.logprobs.iter().flat_map(|l| l.bytes.clone()).collect();
+    assert_eq!(String::from_utf8(text).unwrap(), answer.text());
+    for logprob in &answer.logprobs {
+        assert_eq!(logprob.top.len(), 3);
+        assert!(logprob.logprob <= 0.0);
+        assert_eq!(logprob.top[0].bytes, logprob.bytes, "greedy picks the most likely token");
+        assert_eq!(logprob.top[0].logprob, logprob.logprob);
+        assert!(logprob.top.windows(2).all(|w| w[0].logprob >= w[1].logprob));
+    }
+    let plain = collect(smollm2(), ask("What is the capital of France?", greedy(12))).unwrap();
+    assert!(plain.logprobs.is_empty(), "none unless asked");
+    assert_eq!(plain.text(), answer.text());
+}
+
+fn embed(engine: &Engine, inputs: &[&str], normalize: bool) -> Result<Vec<Vec<f32>>, GenerateError> {
+    let inputs = inputs.iter().map(|t| EmbedInput::Text(t.to_string())).collect();
+    let request = EmbedRequest { inputs, truncate: false, normalize };
+    engine.embed(request).recv().unwrap().map(|e| e.vectors)
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f32>().sqrt() * b.iter().map(|x| x * x).sum::<f32>().sqrt())
+}
+
+#[test]
+fn embeddings_are_deterministic_unit_vectors_of_the_model_width() {
+    let texts = ["The cat sat on the mat.", "Stock markets fell sharply today."];
+    let together = embed(smollm2(), &texts, true).unwrap();
+    assert_eq!(together.len(), 2);
+    assert_eq!(together[0].len(), 576, "SmolLM2-135M's hidden size");
+    for vector in &together {
+        let norm: f32 = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+    }
+    let alone = embed(smollm2(), &texts[1..], true).unwrap();
+    assert!(cosine(&alone[0], &together[1]) > 0.9999, "an input's vector does not depend on its batch");
+    assert!(cosine(&together[0], &together[1]) < 0.9999);
+    let raw = embed(smollm2(), &texts[..1], false).unwrap();
+    assert!(cosine(&raw[0], &together[0]) > 0.9999 && raw[0] != together[0], "same direction, not normalized");
+    // Generation goes on after embeddings were made on the same engine.
+    assert_eq!(collect(smollm2(), ask("Hi", greedy(2))).unwrap().usage.completion_tokens, 2);
+}
+
+#[test]
+fn an_input_longer_than_the_embedding_context_is_cut_only_when_asked() {
+    let long = "word ".repeat(1500);
+    let error = embed(smollm2(), &[long.as_str()], true).unwrap_err();
+    assert!(matches!(error, GenerateError::PromptTooLong { .. }), "{error}");
+    let request = EmbedRequest { inputs: vec![EmbedInput::Text(long.clone())], truncate: true, normalize: true };
+    let embeddings = smollm2().embed(request).recv().unwrap().unwrap();
+    assert_eq!(embeddings.prompt_tokens, 1024, "cut to the context");
+    assert!(matches!(embed(smollm2(), &[""], true), Err(GenerateError::InvalidRequest(_))));
 }

@@ -8,7 +8,8 @@ use crate::residency::Lease;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::parameters::{self, ParameterError};
 use hearth_core::{
-    ChatMessage, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings, Usage,
+    ChatMessage, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings, TokenLogprob,
+    Usage,
 };
 use hearth_store::ModelSpec;
 use serde_json::{json, Map, Value};
@@ -52,7 +53,8 @@ pub struct Finished {
 
 /// What the engine streams, as the handlers consume it.
 pub enum Piece {
-    Text(String),
+    /// Text, with the log-probabilities of the tokens it completes (when asked for).
+    Text(String, Vec<TokenLogprob>),
     Done(Finished),
     Failed(ApiError),
 }
@@ -80,13 +82,20 @@ pub fn start(
     stream::unfold(Some((events, lease, in_flight, None::<Instant>)), move |state| async move {
         let (events, lease, in_flight, last_text) = state?;
         let metrics = &in_flight.0;
-        match events.recv_async().await {
+        let mut logprobs = Vec::new();
+        let mut event = events.recv_async().await;
+        while let Ok(StreamEvent::Logprob(logprob)) = event {
+            logprobs.push(logprob);
+            event = events.recv_async().await;
+        }
+        match event {
+            Ok(StreamEvent::Logprob(_)) => unreachable!("taken above"),
             Ok(StreamEvent::Token(text)) => {
                 let now = Instant::now();
                 if let Some(last) = last_text {
                     metrics.token_gap(now - last);
                 }
-                Some((Piece::Text(text), Some((events, lease, in_flight, Some(now)))))
+                Some((Piece::Text(text, logprobs), Some((events, lease, in_flight, Some(now)))))
             }
             Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
                 metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
@@ -131,18 +140,43 @@ pub fn conversation(spec: &ModelSpec, messages: Vec<ChatMessage>) -> Vec<ChatMes
     conversation
 }
 
-/// Runs a stream to its end: the whole text and how it finished.
-pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<(String, Finished), ApiError> {
+/// A whole answer.
+pub struct Answer {
+    pub text: String,
+    pub logprobs: Vec<TokenLogprob>,
+    pub finished: Finished,
+}
+
+/// Runs a stream to its end.
+pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<Answer, ApiError> {
     let mut pieces = std::pin::pin!(pieces);
     let mut text = String::new();
+    let mut logprobs = Vec::new();
     while let Some(piece) = pieces.next().await {
         match piece {
-            Piece::Text(t) => text.push_str(&t),
-            Piece::Done(finished) => return Ok((text, finished)),
+            Piece::Text(t, l) => {
+                text.push_str(&t);
+                logprobs.extend(l);
+            }
+            Piece::Done(finished) => return Ok(Answer { text, logprobs, finished }),
             Piece::Failed(e) => return Err(e),
         }
     }
     unreachable!("a stream ends with Done or Failed")
+}
+
+/// Token log-probabilities in the shape OpenAI's chat completions and Ollama use:
+/// `[{"token", "logprob", "bytes", "top_logprobs": [...]}]`.
+pub fn logprobs_json(logprobs: &[TokenLogprob]) -> Value {
+    let entry = |text: String, logprob: f32, bytes: &[u8]| json!({"token": text, "logprob": logprob, "bytes": bytes});
+    logprobs
+        .iter()
+        .map(|l| {
+            let mut item = entry(l.text(), l.logprob, &l.bytes);
+            item["top_logprobs"] = l.top.iter().map(|t| entry(t.text(), t.logprob, &t.bytes)).collect();
+            item
+        })
+        .collect()
 }
 
 /// hearth's energy fields, added beside each dialect's token counts: total joules, joules

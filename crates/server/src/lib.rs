@@ -3,14 +3,21 @@
 //! a request carrying its own response channel; models load on demand and stay resident
 //! for their keep-alive.
 
+mod embed;
 mod error;
+mod format;
 mod generate;
+mod http_layers;
 mod metrics;
+pub mod models;
 mod ollama;
 mod openai;
 mod residency;
+mod store_api;
+mod tools;
 
 pub use error::{ApiError, Dialect};
+pub use http_layers::Origins;
 pub use residency::{KeepAlive, MeterFactory, Residency, ResidencyConfig};
 
 use axum::routing::{delete, get, post};
@@ -25,11 +32,22 @@ use std::time::Duration;
 pub struct AppState {
     pub residency: Arc<Residency>,
     pub metrics: Arc<metrics::Metrics>,
+    /// Browser origins allowed to call (CORS).
+    pub origins: Arc<Origins>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ResidencyConfig) -> Self {
-        Self { residency: Arc::new(Residency::new(Arc::new(store), config)), metrics: Arc::default() }
+        Self {
+            residency: Arc::new(Residency::new(Arc::new(store), config)),
+            metrics: Arc::default(),
+            origins: Arc::new(Origins::local()),
+        }
+    }
+
+    pub fn with_origins(mut self, origins: Origins) -> Self {
+        self.origins = Arc::new(origins);
+        self
     }
 }
 
@@ -42,13 +60,21 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ps", get(ollama::ps))
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
+        .route("/api/embed", post(embed::ollama_embed))
+        .route("/api/embeddings", post(embed::ollama_embeddings))
         .route("/api/delete", delete(ollama::delete))
+        .route("/api/pull", post(store_api::pull))
+        .route("/api/create", post(store_api::create))
+        .route("/api/blobs/{digest}", post(store_api::upload_blob).head(store_api::has_blob))
         .route("/api/copy", post(ollama::copy))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/metrics", get(metrics_text))
+        .layer(axum::middleware::from_fn_with_state(state.origins.clone(), http_layers::cors))
+        .layer(axum::middleware::from_fn(http_layers::request_id))
         .with_state(state)
 }
 

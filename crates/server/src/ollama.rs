@@ -3,17 +3,19 @@
 //! `copy`, `version`), with Ollama's field names, so Ollama's clients work unchanged.
 
 use crate::error::{ApiError, Dialect};
+use crate::format;
 use crate::generate::{self, energy_fields, Finished, Piece};
 use crate::residency::{KeepAlive, Lease};
+use crate::tools::{self, ToolUse};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::stream::StreamExt;
+use futures_util::stream::{self, StreamExt};
 use hearth_core::clock::rfc3339;
-use hearth_core::{ChatMessage, GenerateRequest, Prompt, Role};
+use hearth_core::{ChatMessage, GenerateRequest, Prompt, Role, TokenLogprob, ToolCall, MAX_TOP_LOGPROBS};
 use hearth_store::{manifest, ModelName};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -37,15 +39,8 @@ fn keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive>, ApiError> {
     value.filter(|v| !v.is_null()).map(KeepAlive::parse).transpose().map_err(|e| ApiError::bad_request(DIALECT, e))
 }
 
-/// Refuses what hearth cannot do yet, instead of silently answering something else.
-fn refuse_unsupported(
-    format: Option<&Value>,
-    images: Option<&Vec<Value>>,
-    template: Option<&str>,
-) -> Result<(), ApiError> {
-    if format.is_some_and(|f| !f.is_null() && f != "") {
-        return Err(ApiError::bad_request(DIALECT, "format (structured output) is not supported yet"));
-    }
+/// Refuses what hearth cannot do, instead of silently answering something else.
+fn refuse_unsupported(images: Option<&Vec<Value>>, template: Option<&str>) -> Result<(), ApiError> {
     if images.is_some_and(|i| !i.is_empty()) {
         return Err(ApiError::bad_request(DIALECT, "images are not supported: the model runs text only"));
     }
@@ -73,6 +68,9 @@ pub struct GenerateBody {
     options: Option<Map<String, Value>>,
     keep_alive: Option<Value>,
     images: Option<Vec<Value>>,
+    #[serde(default)]
+    logprobs: bool,
+    top_logprobs: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +83,9 @@ pub struct ChatBody {
     options: Option<Map<String, Value>>,
     keep_alive: Option<Value>,
     tools: Option<Vec<Value>>,
+    #[serde(default)]
+    logprobs: bool,
+    top_logprobs: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -93,6 +94,49 @@ struct MessageBody {
     #[serde(default)]
     content: String,
     images: Option<Vec<Value>>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallBody>,
+    tool_name: Option<String>,
+}
+
+/// Ollama's `{"function": {"name", "arguments": {...}}}`.
+#[derive(Deserialize)]
+struct ToolCallBody {
+    id: Option<String>,
+    function: FunctionBody,
+}
+
+#[derive(Deserialize)]
+struct FunctionBody {
+    name: String,
+    #[serde(default)]
+    arguments: Value,
+}
+
+impl MessageBody {
+    fn into_message(self) -> ChatMessage {
+        let mut message = ChatMessage::new(Role::parse(&self.role), self.content);
+        message.tool_calls = self
+            .tool_calls
+            .into_iter()
+            .map(|c| ToolCall {
+                id: c.id.unwrap_or_else(tools::call_id),
+                name: c.function.name,
+                arguments: c.function.arguments,
+            })
+            .collect();
+        message.tool_name = self.tool_name;
+        message
+    }
+}
+
+/// `logprobs` and `top_logprobs`, as the engine takes them.
+fn logprobs(wanted: bool, top: Option<u32>) -> Result<Option<u32>, ApiError> {
+    let top = top.unwrap_or(0);
+    if top > MAX_TOP_LOGPROBS {
+        return Err(ApiError::bad_request(DIALECT, format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}")));
+    }
+    Ok((wanted || top > 0).then_some(top))
 }
 
 pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -100,14 +144,17 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
     let body: GenerateBody = parse(&body)?;
     let name = model_name(&body.model)?;
     let keep_alive = keep_alive(body.keep_alive.as_ref())?;
-    refuse_unsupported(body.format.as_ref(), body.images.as_ref(), body.template.as_deref())?;
+    refuse_unsupported(body.images.as_ref(), body.template.as_deref())?;
+    let grammar = format::ollama(body.format.as_ref()).map_err(|e| ApiError::bad_request(DIALECT, e))?;
+    let logprobs = logprobs(body.logprobs, body.top_logprobs)?;
     if body.prompt.is_empty() {
         return load_or_unload(&state, &name, keep_alive, "response").await;
     }
     let options = body.options.unwrap_or_default();
     let lease = state.residency.acquire(&name, keep_alive, DIALECT).await?;
-    let sampling =
+    let mut sampling =
         generate::sampling(&lease.model.spec.parameters, &options).map_err(|e| ApiError::bad_request(DIALECT, e))?;
+    sampling.grammar = grammar;
     let prompt = if body.raw {
         Prompt::Raw(body.prompt)
     } else {
@@ -118,16 +165,9 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
         messages.push(ChatMessage::user(body.prompt));
         Prompt::Chat(messages)
     };
-    answer(
-        &state,
-        lease,
-        GenerateRequest { prompt, sampling },
-        name,
-        started,
-        body.stream.unwrap_or(true),
-        Kind::Generate,
-    )
-    .await
+    let mut request = GenerateRequest::new(prompt, sampling);
+    request.logprobs = logprobs;
+    answer(&state, lease, request, None, name, started, body.stream.unwrap_or(true), Kind::Generate).await
 }
 
 pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -135,24 +175,32 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let body: ChatBody = parse(&body)?;
     let name = model_name(&body.model)?;
     let keep_alive = keep_alive(body.keep_alive.as_ref())?;
-    refuse_unsupported(body.format.as_ref(), None, None)?;
-    if body.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-        return Err(ApiError::bad_request(DIALECT, "tools are not supported yet"));
-    }
+    let grammar = format::ollama(body.format.as_ref()).map_err(|e| ApiError::bad_request(DIALECT, e))?;
+    let logprobs = logprobs(body.logprobs, body.top_logprobs)?;
     let Some(messages) = body.messages.filter(|m| !m.is_empty()) else {
         return load_or_unload(&state, &name, keep_alive, "message").await;
     };
     for message in &messages {
-        refuse_unsupported(None, message.images.as_ref(), None)?;
+        refuse_unsupported(message.images.as_ref(), None)?;
     }
     let options = body.options.unwrap_or_default();
     let lease = state.residency.acquire(&name, keep_alive, DIALECT).await?;
-    let sampling =
+    let mut sampling =
         generate::sampling(&lease.model.spec.parameters, &options).map_err(|e| ApiError::bad_request(DIALECT, e))?;
-    let messages = messages.into_iter().map(|m| ChatMessage::new(Role::parse(&m.role), m.content)).collect();
-    let conversation = generate::conversation(&lease.model.spec, messages);
-    let request = GenerateRequest { prompt: Prompt::Chat(conversation), sampling };
-    answer(&state, lease, request, name, started, body.stream.unwrap_or(true), Kind::Chat).await
+    sampling.grammar = grammar;
+    let messages = messages.into_iter().map(MessageBody::into_message).collect();
+    let mut conversation = generate::conversation(&lease.model.spec, messages);
+    let template = lease.model.engine.info().chat_template.as_deref();
+    let tools = body.tools.unwrap_or_default();
+    let tool_use = tools::prepare(&tools, &tools::Choice::Auto, template, &mut conversation, &mut sampling)
+        .map_err(|e| ApiError::bad_request(DIALECT, e))?;
+    let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);
+    request.logprobs = logprobs;
+    let tool_use = tool_use.map(|(tool_use, shown)| {
+        request.tools = shown;
+        tool_use
+    });
+    answer(&state, lease, request, tool_use, name, started, body.stream.unwrap_or(true), Kind::Chat).await
 }
 
 /// `generate` and `chat` with nothing to answer: load the model (or unload it, with
@@ -188,50 +236,85 @@ enum Kind {
 
 /// Streams the answer as NDJSON, or collects it into one object with `stream: false`. An
 /// error before the first token gets its status code; one after it, a last `{"error"}` line.
+/// An answer that may hold tool calls is read whole first, then sent as one message.
+#[allow(clippy::too_many_arguments)]
 async fn answer(
     state: &AppState,
     lease: Lease,
     request: GenerateRequest,
+    tool_use: Option<ToolUse>,
     name: ModelName,
     started: Instant,
     streaming: bool,
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let load_duration = lease.load_duration;
+    let with_logprobs = request.logprobs.is_some();
     let pieces = generate::start_answer(lease, request, DIALECT, state.metrics.clone()).await?;
     let model = name.to_string();
-    let chunk = move |text: String| -> Value {
+    let chunk = move |text: String, logprobs: &[TokenLogprob], calls: &[ToolCall]| -> Value {
         let mut line = Map::new();
         line.insert("model".into(), json!(model));
         line.insert("created_at".into(), json!(rfc3339(SystemTime::now())));
         match kind {
             Kind::Generate => line.insert("response".into(), json!(text)),
-            Kind::Chat => line.insert("message".into(), json!({"role": "assistant", "content": text})),
+            Kind::Chat => {
+                let mut message = json!({"role": "assistant", "content": text});
+                if !calls.is_empty() {
+                    message["tool_calls"] = calls
+                        .iter()
+                        .enumerate()
+                        .map(|(index, c)| {
+                            json!({"id": c.id, "function": {"index": index, "name": c.name, "arguments": c.arguments}})
+                        })
+                        .collect();
+                }
+                line.insert("message".into(), message)
+            }
         };
+        if with_logprobs {
+            line.insert("logprobs".into(), generate::logprobs_json(logprobs));
+        }
         line.insert("done".into(), json!(false));
         Value::Object(line)
     };
-    if !streaming {
-        let (text, finished) = generate::collect(pieces).await?;
-        let mut reply = chunk(text);
-        finish(&mut reply, &finished, started, load_duration);
-        return Ok(Json(reply).into_response());
+    if !streaming || tool_use.is_some() {
+        let answer = generate::collect(pieces).await?;
+        let (text, calls) = match &tool_use {
+            Some(tool_use) => tool_use.parse(&answer.text),
+            None => (answer.text, Vec::new()),
+        };
+        let mut reply = chunk(text, &answer.logprobs, &calls);
+        if !streaming {
+            finish(&mut reply, &answer.finished, started, load_duration);
+            return Ok(Json(reply).into_response());
+        }
+        let mut last = chunk(String::new(), &[], &[]);
+        finish(&mut last, &answer.finished, started, load_duration);
+        let lines = [reply, last].map(|value| Ok::<_, std::convert::Infallible>(ndjson(&value)));
+        return Ok(
+            ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream::iter(lines))).into_response()
+        );
     }
     let lines = pieces.map(move |piece| {
         let value = match piece {
-            Piece::Text(text) => chunk(text),
+            Piece::Text(text, logprobs) => chunk(text, &logprobs, &[]),
             Piece::Done(finished) => {
-                let mut last = chunk(String::new());
+                let mut last = chunk(String::new(), &[], &[]);
                 finish(&mut last, &finished, started, load_duration);
                 last
             }
             Piece::Failed(e) => e.body(),
         };
-        let mut line = serde_json::to_vec(&value).expect("json");
-        line.push(b'\n');
-        Ok::<_, std::convert::Infallible>(Bytes::from(line))
+        Ok::<_, std::convert::Infallible>(ndjson(&value))
     });
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response())
+}
+
+fn ndjson(value: &Value) -> Bytes {
+    let mut line = serde_json::to_vec(value).expect("json");
+    line.push(b'\n');
+    Bytes::from(line)
 }
 
 /// The last object's fields: why it ended, counts, durations in nanoseconds, energy.
@@ -328,7 +411,9 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Val
     }
     let template = spec.template.clone().or(info.chat_template.clone()).unwrap_or_default();
     let license = store.text_layer(&manifest, manifest::LICENSE).ok().flatten();
-    let mut capabilities = vec!["completion"];
+    // Every model can call tools (through the generic format when its template has none)
+    // and embed, as Ollama reports for models that can.
+    let mut capabilities = vec!["completion", "tools", "embedding"];
     if info.chat_template.is_some() || spec.template.is_some() {
         capabilities.push("chat");
     }

@@ -3,8 +3,10 @@
 //! and errors as `{"error": {...}}`, so code written for OpenAI's API runs unchanged.
 
 use crate::error::{ApiError, Dialect};
+use crate::format;
 use crate::generate::{self, energy_fields, unix_seconds, Finished, Piece};
 use crate::residency::Lease;
+use crate::tools::{self, ToolUse};
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
@@ -12,7 +14,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
-use hearth_core::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams};
+use hearth_core::{
+    ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, TokenLogprob, ToolCall, MAX_TOP_LOGPROBS,
+};
 use hearth_store::ModelName;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -41,8 +45,11 @@ struct Common {
     frequency_penalty: Option<f32>,
     presence_penalty: Option<f32>,
     response_format: Option<Value>,
+    /// Chat: `true`/`false`; completions: how many alternatives per token.
     logprobs: Option<Value>,
+    top_logprobs: Option<u32>,
     tools: Option<Vec<Value>>,
+    tool_choice: Option<Value>,
     /// Not OpenAI's: llama.cpp's server and vLLM take it, and benchmarks need fixed lengths.
     #[serde(default)]
     ignore_eos: bool,
@@ -73,6 +80,25 @@ struct MessageBody {
     role: String,
     #[serde(default)]
     content: Option<Content>,
+    #[serde(default)]
+    tool_calls: Vec<ToolCallBody>,
+    tool_call_id: Option<String>,
+    name: Option<String>,
+}
+
+/// `{"id", "type": "function", "function": {"name", "arguments": "<JSON text>"}}`.
+#[derive(Deserialize)]
+struct ToolCallBody {
+    #[serde(default)]
+    id: String,
+    function: FunctionBody,
+}
+
+#[derive(Deserialize)]
+struct FunctionBody {
+    name: String,
+    #[serde(default)]
+    arguments: String,
 }
 
 /// A message's content: text, or parts of which only text ones are understood.
@@ -118,21 +144,29 @@ impl Common {
         ModelName::parse(&self.model).map_err(|e| bad(e.to_string()))
     }
 
-    /// What hearth cannot do yet is refused, not silently ignored.
+    /// What hearth cannot do is refused, not silently ignored.
     fn refuse_unsupported(&self) -> Result<(), ApiError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(bad("n must be 1: hearth returns one choice per request"));
         }
-        if self.logprobs.as_ref().is_some_and(|v| v.as_bool() == Some(true) || v.is_number()) {
-            return Err(bad("logprobs are not supported yet"));
+        Ok(())
+    }
+
+    /// How many alternatives to report per token, if log-probabilities were asked for:
+    /// chat's `logprobs: true` + `top_logprobs`, or completions' `logprobs: N`.
+    fn logprobs(&self) -> Result<Option<u32>, ApiError> {
+        let top = match &self.logprobs {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => return Ok(None),
+            Some(Value::Bool(true)) => self.top_logprobs.unwrap_or(0),
+            Some(Value::Number(n)) => {
+                n.as_u64().and_then(|n| u32::try_from(n).ok()).ok_or_else(|| bad("logprobs must be 0 or more"))?
+            }
+            Some(other) => return Err(bad(format!("logprobs must be a boolean or a number, got {other}"))),
+        };
+        if top > MAX_TOP_LOGPROBS {
+            return Err(bad(format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}, got {top}")));
         }
-        if self.tools.as_ref().is_some_and(|t| !t.is_empty()) {
-            return Err(bad("tools are not supported yet"));
-        }
-        match self.response_format.as_ref().and_then(|f| f.get("type")).and_then(Value::as_str) {
-            None | Some("text") => Ok(()),
-            Some(other) => Err(bad(format!("response_format {other} is not supported yet"))),
-        }
+        Ok(Some(top))
     }
 
     /// The model's stored parameters, then the request's OpenAI-named ones.
@@ -167,6 +201,7 @@ impl Common {
             }
         }
         params.ignore_eos = self.ignore_eos;
+        params.grammar = format::openai(self.response_format.as_ref()).map_err(bad)?;
         params.validate().map_err(bad)?;
         Ok(params)
     }
@@ -202,13 +237,39 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
             "developer" => Role::System,
             name => Role::parse(name),
         };
-        messages.push(ChatMessage::new(role, content));
+        let mut chat_message = ChatMessage::new(role, content);
+        for call in &message.tool_calls {
+            let arguments = match call.function.arguments.trim() {
+                "" => json!({}),
+                text => serde_json::from_str(text).map_err(|e| {
+                    bad(format!("tool call {} has arguments that are not JSON: {e}", call.function.name))
+                })?,
+            };
+            chat_message.tool_calls.push(ToolCall { id: call.id.clone(), name: call.function.name.clone(), arguments });
+        }
+        chat_message.tool_call_id = message.tool_call_id.clone();
+        chat_message.tool_name = message.name.clone().or_else(|| {
+            // Templates want the function's name on a result; OpenAI sends only the call id.
+            let id = message.tool_call_id.as_deref()?;
+            body.messages.iter().flat_map(|m| &m.tool_calls).find(|c| c.id == id).map(|c| c.function.name.clone())
+        });
+        messages.push(chat_message);
     }
+    let choice = tools::Choice::parse(common.tool_choice.as_ref()).map_err(bad)?;
+    let logprobs = common.logprobs()?;
     let lease = state.residency.acquire(&name, None, DIALECT).await?;
-    let sampling = common.sampling(&lease)?;
-    let conversation = generate::conversation(&lease.model.spec, messages);
-    let request = GenerateRequest { prompt: Prompt::Chat(conversation), sampling };
-    answer(&state, lease, request, common, Kind::Chat).await
+    let mut sampling = common.sampling(&lease)?;
+    let mut conversation = generate::conversation(&lease.model.spec, messages);
+    let template = lease.model.engine.info().chat_template.as_deref();
+    let tools = common.tools.clone().unwrap_or_default();
+    let tool_use = tools::prepare(&tools, &choice, template, &mut conversation, &mut sampling).map_err(bad)?;
+    let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);
+    request.logprobs = logprobs;
+    let tool_use = tool_use.map(|(tool_use, shown)| {
+        request.tools = shown;
+        tool_use
+    });
+    answer(&state, lease, request, tool_use, common, Kind::Chat).await
 }
 
 pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
@@ -216,6 +277,10 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
     let common = &body.common;
     let name = common.model_name()?;
     common.refuse_unsupported()?;
+    if common.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(bad("tools are for /v1/chat/completions"));
+    }
+    let logprobs = common.logprobs()?;
     let prompt = match body.prompt {
         PromptBody::Text(text) => Prompt::Raw(text),
         PromptBody::Tokens(ids) => Prompt::Tokens(ids),
@@ -224,7 +289,9 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
     };
     let lease = state.residency.acquire(&name, None, DIALECT).await?;
     let sampling = common.sampling(&lease)?;
-    answer(&state, lease, GenerateRequest { prompt, sampling }, common, Kind::Completion).await
+    let mut request = GenerateRequest::new(prompt, sampling);
+    request.logprobs = logprobs;
+    answer(&state, lease, request, None, common, Kind::Completion).await
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -237,9 +304,11 @@ async fn answer(
     state: &AppState,
     lease: Lease,
     request: GenerateRequest,
+    tool_use: Option<ToolUse>,
     common: &Common,
     kind: Kind,
 ) -> Result<Response, ApiError> {
+    let with_logprobs = request.logprobs.is_some();
     let pieces = generate::start_answer(lease, request, DIALECT, state.metrics.clone()).await?;
     let (prefix, object) = match kind {
         Kind::Chat => ("chatcmpl", "chat.completion"),
@@ -247,21 +316,30 @@ async fn answer(
     };
     let id = format!("{prefix}-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed));
     let (created, model) = (unix_seconds(), common.model.clone());
-    if !common.stream.unwrap_or(false) {
-        let (text, finished) = generate::collect(pieces).await?;
+    let logprobs_of = move |logprobs: &[TokenLogprob]| -> Value {
+        match (with_logprobs, kind) {
+            (false, _) => Value::Null,
+            (true, Kind::Chat) => json!({"content": generate::logprobs_json(logprobs)}),
+            (true, Kind::Completion) => completion_logprobs(logprobs),
+        }
+    };
+    let streaming = common.stream.unwrap_or(false);
+    if !streaming {
+        let answer = generate::collect(pieces).await?;
+        let (text, calls) = split_calls(tool_use.as_ref(), answer.text);
+        let reason = finish_reason(&answer.finished, &calls);
         let choice = match kind {
-            Kind::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": null,
-                "finish_reason": generate::finish_reason(finished.finish_reason),
-            }),
-            Kind::Completion => json!({
-                "index": 0,
-                "text": text,
-                "logprobs": null,
-                "finish_reason": generate::finish_reason(finished.finish_reason),
-            }),
+            Kind::Chat => {
+                let mut message = json!({"role": "assistant", "content": text});
+                if !calls.is_empty() {
+                    message["content"] = if text.is_empty() { Value::Null } else { json!(text) };
+                    message["tool_calls"] = tool_calls_json(&calls, false);
+                }
+                json!({"index": 0, "message": message, "logprobs": logprobs_of(&answer.logprobs), "finish_reason": reason})
+            }
+            Kind::Completion => {
+                json!({"index": 0, "text": text, "logprobs": logprobs_of(&answer.logprobs), "finish_reason": reason})
+            }
         };
         return Ok(Json(json!({
             "id": id,
@@ -270,7 +348,7 @@ async fn answer(
             "model": model,
             "system_fingerprint": fingerprint(),
             "choices": [choice],
-            "usage": usage(&finished),
+            "usage": usage(&answer.finished),
         }))
         .into_response());
     }
@@ -294,34 +372,112 @@ async fn answer(
         }
         sse(&chunk)
     };
-    let delta = move |content: Value, finish: Value| match kind {
-        Kind::Chat => json!([{"index": 0, "delta": content, "logprobs": null, "finish_reason": finish}]),
+    let delta = move |content: Value, logprobs: Value, finish: Value| match kind {
+        Kind::Chat => json!([{"index": 0, "delta": content, "logprobs": logprobs, "finish_reason": finish}]),
         Kind::Completion => {
             let text = content.get("content").cloned().unwrap_or(json!(""));
-            json!([{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}])
+            json!([{"index": 0, "text": text, "logprobs": logprobs, "finish_reason": finish}])
         }
     };
-    let opening =
-        (kind == Kind::Chat).then(|| chunk(delta(json!({"role": "assistant", "content": ""}), json!(null)), None));
+    let ending_chunk = chunk.clone();
+    let ending = move |finished: &Finished, calls: &[ToolCall]| {
+        let chunk = &ending_chunk;
+        let reason = json!(finish_reason(finished, calls));
+        let mut out = vec![chunk(delta(json!({}), Value::Null, reason), None)];
+        if include_usage {
+            out.push(chunk(json!([]), Some(usage(finished))));
+        }
+        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        out
+    };
+    let opening = (kind == Kind::Chat)
+        .then(|| chunk(delta(json!({"role": "assistant", "content": ""}), Value::Null, Value::Null), None));
+    if let Some(tool_use) = tool_use {
+        // Calls are known only once the answer is whole: it is read first, then sent.
+        let answer = generate::collect(pieces).await?;
+        let (text, calls) = tool_use.parse(&answer.text);
+        let content = if calls.is_empty() {
+            json!({"content": text})
+        } else {
+            json!({"content": null, "tool_calls": tool_calls_json(&calls, true)})
+        };
+        let mut out: Vec<Bytes> = opening.into_iter().collect();
+        out.push(chunk(delta(content, logprobs_of(&answer.logprobs), Value::Null), None));
+        out.extend(ending(&answer.finished, &calls));
+        let body = stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>));
+        return Ok(event_stream(Body::from_stream(body)));
+    }
     let events = pieces.flat_map(move |piece| {
         let out: Vec<Bytes> = match piece {
-            Piece::Text(text) => vec![chunk(delta(json!({"content": text}), json!(null)), None)],
-            Piece::Done(finished) => {
-                let reason = json!(generate::finish_reason(finished.finish_reason));
-                let mut out = vec![chunk(delta(json!({}), reason), None)];
-                if include_usage {
-                    out.push(chunk(json!([]), Some(usage(&finished))));
-                }
-                out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-                out
+            Piece::Text(text, logprobs) => {
+                vec![chunk(delta(json!({"content": text}), logprobs_of(&logprobs), Value::Null), None)]
             }
+            Piece::Done(finished) => ending(&finished, &[]),
             Piece::Failed(e) => vec![sse(&e.body()), Bytes::from_static(b"data: [DONE]\n\n")],
         };
         stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>))
     });
     let body = stream::iter(opening.into_iter().map(Ok)).chain(events);
-    Ok(([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(body))
-        .into_response())
+    Ok(event_stream(Body::from_stream(body)))
+}
+
+fn event_stream(body: Body) -> Response {
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+fn split_calls(tool_use: Option<&ToolUse>, text: String) -> (String, Vec<ToolCall>) {
+    match tool_use {
+        Some(tool_use) => tool_use.parse(&text),
+        None => (text, Vec::new()),
+    }
+}
+
+/// `tool_calls` when the model called tools, else why it stopped.
+fn finish_reason(finished: &Finished, calls: &[ToolCall]) -> &'static str {
+    if calls.is_empty() {
+        generate::finish_reason(finished.finish_reason)
+    } else {
+        "tool_calls"
+    }
+}
+
+/// OpenAI's tool calls, arguments as JSON text; stream deltas carry each call's index.
+fn tool_calls_json(calls: &[ToolCall], indexed: bool) -> Value {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| {
+            let mut value = json!({
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments.to_string()},
+            });
+            if indexed {
+                value["index"] = json!(index);
+            }
+            value
+        })
+        .collect()
+}
+
+/// The legacy completions shape: parallel lists of tokens, their log-probabilities, the
+/// alternatives as `{token: logprob}` maps, and each token's offset in the text.
+fn completion_logprobs(logprobs: &[TokenLogprob]) -> Value {
+    let mut offset = 0;
+    let mut offsets = Vec::with_capacity(logprobs.len());
+    for l in logprobs {
+        offsets.push(offset);
+        offset += l.text().chars().count();
+    }
+    json!({
+        "tokens": logprobs.iter().map(TokenLogprob::text).collect::<Vec<_>>(),
+        "token_logprobs": logprobs.iter().map(|l| l.logprob).collect::<Vec<_>>(),
+        "top_logprobs": logprobs
+            .iter()
+            .map(|l| l.top.iter().map(|t| (t.text(), json!(t.logprob))).collect::<Map<String, Value>>())
+            .collect::<Vec<_>>(),
+        "text_offset": offsets,
+    })
 }
 
 fn sse(value: &Value) -> Bytes {

@@ -16,6 +16,7 @@ mod spec;
 mod store;
 #[doc(hidden)]
 pub mod test_registry;
+mod upload;
 mod web;
 
 pub use catalog::{lookup as catalog_lookup, CatalogEntry, CatalogSources, Pip, Source, CATALOG, DEFAULT_MODEL};
@@ -28,6 +29,7 @@ pub use modelfile::{Modelfile, ModelfileError};
 pub use name::{ModelName, NameError, DEFAULT_HOST, DEFAULT_NAMESPACE, DEFAULT_TAG};
 pub use spec::ModelSpec;
 pub use store::{Entry, ImportMode, Store};
+pub use upload::BlobUpload;
 pub use web::{is_gguf_url, name_for_url};
 
 use std::path::{Path, PathBuf};

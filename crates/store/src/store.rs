@@ -137,7 +137,7 @@ impl Store {
     }
 
     /// Renames a finished temporary file to the blob `digest` (unless that is there already).
-    fn place(&self, temp: &Path, digest: &Digest) -> Result<(), StoreError> {
+    pub(crate) fn place(&self, temp: &Path, digest: &Digest) -> Result<(), StoreError> {
         let path = self.blob_path(digest);
         if !path.exists() {
             fs::rename(temp, &path).map_err(|e| StoreError::io(&path, e))?;

@@ -1,0 +1,259 @@
+//! Ollama's endpoints that change the store: `/api/pull` and `/api/create` (progress as
+//! NDJSON status lines, or one reply with `stream: false`) and `/api/blobs/:digest` (the
+//! upload `create` refers to by digest). The store's work runs on blocking threads.
+
+use crate::error::{ApiError, Dialect};
+use crate::models::{self, Base, ModelError, Sources};
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::StreamExt;
+use hearth_store::{Digest, ModelName, Modelfile, Progress, Store, StoreError};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DIALECT: Dialect = Dialect::Ollama;
+
+/// Byte counts go out at most this often per blob, so a fast download is not a flood.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(DIALECT, message)
+}
+
+fn status_of(error: &ModelError) -> StatusCode {
+    match error {
+        ModelError::Name(_) | ModelError::NotGguf { .. } | ModelError::From { .. } => StatusCode::BAD_REQUEST,
+        ModelError::Store(StoreError::NotFound(_) | StoreError::MissingBlob(_)) => StatusCode::NOT_FOUND,
+        ModelError::Store(StoreError::DigestMismatch { .. } | StoreError::Name(_)) => StatusCode::BAD_REQUEST,
+        ModelError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Runs `work` on a blocking thread, its progress as Ollama's status lines: NDJSON ending
+/// in `{"status": "success"}` or `{"error"}`, or with `stream: false` one reply whose
+/// status code tells how it went.
+async fn with_progress(
+    streaming: bool,
+    work: impl FnOnce(&mut dyn FnMut(Progress<'_>)) -> Result<(), ModelError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    let (lines, receiver) = flume::unbounded::<Value>();
+    let task = tokio::task::spawn_blocking(move || {
+        let mut last_sent: HashMap<String, Instant> = HashMap::new();
+        let mut report = |progress: Progress<'_>| {
+            let line = match progress {
+                Progress::Step(step) => json!({"status": step}),
+                Progress::Bytes { blob, done, total } => {
+                    let finished = Some(done) == total;
+                    let now = Instant::now();
+                    if !finished && last_sent.get(blob).is_some_and(|at| now - *at < PROGRESS_EVERY) {
+                        return;
+                    }
+                    last_sent.insert(blob.to_string(), now);
+                    let short = blob.strip_prefix("sha256:").map_or(blob, |hex| &hex[..hex.len().min(12)]);
+                    let mut line = json!({"status": format!("pulling {short}"), "digest": blob, "completed": done});
+                    if let Some(total) = total {
+                        line["total"] = json!(total);
+                    }
+                    line
+                }
+            };
+            let _ = lines.send(line);
+        };
+        let result = work(&mut report);
+        let last = match &result {
+            Ok(()) => json!({"status": "success"}),
+            Err(e) => json!({"error": e.to_string()}),
+        };
+        let _ = lines.send(last);
+        result.map_err(|e| (status_of(&e), e.to_string()))
+    });
+    if !streaming {
+        return match task.await {
+            Ok(Ok(())) => Ok(Json(json!({"status": "success"})).into_response()),
+            Ok(Err((status, message))) => Err(ApiError::new(DIALECT, status, message)),
+            Err(e) => Err(ApiError::internal(DIALECT, format!("the store task failed: {e}"))),
+        };
+    }
+    let body = receiver.into_stream().map(|line| {
+        let mut bytes = serde_json::to_vec(&line).expect("json");
+        bytes.push(b'\n');
+        Ok::<_, std::convert::Infallible>(Bytes::from(bytes))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct PullBody {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    insecure: bool,
+    stream: Option<bool>,
+}
+
+/// `POST /api/pull`: fetches a model by any name `hearth pull` takes.
+pub async fn pull(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let body: PullBody = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    let arg = if body.model.is_empty() { body.name } else { body.model };
+    if arg.is_empty() {
+        return Err(bad("model is required"));
+    }
+    models::name_to_pull(&arg).map_err(|e| bad(e.to_string()))?;
+    let store: Arc<Store> = state.residency.store().clone();
+    let sources = Sources { insecure: body.insecure, ..Sources::from_env() };
+    with_progress(body.stream.unwrap_or(true), move |report| {
+        report(Progress::Step("pulling manifest"));
+        models::pull(&store, &arg, &sources, report).map(drop)
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    name: String,
+    from: Option<String>,
+    /// File name → digest of blobs uploaded with `/api/blobs`; one GGUF is understood.
+    #[serde(default)]
+    files: HashMap<String, String>,
+    template: Option<String>,
+    system: Option<String>,
+    #[serde(default)]
+    parameters: Map<String, Value>,
+    #[serde(default)]
+    messages: Vec<MessageBody>,
+    license: Option<Value>,
+    quantize: Option<String>,
+    adapters: Option<Map<String, Value>>,
+    /// Older clients send the Modelfile's text.
+    modelfile: Option<String>,
+    stream: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct MessageBody {
+    role: String,
+    content: String,
+}
+
+/// `POST /api/create`: a model from another, or from an uploaded GGUF, with parameters,
+/// template, system message, messages and license.
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
+    let body: CreateBody = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    let name = if body.model.is_empty() { &body.name } else { &body.model };
+    if name.is_empty() {
+        return Err(bad("model is required"));
+    }
+    let name = ModelName::parse(name).map_err(|e| bad(e.to_string()))?;
+    if body.quantize.is_some() {
+        return Err(bad("quantize is not supported by create; pull or create from a quantized GGUF"));
+    }
+    if body.adapters.as_ref().is_some_and(|a| !a.is_empty()) {
+        return Err(bad("adapters (LoRA) are not supported"));
+    }
+    let streaming = body.stream.unwrap_or(true);
+    let (modelfile, base) = recipe(body)?;
+    let store: Arc<Store> = state.residency.store().clone();
+    // A model that is loaded under this name must pick up the new definition.
+    state.residency.unload(&name).await;
+    with_progress(streaming, move |report| models::create(&store, &name, &modelfile, base, report)).await
+}
+
+fn recipe(body: CreateBody) -> Result<(Modelfile, Base<'static>), ApiError> {
+    let mut modelfile = match &body.modelfile {
+        Some(text) => Modelfile::parse(text).map_err(|e| bad(e.to_string()))?,
+        None => Modelfile::default(),
+    };
+    let ggufs: Vec<(&String, &String)> = body.files.iter().filter(|(file, _)| file.ends_with(".gguf")).collect();
+    let base = match ggufs.as_slice() {
+        [] => {
+            if let Some(from) = body.from {
+                modelfile.from = from;
+            }
+            if modelfile.from.is_empty() {
+                return Err(bad("create needs from (a model) or files (an uploaded GGUF)"));
+            }
+            Base::Stored
+        }
+        [(file, digest)] => {
+            let digest = Digest::parse(digest).ok_or_else(|| bad(format!("files.{file}: {digest} is not a digest")))?;
+            modelfile.from = (*file).clone();
+            Base::Blob(digest)
+        }
+        _ => return Err(bad("files holds more than one GGUF; split models are not supported")),
+    };
+    for (name, value) in body.parameters {
+        modelfile.parameters.insert(name, value);
+    }
+    if body.template.is_some() {
+        modelfile.template = body.template;
+    }
+    if body.system.is_some() {
+        modelfile.system = body.system;
+    }
+    modelfile.messages.extend(body.messages.into_iter().map(|m| (m.role, m.content)));
+    match body.license {
+        Some(Value::String(text)) => modelfile.license.push(text),
+        Some(Value::Array(texts)) => {
+            modelfile.license.extend(texts.iter().filter_map(|t| t.as_str().map(String::from)))
+        }
+        _ => {}
+    }
+    Ok((modelfile, base))
+}
+
+fn digest_of(text: &str) -> Result<Digest, ApiError> {
+    Digest::parse(text).ok_or_else(|| bad(format!("{text} is not a digest (sha256:<64 hex digits>)")))
+}
+
+/// `HEAD /api/blobs/:digest`: 200 when the store has the blob, else 404.
+pub async fn has_blob(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, ApiError> {
+    let digest = digest_of(&digest)?;
+    Ok(if state.residency.store().has_blob(&digest) { StatusCode::OK } else { StatusCode::NOT_FOUND })
+}
+
+/// `POST /api/blobs/:digest`: stores the body as that blob, if its bytes match.
+pub async fn upload_blob(
+    State(state): State<AppState>,
+    Path(digest): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let digest = digest_of(&digest)?;
+    let store: Arc<Store> = state.residency.store().clone();
+    if store.has_blob(&digest) {
+        return Ok(StatusCode::OK);
+    }
+    let (chunks, receiver) = flume::bounded::<Bytes>(16);
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64, StoreError> {
+        let mut upload = store.upload_blob(digest)?;
+        for chunk in receiver.iter() {
+            upload.write(&chunk)?;
+        }
+        upload.finish()
+    });
+    let mut body = body.into_data_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| bad(format!("the upload was cut off: {e}")))?;
+        if chunks.send_async(chunk).await.is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    match writer.await {
+        Ok(Ok(_)) => Ok(StatusCode::CREATED),
+        Ok(Err(e @ StoreError::DigestMismatch { .. })) => Err(bad(e.to_string())),
+        Ok(Err(e)) => Err(ApiError::internal(DIALECT, e.to_string())),
+        Err(e) => Err(ApiError::internal(DIALECT, format!("the upload task failed: {e}"))),
+    }
+}

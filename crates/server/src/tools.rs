@@ -1,0 +1,349 @@
+//! Tool calling for both dialects. A model whose chat template knows tools sees them through
+//! its template and answers in its own format (`<tool_call>` blocks, or a bare call object);
+//! any other model is told the tools in a system message and answers in JSON under a
+//! grammar (llama.cpp's "generic" format), so even a small model's calls always parse.
+
+use hearth_core::{ChatMessage, Role, SamplingParams, ToolCall};
+use hearth_engine::grammar;
+use serde_json::{json, Map, Value};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+
+/// OpenAI's `tool_choice` (Ollama always means `Auto`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Choice {
+    Auto,
+    None,
+    Required,
+    Function(String),
+}
+
+impl Choice {
+    /// `"auto"`, `"none"`, `"required"`, or `{"type": "function", "function": {"name": ...}}`.
+    pub fn parse(value: Option<&Value>) -> Result<Self, String> {
+        match value {
+            None | Some(Value::Null) => Ok(Self::Auto),
+            Some(Value::String(s)) => match s.as_str() {
+                "auto" => Ok(Self::Auto),
+                "none" => Ok(Self::None),
+                "required" => Ok(Self::Required),
+                other => Err(format!("tool_choice {other:?} is not one of auto, none, required")),
+            },
+            Some(object) => object
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .map(|name| Self::Function(name.to_string()))
+                .ok_or_else(|| format!("tool_choice {object} names no function")),
+        }
+    }
+}
+
+/// How the model was asked to use tools, to read its answer back.
+#[derive(Debug, Clone)]
+pub struct ToolUse {
+    format: Format,
+    names: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// The model's template shows the tools; calls come back in the model's own format.
+    Native,
+    /// `{"tool_calls": [...]}` or `{"response": "..."}`, under a grammar.
+    Generic,
+}
+
+/// Checks `tools` (OpenAI's and Ollama's shape: `{"type": "function", "function": {"name",
+/// "description", "parameters"}}`) and prepares the request to use them. Returns `None` when
+/// there are no tools or the choice is `none`.
+pub fn prepare(
+    tools: &[Value],
+    choice: &Choice,
+    template: Option<&str>,
+    conversation: &mut Vec<ChatMessage>,
+    sampling: &mut SamplingParams,
+) -> Result<Option<(ToolUse, Vec<Value>)>, String> {
+    if tools.is_empty() || *choice == Choice::None {
+        return Ok(None);
+    }
+    let mut names = Vec::with_capacity(tools.len());
+    for (index, tool) in tools.iter().enumerate() {
+        let name = tool.pointer("/function/name").and_then(Value::as_str).filter(|n| !n.is_empty());
+        let Some(name) = name else {
+            return Err(format!("tools[{index}] has no function name"));
+        };
+        if tool.get("type").and_then(Value::as_str).is_some_and(|t| t != "function") {
+            return Err(format!("tools[{index}]: only tools of type function are supported"));
+        }
+        names.push(name.to_string());
+    }
+    let allowed: Vec<&Value> = match choice {
+        Choice::Function(name) => {
+            let tool = tools.iter().zip(&names).find(|(_, n)| *n == name).map(|(t, _)| t);
+            vec![tool.ok_or_else(|| format!("tool_choice names {name}, which is not among the tools"))?]
+        }
+        _ => tools.iter().collect(),
+    };
+    let forced = matches!(choice, Choice::Required | Choice::Function(_));
+    if sampling.grammar.is_some() {
+        return Err("tools cannot be combined with a response format".into());
+    }
+    let native = template.is_some_and(|t| t.contains("tools"));
+    if native {
+        if forced {
+            let call = call_schema(&allowed, "arguments");
+            let call = grammar::compact(&grammar::from_json_schema(&call).map_err(|e| e.to_string())?);
+            sampling.grammar = Some(if template.is_some_and(|t| t.contains("<tool_call>")) {
+                wrap_root(&call, "\"<tool_call>\\n\"", "\"\\n</tool_call>\"")
+            } else {
+                call
+            });
+        }
+        let use_ = ToolUse { format: Format::Native, names };
+        return Ok(Some((use_, tools.to_vec())));
+    }
+    let mut variants = vec![json!({
+        "type": "object",
+        "properties": {"tool_calls": {"type": "array", "items": call_schema(&allowed, "arguments"), "minItems": 1}},
+        "required": ["tool_calls"],
+    })];
+    if !forced {
+        variants.push(json!({
+            "type": "object",
+            "properties": {"response": {"type": "string"}},
+            "required": ["response"],
+        }));
+    }
+    let schema = json!({"anyOf": variants});
+    sampling.grammar = Some(grammar::compact(&grammar::from_json_schema(&schema).map_err(|e| e.to_string())?));
+    let definitions: Vec<&Value> = allowed.iter().map(|t| t.get("function").unwrap_or(t)).collect();
+    let instructions = format!(
+        "You can call these tools:\n{}\n\nAnswer with one JSON object. To call tools: \
+         {{\"tool_calls\": [{{\"name\": \"<tool name>\", \"arguments\": {{...}}}}]}}{}",
+        serde_json::to_string_pretty(&definitions).expect("json"),
+        if forced { "." } else { ". To answer directly: {\"response\": \"<your answer>\"}." }
+    );
+    match conversation.iter_mut().find(|m| m.role == Role::System) {
+        Some(system) => system.content = format!("{}\n\n{instructions}", system.content),
+        None => conversation.insert(0, ChatMessage::system(instructions)),
+    }
+    for message in conversation.iter_mut() {
+        generic_history(message);
+    }
+    Ok(Some((ToolUse { format: Format::Generic, names }, Vec::new())))
+}
+
+/// Earlier turns in the generic format: calls as the JSON the model would have written,
+/// results as user messages (every template knows that role).
+fn generic_history(message: &mut ChatMessage) {
+    if !message.tool_calls.is_empty() {
+        let calls: Vec<Value> =
+            message.tool_calls.iter().map(|c| json!({"name": c.name, "arguments": c.arguments})).collect();
+        message.content = json!({"tool_calls": calls}).to_string();
+        message.tool_calls.clear();
+    } else if message.role == Role::Other("tool".into()) {
+        let tool = message.tool_name.take().or_else(|| message.tool_call_id.take());
+        message.content = json!({"tool_response": {"tool": tool, "content": message.content}}).to_string();
+        message.role = Role::User;
+    }
+}
+
+/// A JSON schema of one call to any of `tools`.
+fn call_schema(tools: &[&Value], arguments: &str) -> Value {
+    let variants: Vec<Value> = tools
+        .iter()
+        .map(|tool| {
+            let function = tool.get("function").unwrap_or(tool);
+            let parameters = function.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}));
+            json!({
+                "type": "object",
+                "properties": {"name": {"const": function["name"]}, arguments: parameters},
+                "required": ["name", arguments],
+            })
+        })
+        .collect();
+    if variants.len() == 1 {
+        variants.into_iter().next().expect("one")
+    } else {
+        json!({"anyOf": variants})
+    }
+}
+
+/// `grammar` with its root between two literals.
+fn wrap_root(grammar: &str, before: &str, after: &str) -> String {
+    let renamed: Vec<String> = grammar
+        .lines()
+        .map(|line| match line.strip_prefix("root ::=") {
+            Some(rest) => format!("call ::={rest}"),
+            None => line.to_string(),
+        })
+        .collect();
+    format!("root ::= {before} call {after}\n{}", renamed.join("\n"))
+}
+
+impl ToolUse {
+    /// The answer's text outside any calls, and the calls.
+    pub fn parse(&self, text: &str) -> (String, Vec<ToolCall>) {
+        match self.format {
+            Format::Generic => parse_generic(text),
+            Format::Native => self.parse_native(text),
+        }
+    }
+
+    fn parse_native(&self, text: &str) -> (String, Vec<ToolCall>) {
+        if text.contains("<tool_call>") {
+            let mut calls = Vec::new();
+            let mut content = String::new();
+            let mut rest = text;
+            while let Some(start) = rest.find("<tool_call>") {
+                content.push_str(&rest[..start]);
+                let body = &rest[start + "<tool_call>".len()..];
+                let (inside, after) = body.split_once("</tool_call>").unwrap_or((body, ""));
+                match serde_json::from_str::<Value>(inside.trim()).ok().and_then(|v| call_from(&v)) {
+                    Some(call) => calls.push(call),
+                    None => content.push_str(&rest[start..rest.len() - after.len()]),
+                }
+                rest = after;
+            }
+            content.push_str(rest);
+            return (content.trim().to_string(), calls);
+        }
+        let trimmed = text.trim().trim_start_matches("[TOOL_CALLS]").trim();
+        match serde_json::from_str::<Value>(trimmed) {
+            Ok(Value::Array(items)) => {
+                let calls: Option<Vec<ToolCall>> = items.iter().map(call_from).collect();
+                match calls {
+                    Some(calls) if !calls.is_empty() && calls.iter().all(|c| self.names.contains(&c.name)) => {
+                        (String::new(), calls)
+                    }
+                    _ => (text.to_string(), Vec::new()),
+                }
+            }
+            Ok(value) => match call_from(&value).filter(|c| self.names.contains(&c.name)) {
+                Some(call) => (String::new(), vec![call]),
+                None => (text.to_string(), Vec::new()),
+            },
+            Err(_) => (text.to_string(), Vec::new()),
+        }
+    }
+}
+
+fn parse_generic(text: &str) -> (String, Vec<ToolCall>) {
+    let Ok(value) = serde_json::from_str::<Value>(text.trim()) else {
+        // Cut short (max_tokens): what there is, as text.
+        return (text.to_string(), Vec::new());
+    };
+    if let Some(calls) = value.get("tool_calls").and_then(Value::as_array) {
+        return (String::new(), calls.iter().filter_map(call_from).collect());
+    }
+    match value.get("response") {
+        Some(Value::String(response)) => (response.clone(), Vec::new()),
+        _ => (text.to_string(), Vec::new()),
+    }
+}
+
+/// A call from `{"name", "arguments"}` (or Llama 3's `"parameters"`); arguments given as a
+/// JSON string are parsed.
+fn call_from(value: &Value) -> Option<ToolCall> {
+    let name = value.get("name")?.as_str()?.to_string();
+    let arguments = match value.get("arguments").or_else(|| value.get("parameters")) {
+        Some(Value::String(text)) => serde_json::from_str(text).unwrap_or(Value::String(text.clone())),
+        Some(arguments) => arguments.clone(),
+        None => Value::Object(Map::new()),
+    };
+    Some(ToolCall { id: call_id(), name, arguments })
+}
+
+/// `call_` and 24 random alphanumerics, like OpenAI's ids.
+pub fn call_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let state = RandomState::new();
+    let id: String =
+        (0..24u64).map(|i| ALPHABET[(state.hash_one(i) % ALPHABET.len() as u64) as usize] as char).collect();
+    format!("call_{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn weather() -> Value {
+        json!({"type": "function", "function": {
+            "name": "get_weather",
+            "description": "Current weather in a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        }})
+    }
+
+    #[test]
+    fn a_template_without_tools_gets_instructions_and_a_grammar() {
+        let mut conversation = vec![ChatMessage::user("Weather in Paris?")];
+        let mut sampling = SamplingParams::default();
+        let (use_, shown) =
+            prepare(&[weather()], &Choice::Auto, Some("{{ messages }}"), &mut conversation, &mut sampling)
+                .unwrap()
+                .unwrap();
+        assert!(shown.is_empty(), "the template is not shown the tools");
+        assert_eq!(conversation[0].role, Role::System);
+        assert!(conversation[0].content.contains("get_weather"));
+        assert!(sampling.grammar.as_deref().unwrap().contains("tool_calls"));
+        let (content, calls) =
+            use_.parse(r#"{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]}"#);
+        assert_eq!((content.as_str(), calls.len()), ("", 1));
+        assert_eq!((calls[0].name.as_str(), &calls[0].arguments), ("get_weather", &json!({"city": "Paris"})));
+        assert!(calls[0].id.starts_with("call_") && calls[0].id.len() == 29);
+        assert_eq!(use_.parse(r#"{"response": "Sunny."}"#), ("Sunny.".into(), vec![]));
+        assert_eq!(use_.parse(r#"{"response": "Sun"#).0, r#"{"response": "Sun"#);
+    }
+
+    #[test]
+    fn a_template_with_tools_sees_them_and_its_calls_are_read_back() {
+        let template = "{% if tools %}{{ tools }}{% endif %}<tool_call>";
+        let mut conversation = vec![ChatMessage::user("Weather?")];
+        let mut sampling = SamplingParams::default();
+        let (use_, shown) =
+            prepare(&[weather()], &Choice::Auto, Some(template), &mut conversation, &mut sampling).unwrap().unwrap();
+        assert_eq!((shown.len(), conversation.len(), sampling.grammar.is_none()), (1, 1, true));
+        let text = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>";
+        let (content, calls) = use_.parse(text);
+        assert_eq!((content.as_str(), calls[0].arguments["city"].as_str()), ("Let me check.", Some("Oslo")));
+        let (_, calls) = use_.parse(r#"{"name": "get_weather", "parameters": "{\"city\": \"Rome\"}"}"#);
+        assert_eq!(calls[0].arguments, json!({"city": "Rome"}));
+        let (content, calls) = use_.parse(r#"{"name": "other", "arguments": {}}"#);
+        assert!(calls.is_empty() && content.contains("other"), "an unknown function is text");
+        // Required: the grammar wraps the call in the template's tags.
+        let mut sampling = SamplingParams::default();
+        prepare(&[weather()], &Choice::Required, Some(template), &mut conversation, &mut sampling).unwrap();
+        assert!(sampling.grammar.unwrap().starts_with("root ::= \"<tool_call>\\n\" call"));
+    }
+
+    #[test]
+    fn bad_tools_and_choices_are_refused() {
+        let mut sampling = SamplingParams::default();
+        let mut conversation = vec![ChatMessage::user("x")];
+        let no_name = json!({"type": "function", "function": {"description": "?"}});
+        assert!(prepare(&[no_name], &Choice::Auto, None, &mut conversation, &mut sampling).is_err());
+        let missing = Choice::Function("nope".into());
+        assert!(prepare(&[weather()], &missing, None, &mut conversation, &mut sampling).is_err());
+        assert!(prepare(&[weather()], &Choice::None, None, &mut conversation, &mut sampling).unwrap().is_none());
+        assert!(Choice::parse(Some(&json!("sometimes"))).is_err());
+        assert_eq!(
+            Choice::parse(Some(&json!({"type": "function", "function": {"name": "f"}}))).unwrap(),
+            Choice::Function("f".into())
+        );
+    }
+
+    #[test]
+    fn earlier_calls_and_results_are_replayed_in_the_generic_format() {
+        let mut call = ChatMessage::assistant("");
+        call.tool_calls = vec![ToolCall { id: "call_1".into(), name: "get_weather".into(), arguments: json!({}) }];
+        let mut result = ChatMessage::new(Role::Other("tool".into()), "18C");
+        result.tool_call_id = Some("call_1".into());
+        let mut conversation = vec![ChatMessage::user("Weather?"), call, result];
+        let mut sampling = SamplingParams::default();
+        prepare(&[weather()], &Choice::Auto, None, &mut conversation, &mut sampling).unwrap();
+        assert!(conversation[2].content.starts_with(r#"{"tool_calls":"#), "{}", conversation[2].content);
+        assert_eq!(conversation[3].role, Role::User);
+        assert!(conversation[3].content.contains("tool_response"));
+    }
+}
