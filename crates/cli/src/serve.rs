@@ -58,6 +58,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         keep_alive,
         threads: args.threads,
         meter,
+        available_memory: hearth_server::system_memory(),
     };
     let state = AppState::new(store, config).with_origins(Origins::local().with(&args.origins));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

@@ -63,16 +63,7 @@ pub fn run(args: ShowArgs) -> Result<ExitCode> {
     } else if args.license {
         println!("{}", license.unwrap_or_default());
     } else if args.modelfile {
-        println!("# Modelfile of {name}\nFROM {}", gguf.display());
-        for line in &parameter_lines {
-            println!("PARAMETER {line}");
-        }
-        if let Some(system) = system {
-            println!("SYSTEM \"\"\"{system}\"\"\"");
-        }
-        if let Some(template) = text(manifest::TEMPLATE_JINJA)? {
-            println!("TEMPLATE \"\"\"{template}\"\"\"");
-        }
+        print!("{}", store.spec_of(&name, &manifest)?.modelfile(&name));
     } else {
         let config = store.config_of(&manifest);
         println!("  Model");

@@ -18,7 +18,7 @@ mod tools;
 
 pub use error::{ApiError, Dialect};
 pub use http_layers::Origins;
-pub use residency::{KeepAlive, MeterFactory, Residency, ResidencyConfig};
+pub use residency::{system_memory, KeepAlive, MemoryProbe, MeterFactory, Residency, ResidencyConfig};
 
 use axum::routing::{delete, get, post};
 use axum::Router;

@@ -192,7 +192,7 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let mut conversation = generate::conversation(&lease.model.spec, messages);
     let template = lease.model.engine.info().chat_template.as_deref();
     let tools = body.tools.unwrap_or_default();
-    let tool_use = tools::prepare(&tools, &tools::Choice::Auto, template, &mut conversation, &mut sampling)
+    let tool_use = tools::prepare(&tools, &tools::Choice::Auto, true, template, &mut conversation, &mut sampling)
         .map_err(|e| ApiError::bad_request(DIALECT, e))?;
     let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);
     request.logprobs = logprobs;
@@ -418,7 +418,7 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Val
         capabilities.push("chat");
     }
     Ok(Json(json!({
-        "modelfile": format!("FROM {}\n", spec.path.display()),
+        "modelfile": spec.modelfile(&name),
         "parameters": parameters.join("\n"),
         "template": template,
         "system": spec.system,

@@ -50,6 +50,7 @@ struct Common {
     top_logprobs: Option<u32>,
     tools: Option<Vec<Value>>,
     tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
     /// Not OpenAI's: llama.cpp's server and vLLM take it, and benchmarks need fixed lengths.
     #[serde(default)]
     ignore_eos: bool,
@@ -262,7 +263,15 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
     let mut conversation = generate::conversation(&lease.model.spec, messages);
     let template = lease.model.engine.info().chat_template.as_deref();
     let tools = common.tools.clone().unwrap_or_default();
-    let tool_use = tools::prepare(&tools, &choice, template, &mut conversation, &mut sampling).map_err(bad)?;
+    let tool_use = tools::prepare(
+        &tools,
+        &choice,
+        common.parallel_tool_calls.unwrap_or(true),
+        template,
+        &mut conversation,
+        &mut sampling,
+    )
+    .map_err(bad)?;
     let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);
     request.logprobs = logprobs;
     let tool_use = tool_use.map(|(tool_use, shown)| {

@@ -13,6 +13,14 @@ use std::time::{Duration, Instant};
 /// Makes the energy meter each loaded engine reads.
 pub type MeterFactory = Arc<dyn Fn() -> Option<Box<dyn EnergyMeter>> + Send + Sync>;
 
+/// Bytes of memory the system can give now (`None`: unknown, so never the reason to unload).
+pub type MemoryProbe = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// The system's `MemAvailable`.
+pub fn system_memory() -> MemoryProbe {
+    Arc::new(hearth_engine::available_memory)
+}
+
 /// How long a model stays loaded after a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeepAlive {
@@ -79,6 +87,8 @@ pub struct ResidencyConfig {
     pub keep_alive: KeepAlive,
     pub threads: Option<u32>,
     pub meter: MeterFactory,
+    /// Idle models unload, least recently used first, while a model to load needs more.
+    pub available_memory: MemoryProbe,
 }
 
 /// A loaded model.
@@ -174,8 +184,9 @@ impl Residency {
             };
             unload(loaded.remove(idle));
         }
-        let started = Instant::now();
         let settings = self.engine_settings(&spec);
+        self.make_room(&mut loaded, name, &spec, &settings, dialect).await?;
+        let started = Instant::now();
         let (path, meter) = (spec.path.clone(), (self.config.meter)());
         let engine = tokio::task::spawn_blocking(move || Engine::load_metered(&path, &settings, meter))
             .await
@@ -191,6 +202,58 @@ impl Residency {
         });
         loaded.push(model.clone());
         Ok(Lease { model, load_duration: started.elapsed() })
+    }
+
+    /// Unloads idle models, least recently used first, until the model fits in memory; a
+    /// model that cannot fit even alone is refused rather than pushing the machine to swap.
+    async fn make_room(
+        &self,
+        loaded: &mut Vec<Arc<LoadedModel>>,
+        name: &ModelName,
+        spec: &ModelSpec,
+        settings: &EngineSettings,
+        dialect: Dialect,
+    ) -> Result<(), ApiError> {
+        let Ok(needed) = hearth_engine::memory_needed(&spec.path, settings) else { return Ok(()) };
+        let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
+        loop {
+            let Some(available) = (self.config.available_memory)() else { return Ok(()) };
+            if needed <= available {
+                return Ok(());
+            }
+            match loaded.iter().position(|m| Arc::strong_count(m) == 1) {
+                Some(idle) => {
+                    let model = loaded.remove(idle);
+                    tracing::info!(model = %model.name, for_model = %name, "unloading to free memory");
+                    // Wait for the memory to be given back before measuring again.
+                    let _ = tokio::task::spawn_blocking(move || drop(model)).await;
+                }
+                None if loaded.is_empty() => {
+                    return Err(ApiError::internal(
+                        dialect,
+                        format!(
+                            "{name} needs {:.1} GiB of memory with {} slots of context, but {:.1} GiB are available; \
+                             lower num_ctx or HEARTH_NUM_PARALLEL, or free memory",
+                            gib(needed),
+                            self.config.parallel,
+                            gib(available)
+                        ),
+                    ))
+                }
+                None => {
+                    return Err(ApiError::new(
+                        dialect,
+                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                        format!(
+                            "{name} needs {:.1} GiB of memory, {:.1} GiB are available, and the loaded models \
+                             are all answering; try again shortly",
+                            gib(needed),
+                            gib(available)
+                        ),
+                    ))
+                }
+            }
+        }
     }
 
     fn spec(&self, name: &ModelName, dialect: Dialect) -> Result<ModelSpec, ApiError> {

@@ -59,6 +59,7 @@ enum Format {
 pub fn prepare(
     tools: &[Value],
     choice: &Choice,
+    parallel: bool,
     template: Option<&str>,
     conversation: &mut Vec<ChatMessage>,
     sampling: &mut SamplingParams,
@@ -107,6 +108,9 @@ pub fn prepare(
         "properties": {"tool_calls": {"type": "array", "items": call_schema(&allowed, "arguments"), "minItems": 1}},
         "required": ["tool_calls"],
     })];
+    if !parallel {
+        variants[0]["properties"]["tool_calls"]["maxItems"] = json!(1);
+    }
     if !forced {
         variants.push(json!({
             "type": "object",
@@ -280,7 +284,7 @@ mod tests {
         let mut conversation = vec![ChatMessage::user("Weather in Paris?")];
         let mut sampling = SamplingParams::default();
         let (use_, shown) =
-            prepare(&[weather()], &Choice::Auto, Some("{{ messages }}"), &mut conversation, &mut sampling)
+            prepare(&[weather()], &Choice::Auto, true, Some("{{ messages }}"), &mut conversation, &mut sampling)
                 .unwrap()
                 .unwrap();
         assert!(shown.is_empty(), "the template is not shown the tools");
@@ -302,7 +306,9 @@ mod tests {
         let mut conversation = vec![ChatMessage::user("Weather?")];
         let mut sampling = SamplingParams::default();
         let (use_, shown) =
-            prepare(&[weather()], &Choice::Auto, Some(template), &mut conversation, &mut sampling).unwrap().unwrap();
+            prepare(&[weather()], &Choice::Auto, true, Some(template), &mut conversation, &mut sampling)
+                .unwrap()
+                .unwrap();
         assert_eq!((shown.len(), conversation.len(), sampling.grammar.is_none()), (1, 1, true));
         let text = "Let me check.\n<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Oslo\"}}\n</tool_call>";
         let (content, calls) = use_.parse(text);
@@ -313,7 +319,7 @@ mod tests {
         assert!(calls.is_empty() && content.contains("other"), "an unknown function is text");
         // Required: the grammar wraps the call in the template's tags.
         let mut sampling = SamplingParams::default();
-        prepare(&[weather()], &Choice::Required, Some(template), &mut conversation, &mut sampling).unwrap();
+        prepare(&[weather()], &Choice::Required, true, Some(template), &mut conversation, &mut sampling).unwrap();
         assert!(sampling.grammar.unwrap().starts_with("root ::= \"<tool_call>\\n\" call"));
     }
 
@@ -322,10 +328,10 @@ mod tests {
         let mut sampling = SamplingParams::default();
         let mut conversation = vec![ChatMessage::user("x")];
         let no_name = json!({"type": "function", "function": {"description": "?"}});
-        assert!(prepare(&[no_name], &Choice::Auto, None, &mut conversation, &mut sampling).is_err());
+        assert!(prepare(&[no_name], &Choice::Auto, true, None, &mut conversation, &mut sampling).is_err());
         let missing = Choice::Function("nope".into());
-        assert!(prepare(&[weather()], &missing, None, &mut conversation, &mut sampling).is_err());
-        assert!(prepare(&[weather()], &Choice::None, None, &mut conversation, &mut sampling).unwrap().is_none());
+        assert!(prepare(&[weather()], &missing, true, None, &mut conversation, &mut sampling).is_err());
+        assert!(prepare(&[weather()], &Choice::None, true, None, &mut conversation, &mut sampling).unwrap().is_none());
         assert!(Choice::parse(Some(&json!("sometimes"))).is_err());
         assert_eq!(
             Choice::parse(Some(&json!({"type": "function", "function": {"name": "f"}}))).unwrap(),
@@ -341,7 +347,7 @@ mod tests {
         result.tool_call_id = Some("call_1".into());
         let mut conversation = vec![ChatMessage::user("Weather?"), call, result];
         let mut sampling = SamplingParams::default();
-        prepare(&[weather()], &Choice::Auto, None, &mut conversation, &mut sampling).unwrap();
+        prepare(&[weather()], &Choice::Auto, true, None, &mut conversation, &mut sampling).unwrap();
         assert!(conversation[2].content.starts_with(r#"{"tool_calls":"#), "{}", conversation[2].content);
         assert_eq!(conversation[3].role, Role::User);
         assert!(conversation[3].content.contains("tool_response"));

@@ -5,7 +5,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures_util::StreamExt;
 use hearth_core::{EnergyMeter, EnergySource};
-use hearth_server::{router, AppState, KeepAlive, ResidencyConfig};
+use hearth_server::{router, AppState, KeepAlive, MemoryProbe, ResidencyConfig};
 use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL, PARAMS};
 use hearth_store::{ImportMode, Manifest, ModelName, Store};
 use serde_json::{json, Value};
@@ -33,6 +33,15 @@ fn server(parallel: u32, keep_alive: KeepAlive) -> (AppState, tempfile::TempDir)
 }
 
 fn server_with_queue(parallel: u32, keep_alive: KeepAlive, max_queue: usize) -> (AppState, tempfile::TempDir) {
+    server_with(parallel, keep_alive, max_queue, Arc::new(|| None))
+}
+
+fn server_with(
+    parallel: u32,
+    keep_alive: KeepAlive,
+    max_queue: usize,
+    available_memory: MemoryProbe,
+) -> (AppState, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let (model, _) = store.import_file(MODEL, &hearth_engine::test_models::smollm2(), ImportMode::LinkOrCopy).unwrap();
@@ -53,6 +62,7 @@ fn server_with_queue(parallel: u32, keep_alive: KeepAlive, max_queue: usize) -> 
         keep_alive,
         threads: Some(1),
         meter: Arc::new(|| Some(Box::new(HalfJoulePerRead(0.0)) as Box<dyn EnergyMeter>)),
+        available_memory,
     };
     (AppState::new(store, config), dir)
 }
@@ -286,10 +296,52 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
         ("/api/generate", json!({"model": "smollm2:135m", "prompt": long_prompt}), StatusCode::BAD_REQUEST, "context"),
         (
             "/api/generate",
-            json!({"model": "smollm2:135m", "prompt": "x", "format": "json"}),
+            json!({"model": "smollm2:135m", "prompt": "x", "format": "yaml"}),
             StatusCode::BAD_REQUEST,
-            "format",
+            "format must be",
         ),
+        (
+            "/api/generate",
+            json!({"model": "smollm2:135m", "prompt": "x", "format": {"properties": {"a": {"$ref": "#/nowhere"}}}}),
+            StatusCode::BAD_REQUEST,
+            "JSON schema",
+        ),
+        (
+            "/api/generate",
+            json!({"model": "smollm2:135m", "prompt": "x", "logprobs": true, "top_logprobs": 50}),
+            StatusCode::BAD_REQUEST,
+            "top_logprobs",
+        ),
+        (
+            "/api/chat",
+            json!({"model": "smollm2:135m", "messages": [{"role": "user", "content": "hi"}],
+                   "tools": [{"type": "function", "function": {"description": "no name"}}]}),
+            StatusCode::BAD_REQUEST,
+            "no function name",
+        ),
+        ("/api/embed", json!({"model": "nope", "input": "x"}), StatusCode::NOT_FOUND, "not found"),
+        (
+            "/api/embed",
+            json!({"model": "smollm2:135m", "input": "x", "dimensions": 100000}),
+            StatusCode::BAD_REQUEST,
+            "dimensions",
+        ),
+        ("/api/embed", json!({"model": "smollm2:135m", "input": 5}), StatusCode::BAD_REQUEST, "invalid request body"),
+        ("/api/create", json!({"model": "new"}), StatusCode::BAD_REQUEST, "needs from"),
+        ("/api/create", json!({"model": "new", "from": "nope", "stream": false}), StatusCode::BAD_REQUEST, "FROM nope"),
+        (
+            "/api/create",
+            json!({"model": "new", "files": {"m.gguf": "sha256:00"}}),
+            StatusCode::BAD_REQUEST,
+            "not a digest",
+        ),
+        (
+            "/api/create",
+            json!({"model": "new", "from": "smollm2:135m", "quantize": "q4_K_M"}),
+            StatusCode::BAD_REQUEST,
+            "quantize",
+        ),
+        ("/api/pull", json!({"model": ""}), StatusCode::BAD_REQUEST, "model is required"),
         (
             "/api/generate",
             json!({"model": "smollm2:135m", "prompt": "x", "keep_alive": "soon"}),
@@ -326,11 +378,38 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
         (ask(json!({"n": 2})), StatusCode::BAD_REQUEST, "n must be 1"),
         (ask(json!({"max_tokens": -5})), StatusCode::BAD_REQUEST, "max_tokens"),
         (ask(json!({"temperature": "warm"})), StatusCode::BAD_REQUEST, "invalid request body"),
-        (ask(json!({"response_format": {"type": "json_schema"}})), StatusCode::BAD_REQUEST, "not supported yet"),
+        (ask(json!({"response_format": {"type": "json_schema"}})), StatusCode::BAD_REQUEST, "json_schema.schema"),
+        (ask(json!({"response_format": {"type": "xml"}})), StatusCode::BAD_REQUEST, "response_format type"),
+        (ask(json!({"logprobs": true, "top_logprobs": 21})), StatusCode::BAD_REQUEST, "top_logprobs"),
+        (ask(json!({"tool_choice": "sometimes"})), StatusCode::BAD_REQUEST, "tool_choice"),
+        (
+            ask(json!({"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice":
+                {"type": "function", "function": {"name": "g"}}})),
+            StatusCode::BAD_REQUEST,
+            "not among the tools",
+        ),
         (ask(json!({"top_p": 7})), StatusCode::BAD_REQUEST, "top_p"),
     ];
-    for (body, status, message) in openai_cases {
-        let (got, reply) = post(&state, "/v1/chat/completions", body.clone()).await;
+    let embeddings = |body: Value| ("/v1/embeddings", body);
+    let openai_cases = openai_cases
+        .into_iter()
+        .map(|(body, status, message)| ("/v1/chat/completions", body, status, message))
+        .chain([
+            {
+                let (path, body) = embeddings(json!({"model": "smollm2:135m", "input": []}));
+                (path, body, StatusCode::BAD_REQUEST, "input must not be empty")
+            },
+            {
+                let (path, body) = embeddings(json!({"model": "smollm2:135m", "input": "x", "encoding_format": "hex"}));
+                (path, body, StatusCode::BAD_REQUEST, "encoding_format")
+            },
+            {
+                let (path, body) = embeddings(json!({"model": "smollm2:135m", "input": "word ".repeat(1500)}));
+                (path, body, StatusCode::BAD_REQUEST, "context")
+            },
+        ]);
+    for (path, body, status, message) in openai_cases {
+        let (got, reply) = post(&state, path, body.clone()).await;
         assert_eq!(got, status, "{body}: {reply}");
         let error = &reply["error"];
         assert!(error["message"].as_str().unwrap().contains(message), "{body}: {reply}");
@@ -437,4 +516,397 @@ async fn a_full_queue_answers_503() {
             String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
         assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
     }
+}
+
+fn weather_tool() -> Value {
+    json!({"type": "function", "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    }})
+}
+
+/// A JSON schema in either dialect constrains the answer: it always parses and validates.
+#[tokio::test(flavor = "multi_thread")]
+async fn structured_output_always_parses_and_follows_the_schema() {
+    let (state, _dir) = server(2, five_minutes());
+    let schema = json!({
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "pet": {"enum": ["cat", "dog"]}},
+        "required": ["name", "age", "pet"],
+    });
+    let valid = |text: &str| {
+        let value: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(value["name"].is_string() && value["age"].is_i64(), "{value}");
+        assert!(["cat", "dog"].contains(&value["pet"].as_str().unwrap()), "{value}");
+    };
+    for seed in [1, 2] {
+        let (status, reply) = post(&state, "/api/chat", json!({
+            "model": "smollm2:135m", "stream": false, "format": schema, "options": {"seed": seed, "num_predict": 100},
+            "messages": [{"role": "user", "content": "Describe a person and their pet."}],
+        }))
+        .await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        valid(reply["message"]["content"].as_str().unwrap());
+    }
+    let (status, reply) = post(&state, "/v1/chat/completions", json!({
+        "model": "smollm2:135m", "seed": 3, "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Describe a person and their pet."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}},
+    }))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    valid(reply["choices"][0]["message"]["content"].as_str().unwrap());
+    let (_, reply) = post(
+        &state,
+        "/api/generate",
+        json!({
+            "model": "smollm2:135m", "prompt": "List three colours.", "format": "json", "stream": false,
+            "options": {"seed": 4, "num_predict": 100},
+        }),
+    )
+    .await;
+    let text = reply["response"].as_str().unwrap();
+    assert!(serde_json::from_str::<Value>(text).unwrap().is_object(), "{text}");
+}
+
+/// SmolLM2's template has no tools, so calls come through the generic JSON format: with
+/// tool_choice required the answer is always a call to a given function, with valid
+/// arguments, in OpenAI's shape (streamed too) and Ollama's.
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_calls_come_back_in_each_dialects_shape() {
+    let (state, _dir) = server(2, five_minutes());
+    let question = json!([{"role": "user", "content": "What is the weather like in Paris today?"}]);
+    let body = json!({
+        "model": "smollm2:135m", "messages": question, "tools": [weather_tool()], "tool_choice": "required",
+        "seed": 1, "max_tokens": 80, "parallel_tool_calls": false,
+    });
+    let (status, reply) = post(&state, "/v1/chat/completions", body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let choice = &reply["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls", "{reply}");
+    let calls = choice["message"]["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 1, "parallel_tool_calls false: {reply}");
+    let call = &calls[0];
+    assert_eq!((call["type"].as_str(), call["function"]["name"].as_str()), (Some("function"), Some("get_weather")));
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    let arguments: Value = serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+    assert!(arguments["city"].is_string(), "{arguments}");
+
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let events = sse(&state, "/v1/chat/completions", streamed).await;
+    let chunks: Vec<Value> =
+        events.iter().filter(|e| *e != "[DONE]").map(|e| serde_json::from_str(e).unwrap()).collect();
+    let delta_call = chunks.iter().find_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0).cloned()).unwrap();
+    assert_eq!((delta_call["index"].as_u64(), delta_call["function"]["name"].as_str()), (Some(0), Some("get_weather")));
+    assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "tool_calls");
+
+    // The result goes back as a tool message, and the model answers.
+    let mut follow_up = json!({
+        "model": "smollm2:135m", "seed": 1, "max_tokens": 40, "tools": [weather_tool()],
+        "messages": [
+            question[0],
+            {"role": "assistant", "content": null, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": call["id"], "content": "{\"temperature\": 18, \"sky\": \"clear\"}"},
+        ],
+    });
+    let (status, reply) = post(&state, "/v1/chat/completions", follow_up.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let message = &reply["choices"][0]["message"];
+    assert!(message["content"].is_string() || message["tool_calls"].is_array(), "{reply}");
+
+    // Ollama: arguments as an object; the model may answer or call, either comes out parsed.
+    follow_up["messages"][1]["tool_calls"][0]["function"]["arguments"] = arguments.clone();
+    let (status, reply) = post(
+        &state,
+        "/api/chat",
+        json!({
+            "model": "smollm2:135m", "stream": false, "messages": question, "tools": [weather_tool()],
+            "options": {"seed": 2, "num_predict": 80},
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let message = &reply["message"];
+    match message["tool_calls"].as_array() {
+        Some(calls) => {
+            assert_eq!(calls[0]["function"]["name"], "get_weather", "{reply}");
+            assert!(calls[0]["function"]["arguments"].is_object(), "{reply}");
+        }
+        None => assert!(!message["content"].as_str().unwrap().starts_with('{'), "parsed, not raw JSON: {reply}"),
+    }
+    let lines = ndjson(&state, "/api/chat", json!({
+        "model": "smollm2:135m", "messages": question, "tools": [weather_tool()], "options": {"seed": 2, "num_predict": 80},
+    }))
+    .await;
+    assert_eq!(lines.len(), 2, "the message, then the counters: {lines:?}");
+    let without_ids = |message: &Value| {
+        let mut message = message.clone();
+        for call in message["tool_calls"].as_array_mut().into_iter().flatten() {
+            call.as_object_mut().unwrap().remove("id");
+        }
+        message
+    };
+    assert_eq!(without_ids(&lines[0]["message"]), without_ids(&reply["message"]), "streamed or not, one message");
+    assert_eq!(lines[1]["done"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logprobs_come_with_each_token_in_both_dialects() {
+    let (state, _dir) = server(2, five_minutes());
+    let (status, reply) = post(
+        &state,
+        "/v1/chat/completions",
+        json!({
+            "model": "smollm2:135m", "messages": [{"role": "user", "content": "Hi"}], "temperature": 0,
+            "max_tokens": 6, "logprobs": true, "top_logprobs": 2,
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let choice = &reply["choices"][0];
+    let content = choice["logprobs"]["content"].as_array().unwrap();
+    assert_eq!(content.len() as u64, reply["usage"]["completion_tokens"].as_u64().unwrap());
+    let joined: String = content.iter().map(|t| t["token"].as_str().unwrap()).collect();
+    assert_eq!(joined, choice["message"]["content"].as_str().unwrap());
+    for token in content {
+        assert!(token["logprob"].as_f64().unwrap() <= 0.0 && token["bytes"].is_array());
+        assert_eq!(token["top_logprobs"].as_array().unwrap().len(), 2);
+    }
+
+    let (_, reply) = post(
+        &state,
+        "/v1/completions",
+        json!({
+            "model": "smollm2:135m", "prompt": "The sky is", "temperature": 0, "max_tokens": 4, "logprobs": 3,
+        }),
+    )
+    .await;
+    let logprobs = &reply["choices"][0]["logprobs"];
+    assert_eq!(logprobs["tokens"].as_array().unwrap().len(), 4, "{reply}");
+    assert_eq!(logprobs["top_logprobs"][0].as_object().unwrap().len(), 3, "{reply}");
+    assert_eq!(logprobs["text_offset"][0], 0);
+
+    let events = sse(
+        &state,
+        "/v1/chat/completions",
+        json!({
+            "model": "smollm2:135m", "messages": [{"role": "user", "content": "Hi"}], "temperature": 0,
+            "max_tokens": 6, "logprobs": true, "stream": true,
+        }),
+    )
+    .await;
+    let streamed: usize = events
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str::<Value>(e).unwrap())
+        .filter_map(|c| c["choices"][0]["logprobs"]["content"].as_array().map(Vec::len))
+        .sum();
+    assert_eq!(streamed, content.len(), "the same tokens, spread over the chunks");
+
+    let (_, reply) = post(
+        &state,
+        "/api/generate",
+        json!({
+            "model": "smollm2:135m", "prompt": "Hi", "stream": false, "logprobs": true, "top_logprobs": 1,
+            "options": {"temperature": 0, "num_predict": 5},
+        }),
+    )
+    .await;
+    assert_eq!(reply["logprobs"].as_array().unwrap().len(), 5, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embeddings_in_all_three_shapes() {
+    let (state, _dir) = server(2, five_minutes());
+    let (status, reply) =
+        post(&state, "/api/embed", json!({"model": "smollm2:135m", "input": ["The cat sat.", "Markets fell."]})).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let vectors = reply["embeddings"].as_array().unwrap();
+    assert_eq!((vectors.len(), vectors[0].as_array().unwrap().len()), (2, 576));
+    let floats = |v: &Value| v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect::<Vec<f64>>();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!((norm(&floats(&vectors[0])) - 1.0).abs() < 1e-4);
+    assert!(reply["prompt_eval_count"].as_u64().unwrap() >= 4 && reply["total_duration"].as_u64().unwrap() > 0);
+
+    let (_, one) =
+        post(&state, "/api/embed", json!({"model": "smollm2:135m", "input": "The cat sat.", "dimensions": 8})).await;
+    let short = floats(&one["embeddings"][0]);
+    assert_eq!(short.len(), 8);
+    assert!((norm(&short) - 1.0).abs() < 1e-4);
+
+    let (_, legacy) = post(&state, "/api/embeddings", json!({"model": "smollm2:135m", "prompt": "The cat sat."})).await;
+    let raw = floats(&legacy["embedding"]);
+    let unit: Vec<f64> = raw.iter().map(|x| x / norm(&raw)).collect();
+    let first = floats(&vectors[0]);
+    assert!(unit.iter().zip(&first).all(|(a, b)| (a - b).abs() < 1e-4), "the legacy vector is the same, unscaled");
+    assert!((norm(&raw) - 1.0).abs() > 1e-3);
+
+    let (status, reply) = post(
+        &state,
+        "/v1/embeddings",
+        json!({
+            "model": "smollm2:135m", "input": ["The cat sat.", "Markets fell."],
+        }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(reply["object"], "list");
+    assert_eq!(reply["data"][1]["index"], 1);
+    assert_eq!(reply["data"][0]["object"], "embedding");
+    assert!(reply["usage"]["prompt_tokens"].as_u64().unwrap() >= 4);
+    let openai = floats(&reply["data"][0]["embedding"]);
+    assert!(openai.iter().zip(&first).all(|(a, b)| (a - b).abs() < 1e-6));
+    let (_, encoded) = post(
+        &state,
+        "/v1/embeddings",
+        json!({
+            "model": "smollm2:135m", "input": "The cat sat.", "encoding_format": "base64",
+        }),
+    )
+    .await;
+    assert_eq!(encoded["data"][0]["embedding"].as_str().unwrap().len(), (576 * 4_usize).div_ceil(3) * 4);
+}
+
+/// A GGUF served on 127.0.0.1: `/api/pull` streams its progress, the upload path
+/// (`/api/blobs`) and `/api/create` make models from blobs and from other models.
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_upload_and_create_change_the_store() {
+    use hearth_store::test_registry::{Registry, Route};
+    let gguf = std::fs::read(hearth_engine::test_models::smollm2()).unwrap();
+    let digest = "sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+    let web = Registry::start([("/m/smol.gguf".to_string(), Route::Body(gguf.clone()))].into());
+    let (state, _dir) = server(1, five_minutes());
+
+    let url = format!("http://{}/m/smol.gguf", web.host);
+    let lines = ndjson(&state, "/api/pull", json!({"model": url})).await;
+    assert_eq!(lines.first().unwrap()["status"], "pulling manifest");
+    assert_eq!(lines.last().unwrap()["status"], "success", "{lines:?}");
+    let progress = lines.iter().rfind(|l| l["completed"].is_u64()).unwrap();
+    assert_eq!(progress["completed"].as_u64(), Some(gguf.len() as u64), "{lines:?}");
+    let (_, tags) = get(&state, "/api/tags").await;
+    let pulled = format!("{}/m/smol:latest", web.host);
+    assert!(tags["models"].as_array().unwrap().iter().any(|m| m["name"] == pulled.as_str()), "{tags}");
+    let (status, reply) =
+        post(&state, "/api/pull", json!({"model": format!("http://{}/m/gone.gguf", web.host), "stream": false})).await;
+    assert!(status.is_server_error() || status.is_client_error(), "{reply}");
+    assert!(reply["error"].is_string(), "{reply}");
+
+    // The blob is there already (the pull stored it); a wrong body for a digest is refused.
+    let head = |path: String| {
+        let state = state.clone();
+        async move {
+            let request = Request::head(path).body(Body::empty()).unwrap();
+            router(state).oneshot(request).await.unwrap().status()
+        }
+    };
+    assert_eq!(head(format!("/api/blobs/{digest}")).await, StatusCode::OK);
+    let other = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(head(format!("/api/blobs/{other}")).await, StatusCode::NOT_FOUND);
+    let request = Request::post(format!("/api/blobs/{other}")).body(Body::from(gguf[..1000].to_vec())).unwrap();
+    let response = router(state.clone()).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(head(format!("/api/blobs/{other}")).await, StatusCode::NOT_FOUND, "nothing was stored");
+
+    let lines = ndjson(
+        &state,
+        "/api/create",
+        json!({
+            "model": "pirate", "files": {"smol.gguf": digest}, "system": "You are a pirate.",
+            "parameters": {"temperature": 0.2, "stop": ["Arr"]}, "license": "MIT",
+        }),
+    )
+    .await;
+    assert_eq!(lines.last().unwrap()["status"], "success", "{lines:?}");
+    let (_, show) = post(&state, "/api/show", json!({"model": "pirate"})).await;
+    assert_eq!(show["system"], "You are a pirate.");
+    assert!(show["parameters"].as_str().unwrap().contains("temperature"), "{show}");
+    let (status, reply) = post(
+        &state,
+        "/api/create",
+        json!({
+            "model": "pirate2", "from": "pirate", "system": "You are a quiet pirate.", "stream": false,
+        }),
+    )
+    .await;
+    assert_eq!((status, &reply), (StatusCode::OK, &json!({"status": "success"})));
+    let (_, show) = post(&state, "/api/show", json!({"model": "pirate2"})).await;
+    assert_eq!(show["system"], "You are a quiet pirate.");
+    assert!(show["parameters"].as_str().unwrap().contains("temperature"), "parameters carried over: {show}");
+    let (status, reply) = post(
+        &state,
+        "/api/generate",
+        json!({"model": "pirate2", "prompt": "Hi", "stream": false, "options": {"num_predict": 3}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn browsers_get_cors_from_allowed_origins_and_every_reply_has_a_request_id() {
+    let (state, _dir) = server(1, five_minutes());
+    let state = state.with_origins(hearth_server::Origins::local().with("https://*.example.com"));
+    let send = |request: Request<Body>| {
+        let state = state.clone();
+        async move { router(state).oneshot(request).await.unwrap() }
+    };
+    let preflight = Request::builder()
+        .method(Method::OPTIONS)
+        .uri("/v1/chat/completions")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "content-type, authorization")
+        .body(Body::empty())
+        .unwrap();
+    let response = send(preflight).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(headers["access-control-allow-headers"], "content-type, authorization");
+    assert!(headers["access-control-allow-methods"].to_str().unwrap().contains("POST"));
+
+    let local = Request::get("/api/version").header("origin", "http://localhost:5173").body(Body::empty()).unwrap();
+    let response = send(local).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["access-control-allow-origin"], "http://localhost:5173");
+    assert!(response.headers()["x-request-id"].to_str().unwrap().len() >= 8);
+
+    let foreign = Request::get("/api/version").header("origin", "https://evil.test").body(Body::empty()).unwrap();
+    let response = send(foreign).await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(response.headers().get("access-control-allow-origin").is_none());
+
+    let tagged = Request::get("/api/tags").header("x-request-id", "trace-42").body(Body::empty()).unwrap();
+    assert_eq!(send(tagged).await.headers()["x-request-id"], "trace-42");
+}
+
+/// With too little memory for a second model, the idle one unloads first; a model that
+/// cannot fit even alone is refused with the figures.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_models_unload_when_memory_is_short() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let available = Arc::new(AtomicU64::new(u64::MAX));
+    let probe = available.clone();
+    let (state, _dir) = server_with(1, five_minutes(), 8, Arc::new(move || Some(probe.load(Ordering::SeqCst))));
+    let ask = |model: &str| json!({"model": model, "prompt": "Hi", "stream": false, "options": {"num_predict": 2}});
+    assert_eq!(
+        post(&state, "/api/copy", json!({"source": "smollm2:135m", "destination": "twin"})).await.0,
+        StatusCode::OK
+    );
+    assert_eq!(post(&state, "/api/generate", ask("smollm2:135m")).await.0, StatusCode::OK);
+    // Enough for one model (weights + its KV cache + buffers), not for two.
+    let one_model = hearth_engine::memory_needed(
+        &hearth_engine::test_models::smollm2(),
+        &hearth_engine::EngineSettings { context_size: Some(1024), parallel: Some(1), ..Default::default() },
+    )
+    .unwrap();
+    available.store(one_model - 1, Ordering::SeqCst);
+    let (status, reply) = post(&state, "/api/generate", ask("twin")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("GiB are available"), "{reply}");
+    let (_, ps) = get(&state, "/api/ps").await;
+    assert!(ps["models"].as_array().unwrap().is_empty(), "the idle model made room: {ps}");
+    available.store(one_model, Ordering::SeqCst);
+    assert_eq!(post(&state, "/api/generate", ask("twin")).await.0, StatusCode::OK);
 }

@@ -21,6 +21,28 @@ pub struct ModelSpec {
     pub messages: Vec<ChatMessage>,
 }
 
+impl ModelSpec {
+    /// The Modelfile that would create this model (what `show --modelfile` prints).
+    pub fn modelfile(&self, name: &ModelName) -> String {
+        let mut text = format!("# Modelfile of {name}\nFROM {}\n", self.path.display());
+        for (key, value) in &self.parameters {
+            for value in hearth_core::parameters::texts(value) {
+                text.push_str(&format!("PARAMETER {key} {value}\n"));
+            }
+        }
+        if let Some(template) = &self.template {
+            text.push_str(&format!("TEMPLATE \"\"\"{template}\"\"\"\n"));
+        }
+        if let Some(system) = &self.system {
+            text.push_str(&format!("SYSTEM \"\"\"{system}\"\"\"\n"));
+        }
+        for message in &self.messages {
+            text.push_str(&format!("MESSAGE {} \"\"\"{}\"\"\"\n", message.role.as_str(), message.content));
+        }
+        text
+    }
+}
+
 impl Store {
     /// The model `name` as its manifest describes it.
     pub fn model_spec(&self, name: &ModelName) -> Result<ModelSpec, StoreError> {

@@ -1,0 +1,72 @@
+//! How much memory a model needs to run, from its GGUF header alone: the weights (mapped
+//! from the file) plus the KV cache every slot gets (f16 keys and values for each layer
+//! and position) plus llama.cpp's working buffers. Used to decide what must unload first.
+
+use crate::engine::{read_header, DEFAULT_CONTEXT_SIZE};
+use crate::gguf::{GgufHeader, MetaValue};
+use crate::{EngineError, EngineSettings};
+use std::path::Path;
+
+/// Working buffers: the compute graph's scratch and the logits of a full batch, generously.
+const WORKING_BYTES: u64 = 256 << 20;
+
+/// Bytes a model at `path` needs when loaded with `settings`.
+pub fn memory_needed(path: &Path, settings: &EngineSettings) -> Result<u64, EngineError> {
+    let header = read_header(path)?;
+    let info = header.model_info();
+    let trained = info.context_length.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_CONTEXT_SIZE);
+    let context = settings.context_size.unwrap_or(DEFAULT_CONTEXT_SIZE.min(trained));
+    let positions = u64::from(context) * u64::from(settings.parallel.unwrap_or(1).max(1));
+    Ok(info.file_size + kv_bytes_per_position(&header) * positions + WORKING_BYTES)
+}
+
+/// Keys and values of one position over all layers, in f16.
+fn kv_bytes_per_position(header: &GgufHeader) -> u64 {
+    let value = |key: &str| header.arch_value(key).and_then(MetaValue::as_u64);
+    let layers = value("block_count").unwrap_or(0);
+    let embedding = value("embedding_length").unwrap_or(0);
+    let heads = value("attention.head_count").unwrap_or(1).max(1);
+    let kv_heads = value("attention.head_count_kv").unwrap_or(heads);
+    let key_length = value("attention.key_length").unwrap_or(embedding / heads);
+    let value_length = value("attention.value_length").unwrap_or(key_length);
+    layers * kv_heads * (key_length + value_length) * 2
+}
+
+/// Memory the system can give without swapping (`MemAvailable` of /proc/meminfo), if known.
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::writer::{gguf_bytes, Value};
+
+    #[test]
+    fn kv_cache_grows_with_layers_heads_context_and_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.gguf");
+        let bytes = gguf_bytes(
+            &[
+                ("general.architecture", Value::Str("llama")),
+                ("llama.context_length", Value::U32(8192)),
+                ("llama.block_count", Value::U32(30)),
+                ("llama.embedding_length", Value::U32(576)),
+                ("llama.attention.head_count", Value::U32(9)),
+                ("llama.attention.head_count_kv", Value::U32(3)),
+            ],
+            &[("w", &[4])],
+        );
+        std::fs::write(&path, &bytes).unwrap();
+        let one = EngineSettings { context_size: Some(1000), ..Default::default() };
+        let four = EngineSettings { parallel: Some(4), ..one.clone() };
+        // 30 layers x 3 kv heads x (64 + 64) x 2 bytes = 23,040 bytes per position.
+        let base = bytes.len() as u64 + WORKING_BYTES;
+        assert_eq!(memory_needed(&path, &one).unwrap(), base + 23_040 * 1000);
+        assert_eq!(memory_needed(&path, &four).unwrap(), base + 23_040 * 4000);
+        assert!(available_memory().is_some_and(|m| m > 0));
+    }
+}

@@ -1,0 +1,216 @@
+"""Ollama's and OpenAI's official Python clients against a real `hearth serve`.
+
+Run by scripts/client-tests, which starts the server and sets HEARTH_URL, HEARTH_TEST_MODEL
+and HEARTH_TEST_GGUF. Every call is one a user of those clients makes unchanged, only the
+base URL pointed at hearth.
+"""
+
+import functools
+import http.server
+import json
+import os
+import threading
+import unittest
+
+import ollama
+import openai
+
+URL = os.environ["HEARTH_URL"]
+MODEL = os.environ.get("HEARTH_TEST_MODEL", "smollm2")
+GGUF = os.environ["HEARTH_TEST_GGUF"]
+
+PERSON = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+    "required": ["name", "age"],
+}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+
+
+class OpenAIClient(unittest.TestCase):
+    def setUp(self):
+        self.client = openai.OpenAI(base_url=f"{URL}/v1", api_key="unused", max_retries=0)
+
+    def ask(self, **extra):
+        return self.client.chat.completions.create(
+            model=MODEL, messages=QUESTION, temperature=0, max_tokens=24, **extra
+        )
+
+    def test_chat_and_its_stream_give_the_same_answer(self):
+        reply = self.ask(seed=1)
+        choice = reply.choices[0]
+        self.assertTrue(choice.message.content)
+        self.assertIn(choice.finish_reason, ("stop", "length"))
+        self.assertLessEqual(reply.usage.completion_tokens, 24)
+        self.assertGreater(reply.usage.prompt_tokens, 10)
+        stream = self.ask(seed=1, stream=True, stream_options={"include_usage": True})
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertEqual(text, choice.message.content)
+        self.assertEqual(chunks[-1].usage.completion_tokens, reply.usage.completion_tokens)
+
+    def test_completions(self):
+        reply = self.client.completions.create(model=MODEL, prompt="The sky is", max_tokens=5, temperature=0)
+        self.assertEqual(reply.usage.completion_tokens, 5)
+        self.assertTrue(reply.choices[0].text)
+        scored = self.client.completions.create(model=MODEL, prompt="The sky is", max_tokens=5, temperature=0, logprobs=2)
+        self.assertEqual(len(scored.choices[0].logprobs.tokens), scored.usage.completion_tokens)
+
+    def test_embeddings_decode_from_the_clients_base64(self):
+        # The client asks for base64 and decodes it itself.
+        reply = self.client.embeddings.create(model=MODEL, input=["The cat sat.", "Markets fell."])
+        self.assertEqual(len(reply.data), 2)
+        vector = reply.data[0].embedding
+        self.assertEqual(len(vector), 576)
+        self.assertAlmostEqual(sum(v * v for v in vector), 1.0, places=3)
+        floats = self.client.embeddings.create(model=MODEL, input="The cat sat.", encoding_format="float")
+        for a, b in zip(floats.data[0].embedding, vector):
+            self.assertAlmostEqual(a, b, places=5)
+
+    def test_json_schema_answers_parse_and_validate(self):
+        reply = self.client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Describe a person as JSON."}],
+            max_tokens=80,
+            seed=3,
+            response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}},
+        )
+        person = json.loads(reply.choices[0].message.content)
+        self.assertIsInstance(person["name"], str)
+        self.assertIsInstance(person["age"], int)
+
+    def test_required_tool_call(self):
+        reply = self.client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            tools=[WEATHER],
+            tool_choice="required",
+            max_tokens=80,
+            seed=1,
+        )
+        choice = reply.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        call = choice.message.tool_calls[0]
+        self.assertEqual(call.function.name, "get_weather")
+        self.assertIsInstance(json.loads(call.function.arguments)["city"], str)
+        follow_up = self.client.chat.completions.create(
+            model=MODEL,
+            messages=[
+                {"role": "user", "content": "What is the weather in Paris?"},
+                choice.message.model_dump(exclude_none=True),
+                {"role": "tool", "tool_call_id": call.id, "content": '{"temperature": 18}'},
+            ],
+            tools=[WEATHER],
+            max_tokens=40,
+            seed=1,
+        )
+        message = follow_up.choices[0].message
+        self.assertTrue(message.content is not None or message.tool_calls)
+
+    def test_logprobs(self):
+        reply = self.ask(logprobs=True, top_logprobs=2)
+        tokens = reply.choices[0].logprobs.content
+        self.assertEqual(len(tokens), reply.usage.completion_tokens)
+        self.assertEqual("".join(t.token for t in tokens), reply.choices[0].message.content)
+        self.assertTrue(all(t.logprob <= 0 and len(t.top_logprobs) == 2 for t in tokens))
+
+    def test_models_and_errors(self):
+        self.assertIn(f"{MODEL}:latest", [m.id for m in self.client.models.list()])
+        with self.assertRaises(openai.NotFoundError):
+            self.client.chat.completions.create(model="no-such-model", messages=QUESTION)
+        with self.assertRaises(openai.BadRequestError):
+            self.ask(n=2)
+
+
+class OllamaClient(unittest.TestCase):
+    def setUp(self):
+        self.client = ollama.Client(host=URL)
+
+    def test_chat_generate_and_their_streams(self):
+        options = {"temperature": 0, "num_predict": 24}
+        reply = self.client.chat(model=MODEL, messages=QUESTION, options=options)
+        self.assertTrue(reply.message.content)
+        self.assertTrue(reply.done)
+        self.assertGreater(reply.eval_count, 0)
+        self.assertGreater(reply.total_duration, reply.eval_duration)
+        streamed = "".join(c.message.content for c in self.client.chat(model=MODEL, messages=QUESTION, options=options, stream=True))
+        self.assertEqual(streamed, reply.message.content)
+        generated = self.client.generate(model=MODEL, prompt="Say hi.", options=options)
+        self.assertTrue(generated.response)
+        self.assertIn(generated.done_reason, ("stop", "length"))
+
+    def test_embed_and_the_older_embeddings(self):
+        reply = self.client.embed(model=MODEL, input=["The cat sat.", "Markets fell."])
+        self.assertEqual(len(reply.embeddings), 2)
+        self.assertEqual(len(reply.embeddings[0]), 576)
+        legacy = self.client.embeddings(model=MODEL, prompt="The cat sat.")
+        self.assertEqual(len(legacy.embedding), 576)
+
+    def test_format_schema(self):
+        reply = self.client.chat(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Describe a person as JSON."}],
+            format=PERSON,
+            options={"seed": 3, "num_predict": 80},
+        )
+        person = json.loads(reply.message.content)
+        self.assertIsInstance(person["age"], int)
+
+    def test_tools(self):
+        reply = self.client.chat(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What is the weather in Paris?"}],
+            tools=[WEATHER],
+            options={"seed": 2, "num_predict": 80},
+        )
+        calls = reply.message.tool_calls or []
+        for call in calls:
+            self.assertEqual(call.function.name, "get_weather")
+            self.assertIsInstance(call.function.arguments, dict)
+        if not calls:
+            self.assertFalse(reply.message.content.startswith("{"), reply.message.content)
+
+    def test_model_management(self):
+        names = [m.model for m in self.client.list().models]
+        self.assertIn(f"{MODEL}:latest", names)
+        shown = self.client.show(MODEL)
+        self.assertEqual(shown.modelinfo["general.architecture"], "llama")
+        self.client.create(model="pirate", from_=MODEL, system="You are a pirate.")
+        self.assertIn('SYSTEM """You are a pirate."""', self.client.show("pirate").modelfile)
+        self.client.copy("pirate", "pirate2")
+        self.client.delete("pirate2")
+        self.client.delete("pirate")
+        self.assertNotIn("pirate:latest", [m.model for m in self.client.list().models])
+        self.client.generate(model=MODEL, prompt="Hi", options={"num_predict": 1})
+        self.assertIn(f"{MODEL}:latest", [m.model for m in self.client.ps().models])
+        with self.assertRaises(ollama.ResponseError) as caught:
+            self.client.chat(model="no-such-model", messages=QUESTION)
+        self.assertEqual(caught.exception.status_code, 404)
+
+    def test_pull_streams_progress(self):
+        directory, name = os.path.split(GGUF)
+        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
+        handler.log_message = lambda *args: None
+        class QuietServer(http.server.ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # hearth closes probe connections early; that is not an error here
+
+        with QuietServer(("127.0.0.1", 0), handler) as server:
+            threading.Thread(target=server.serve_forever, daemon=True).start()
+            url = f"http://127.0.0.1:{server.server_address[1]}/{name}"
+            updates = list(self.client.pull(url, stream=True))
+            server.shutdown()
+        self.assertEqual(updates[-1].status, "success")
+        self.assertTrue(any(u.completed for u in updates), [u.status for u in updates])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
