@@ -2,7 +2,7 @@
 //! when the user presses Ctrl-C.
 
 use anyhow::{bail, Result};
-use hearth_core::{EnergyReport, FinishReason, GenerateRequest, StreamEvent, Timings, Usage};
+use hearth_core::{EnergyPrices, EnergyReport, FinishReason, GenerateRequest, StreamEvent, Timings, Usage};
 use hearth_engine::Engine;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,8 +77,9 @@ fn drain_cancelled(events: flume::Receiver<StreamEvent>, text: String) -> Answer
     }
 }
 
-/// The one-line summary `--verbose` prints after each answer.
-pub fn stats_line(answer: &Answer, load: Duration) -> String {
+/// The one-line summary `--verbose` prints after each answer; carbon and cost appear when
+/// their prices are configured.
+pub fn stats_line(answer: &Answer, load: Duration, prices: &EnergyPrices) -> String {
     let Answer { usage, timings, energy, .. } = answer;
     let rate = |r: Option<f64>| r.map_or_else(|| "-".to_string(), |r| format!("{r:.1}"));
     let cached = if usage.cached_prompt_tokens > 0 {
@@ -92,7 +93,11 @@ pub fn stats_line(answer: &Answer, load: Duration) -> String {
             .map_or_else(|| "-".to_string(), |j| format!("{j:.3}"));
         let net = e.net_joules().map_or_else(String::new, |net| format!(" ({net:.2} J above idle)"));
         let watts = e.average_watts().map_or_else(String::new, |w| format!(", {w:.1} W"));
-        format!(" | {:.2} J{net}, {per_token} J/tok{watts} ({})", e.total_joules(), e.source.as_str())
+        let co2e = prices.co2e_grams(e.total_joules()).map_or_else(String::new, |g| format!(", {g:.3} gCO2e"));
+        let cost = prices
+            .cost(e.total_joules())
+            .map_or_else(String::new, |c| format!(", {c:.6} {}", prices.currency).trim_end().to_string());
+        format!(" | {:.2} J{net}, {per_token} J/tok{watts}{co2e}{cost} ({})", e.total_joules(), e.source.as_str())
     });
     format!(
         "load {:.2}s | prompt {} tok{cached} {} tok/s | answer {} tok {} tok/s | TTFT {:.0} ms{energy} | {}",
@@ -126,8 +131,12 @@ mod tests {
                 source: EnergySource::Measured,
             }),
         };
-        let line = stats_line(&answer, Duration::ZERO);
+        let line = stats_line(&answer, Duration::ZERO, &EnergyPrices::default());
         assert!(line.contains("| 10.00 J (6.00 J above idle), 0.500 J/tok, 10.0 W (measured) |"), "{line}");
+        let prices =
+            EnergyPrices { grams_co2e_per_kwh: Some(360.0), price_per_kwh: Some(0.36), currency: "EUR".into() };
+        let line = stats_line(&answer, Duration::ZERO, &prices);
+        assert!(line.contains("10.0 W, 0.001 gCO2e, 0.000001 EUR (measured)"), "{line}");
     }
 
     #[test]
@@ -150,7 +159,7 @@ mod tests {
             }),
         };
         assert_eq!(
-            stats_line(&answer, Duration::from_millis(1500)),
+            stats_line(&answer, Duration::from_millis(1500), &EnergyPrices::default()),
             "load 1.50s | prompt 60 tok (10 cached) 200.0 tok/s | answer 11 tok 100.0 tok/s | TTFT 260 ms | 5.50 J, 0.500 J/tok, 11.0 W (estimated) | stop"
         );
     }

@@ -2,6 +2,7 @@
 //! hearth uses; `--watch` prints the power once an interval.
 
 use anyhow::{bail, Result};
+use hearth_core::EnergyPrices;
 use hearth_energy::{BatteryMeter, EnergyError, RaplMeter, Roots};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -26,6 +27,25 @@ pub fn roots() -> Roots {
         roots.sys = sys.into();
     }
     roots
+}
+
+/// What energy costs, from `HEARTH_GRID_INTENSITY` (grams of CO2e per kWh of your grid),
+/// `HEARTH_ENERGY_PRICE` (price per kWh) and `HEARTH_CURRENCY` (its currency, for display).
+pub fn prices() -> Result<EnergyPrices> {
+    let number = |name: &str| -> Result<Option<f64>> {
+        match std::env::var(name) {
+            Ok(text) => match text.trim().parse::<f64>() {
+                Ok(value) if value.is_finite() && value >= 0.0 => Ok(Some(value)),
+                _ => bail!("{name} must be a number of 0 or more, got {text:?}"),
+            },
+            Err(_) => Ok(None),
+        }
+    };
+    Ok(EnergyPrices {
+        grams_co2e_per_kwh: number("HEARTH_GRID_INTENSITY")?,
+        price_per_kwh: number("HEARTH_ENERGY_PRICE")?,
+        currency: std::env::var("HEARTH_CURRENCY").unwrap_or_default(),
+    })
 }
 
 pub fn watts_per_core_override() -> Option<f64> {
@@ -56,9 +76,19 @@ fn list(roots: &Roots, interval: Duration) -> Result<ExitCode> {
         Err(e) => println!("RAPL      -          {}", reason(&e)),
     }
     match BatteryMeter::open(&roots.sys) {
-        Ok(battery) => println!("battery   measured   discharging, {:.1} W now", battery.watts()?),
+        Ok(battery) => {
+            let gauge = if battery.gauge_joules().is_some() { "fuel gauge cross-check" } else { "no fuel gauge" };
+            println!("battery   measured   discharging, {:.1} W now ({gauge})", battery.watts()?);
+        }
         Err(e) => println!("battery   -          {}", reason(&e)),
     }
+    #[cfg(feature = "nvml")]
+    match hearth_energy::NvmlCounters::init().and_then(hearth_energy::GpuMeter::open) {
+        Ok(gpus) => println!("GPU       measured   NVIDIA: {}", gpus.describe()),
+        Err(e) => println!("GPU       -          {}", reason(&e)),
+    }
+    #[cfg(not(feature = "nvml"))]
+    println!("GPU       -          not in this build (build with --features nvml for NVIDIA GPUs)");
     let watts = watts_per_core_override().unwrap_or_else(|| hearth_energy::default_watts_per_core(&roots.proc));
     println!("estimate  estimated  {watts} W per busy core of hearth's own CPU time (set HEARTH_WATTS_PER_CORE)");
     let detected = hearth_energy::detect(roots, watts_per_core_override())?;
@@ -120,10 +150,13 @@ fn watch(roots: &Roots, interval: Duration, count: Option<u64>) -> Result<ExitCo
             println!("{:.1} W  ({})", rapl_total(&zones), describe(&zones));
             lines += 1;
         }
-    } else if let Ok(battery) = BatteryMeter::open(&roots.sys) {
+    } else if let Ok(mut battery) = BatteryMeter::open(&roots.sys) {
         while count.is_none_or(|n| lines < n) {
             std::thread::sleep(interval);
-            println!("{:.1} W  (battery)", battery.watts()?);
+            let watts = battery.watts()?;
+            let integrated = hearth_core::EnergyMeter::joules(&mut battery).map_err(anyhow::Error::msg)?;
+            let gauge = battery.gauge_joules().map_or("no fuel gauge".into(), |j| format!("fuel gauge {j:.0} J"));
+            println!("{watts:.1} W  (battery; {integrated:.0} J so far, {gauge})");
             lines += 1;
         }
     } else {

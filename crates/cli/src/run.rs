@@ -5,7 +5,7 @@ use crate::models;
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
 use hearth_core::parameters;
-use hearth_core::{ChatMessage, EnergyMeter, FinishReason, GenerateRequest, Prompt, SamplingParams};
+use hearth_core::{ChatMessage, EnergyMeter, EnergyPrices, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth_engine::{Engine, EngineSettings};
 use hearth_store::ModelSpec;
 use rustyline::error::ReadlineError;
@@ -99,7 +99,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let prompt = one_shot_prompt(&args.prompt)?;
     let meter = energy_meter(args.verbose);
     let engine = Engine::load_metered(&model.path, &args.engine_settings(&model), meter)?;
-    let mut chat = Chat { engine, sampling, messages: Vec::new(), verbose: args.verbose };
+    let prices = crate::energy::prices()?;
+    let mut chat = Chat { engine, sampling, messages: Vec::new(), verbose: args.verbose, prices };
     // The command line's system message replaces the stored one.
     if let Some(system) = args.system.clone().or(model.system) {
         chat.messages.push(ChatMessage::system(system));
@@ -168,6 +169,7 @@ struct Chat {
     sampling: SamplingParams,
     messages: Vec<ChatMessage>,
     verbose: bool,
+    prices: EnergyPrices,
 }
 
 impl Chat {
@@ -189,7 +191,7 @@ impl Chat {
         writeln!(stdout)?;
         drop(stdout);
         if self.verbose && answer.finish_reason != FinishReason::Cancelled {
-            eprintln!("{}", answer::stats_line(&answer, self.engine.load_duration()));
+            eprintln!("{}", answer::stats_line(&answer, self.engine.load_duration(), &self.prices));
         }
         Ok(answer)
     }

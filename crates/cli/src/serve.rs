@@ -60,7 +60,9 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         meter,
         available_memory: hearth_server::system_memory(),
     };
-    let state = AppState::new(store, config).with_origins(Origins::local().with(&args.origins));
+    let state = AppState::new(store, config)
+        .with_origins(Origins::local().with(&args.origins))
+        .with_prices(crate::energy::prices()?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.host)

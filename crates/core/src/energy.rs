@@ -26,6 +26,36 @@ pub trait EnergyMeter: Send {
     fn source(&self) -> EnergySource;
     /// Joules since the meter was opened.
     fn joules(&mut self) -> Result<f64, String>;
+    /// Joules since opening per domain the meter sees (`package-0`, `package-0/dram`,
+    /// `gpu-0`, ...). A domain may be part of another (a package's `core`), so they need not
+    /// sum to [`EnergyMeter::joules`]. A meter with one domain reports it as `total`.
+    fn domains(&mut self) -> Result<Vec<(String, f64)>, String> {
+        Ok(vec![("total".to_string(), self.joules()?)])
+    }
+}
+
+/// What energy costs besides joules, when the user has said: the grid's carbon intensity
+/// and the electricity price.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EnergyPrices {
+    /// Grams of CO2-equivalent per kWh of the grid that powers the machine.
+    pub grams_co2e_per_kwh: Option<f64>,
+    /// Price of one kWh, in `currency`.
+    pub price_per_kwh: Option<f64>,
+    /// The price's currency as the user wrote it (`EUR`, `USD`, ...), for display.
+    pub currency: String,
+}
+
+const JOULES_PER_KWH: f64 = 3.6e6;
+
+impl EnergyPrices {
+    pub fn co2e_grams(&self, joules: f64) -> Option<f64> {
+        self.grams_co2e_per_kwh.map(|g| g * joules / JOULES_PER_KWH)
+    }
+
+    pub fn cost(&self, joules: f64) -> Option<f64> {
+        self.price_per_kwh.map(|p| p * joules / JOULES_PER_KWH)
+    }
 }
 
 /// What one request cost. Prefill is prompt processing; decode is producing the answer.
@@ -72,6 +102,15 @@ impl EnergyReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prices_convert_joules_through_kilowatt_hours() {
+        let prices =
+            EnergyPrices { grams_co2e_per_kwh: Some(400.0), price_per_kwh: Some(0.30), currency: "EUR".into() };
+        assert!((prices.co2e_grams(3.6e6).unwrap() - 400.0).abs() < 1e-9);
+        assert!((prices.cost(36_000.0).unwrap() - 0.003).abs() < 1e-12);
+        assert_eq!(EnergyPrices::default().co2e_grams(1.0), None);
+    }
 
     #[test]
     fn per_token_figures_divide_the_whole_request() {

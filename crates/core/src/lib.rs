@@ -10,7 +10,7 @@ mod model;
 pub mod parameters;
 mod request;
 
-pub use energy::{EnergyMeter, EnergyReport, EnergySource};
+pub use energy::{EnergyMeter, EnergyPrices, EnergyReport, EnergySource};
 pub use event::{FinishReason, GenerateError, StreamEvent, Timings, TokenLogprob, TopLogprob, Usage};
 pub use model::ModelInfo;
 pub use request::{

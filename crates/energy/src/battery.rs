@@ -1,6 +1,8 @@
 //! A laptop battery as a power meter (`/sys/class/power_supply/BAT*`): while it discharges,
 //! everything the machine draws comes from it, so its power integrated over time is the
-//! machine's energy. Power is `power_now`, or `current_now` x `voltage_now`.
+//! machine's energy. Power is `power_now`, or `current_now` x `voltage_now`. The battery's
+//! own fuel gauge (`energy_now`, or `charge_now` x `voltage_now`) is kept beside it as a
+//! cross-check: it moves in coarse steps, but over minutes the two should agree.
 
 use crate::error::{read_text, read_u64, EnergyError};
 use hearth_core::{EnergyMeter, EnergySource};
@@ -11,6 +13,8 @@ pub struct BatteryMeter {
     dir: PathBuf,
     last: Option<(Instant, f64)>,
     joules: f64,
+    /// The fuel gauge's stored energy when the meter opened, joules.
+    gauge_at_open: Option<f64>,
 }
 
 impl BatteryMeter {
@@ -25,9 +29,22 @@ impl BatteryMeter {
             .collect();
         dirs.sort();
         let dir = dirs.into_iter().next().ok_or(EnergyError::NotFound("battery"))?;
-        let mut meter = Self { dir, last: None, joules: 0.0 };
+        let mut meter = Self { dir, last: None, joules: 0.0, gauge_at_open: None };
         meter.read_at(Instant::now())?;
+        meter.gauge_at_open = meter.gauge();
         Ok(meter)
+    }
+
+    /// Energy stored in the battery by its fuel gauge, joules.
+    fn gauge(&self) -> Option<f64> {
+        let read = |name: &str| read_u64(&self.dir.join(name)).ok().map(|v| v as f64);
+        let microwatt_hours = read("energy_now").or_else(|| Some(read("charge_now")? * read("voltage_now")? / 1e6))?;
+        Some(microwatt_hours * 3.6e-3)
+    }
+
+    /// Joules drawn since opening by the fuel gauge, to cross-check the integrated power.
+    pub fn gauge_joules(&self) -> Option<f64> {
+        Some(self.gauge_at_open? - self.gauge()?)
     }
 
     /// Watts drawn from the battery now; an error unless it is discharging.
@@ -97,6 +114,26 @@ mod tests {
         let joules = meter.read_at(start + Duration::from_secs(2)).unwrap();
         assert!((joules - 24.0).abs() < 1e-9, "{joules}");
         assert_eq!(meter.source(), EnergySource::Measured);
+    }
+
+    #[test]
+    fn the_fuel_gauge_cross_checks_the_integrated_power() {
+        let root = battery(&[("status", "Discharging"), ("power_now", "10000000"), ("energy_now", "40000000")]);
+        let meter = BatteryMeter::open(root.path()).unwrap();
+        assert_eq!(meter.gauge_joules(), Some(0.0));
+        // 40 Wh to 39.99 Wh: 10 mWh = 36 J drawn.
+        fs::write(root.path().join("class/power_supply/BAT0/energy_now"), "39990000").unwrap();
+        assert!((meter.gauge_joules().unwrap() - 36.0).abs() < 1e-6);
+        let charge = battery(&[
+            ("status", "Discharging"),
+            ("power_now", "10000000"),
+            ("charge_now", "3000000"),
+            ("voltage_now", "12000000"),
+        ]);
+        let meter = BatteryMeter::open(charge.path()).unwrap();
+        fs::write(charge.path().join("class/power_supply/BAT0/charge_now"), "2999000").unwrap();
+        // 1 mAh at 12 V = 12 mWh = 43.2 J.
+        assert!((meter.gauge_joules().unwrap() - 43.2).abs() < 1e-6);
     }
 
     #[test]

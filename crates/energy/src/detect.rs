@@ -26,9 +26,30 @@ pub struct Detected {
     pub hint: Option<String>,
 }
 
-/// `watts_per_core` overrides the estimate's built-in default for this CPU family.
+/// `watts_per_core` overrides the estimate's built-in default for this CPU family. With the
+/// `nvml` feature, NVIDIA GPUs are added to whatever measures the rest of the machine.
 pub fn detect(roots: &Roots, watts_per_core: Option<f64>) -> Result<Detected, EnergyError> {
+    let host = detect_host(roots, watts_per_core)?;
+    #[cfg(feature = "nvml")]
+    if let Ok(gpus) = crate::NvmlCounters::init().and_then(crate::GpuMeter::open) {
+        let description = format!("{} + NVIDIA GPUs ({})", host.description, gpus.describe());
+        let meter = Box::new(crate::CombinedMeter::new(vec![host.meter, Box::new(gpus)]));
+        return Ok(Detected { meter, description, hint: host.hint });
+    }
+    Ok(host)
+}
+
+/// The meter for the machine besides its GPUs.
+fn detect_host(roots: &Roots, watts_per_core: Option<f64>) -> Result<Detected, EnergyError> {
     let mut hint = None;
+    #[cfg(target_os = "macos")]
+    match crate::powermetrics::PowermetricsMeter::open(250) {
+        Ok(meter) => {
+            let description = "powermetrics (CPU, GPU, ANE)".to_string();
+            return Ok(Detected { meter: Box::new(meter), description, hint });
+        }
+        Err(e) => hint = Some(e.to_string()),
+    }
     match RaplMeter::open(&roots.sys) {
         Ok(mut rapl) => {
             let zones: Vec<String> = rapl.zones()?.iter().map(|z| z.name.clone()).collect();

@@ -17,6 +17,8 @@ pub struct RaplZone {
     pub name: String,
     /// The zone's directory, e.g. `intel-rapl:0:1`.
     pub id: String,
+    /// The zone as a metrics domain: `package-0`, or `package-0/dram` for a sub-zone.
+    pub domain: String,
     energy_file: PathBuf,
     max_range_uj: u64,
     last_uj: u64,
@@ -87,13 +89,22 @@ impl RaplMeter {
             })
             .collect();
         dirs.sort();
-        let mut zones = Vec::new();
+        let mut zones: Vec<RaplZone> = Vec::new();
         for dir in dirs {
             let energy_file = dir.join("energy_uj");
             let last_uj = read_energy(&energy_file)?;
+            let id = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = read_text(&dir.join("name"))?;
+            // `intel-rapl:0:1` is a sub-zone of `intel-rapl:0`, which sorts before it.
+            let parent = id.rsplit_once(':').map(|(p, _)| p).filter(|p| p.matches(':').count() == 1);
+            let domain = match parent.and_then(|p| zones.iter().find(|z| z.id == p)) {
+                Some(package) => format!("{}/{name}", package.name),
+                None => name.clone(),
+            };
             zones.push(RaplZone {
-                name: read_text(&dir.join("name"))?,
-                id: dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+                name,
+                id,
+                domain,
                 max_range_uj: read_u64(&dir.join("max_energy_range_uj"))?,
                 energy_file,
                 last_uj,
@@ -123,6 +134,11 @@ impl EnergyMeter for RaplMeter {
     fn joules(&mut self) -> Result<f64, String> {
         let zones = self.zones().map_err(|e| e.to_string())?;
         Ok(zones.iter().filter(|z| z.counts_towards_total()).map(RaplZone::joules).sum())
+    }
+
+    fn domains(&mut self) -> Result<Vec<(String, f64)>, String> {
+        let zones = self.zones().map_err(|e| e.to_string())?;
+        Ok(zones.iter().map(|z| (z.domain.clone(), z.joules())).collect())
     }
 }
 
@@ -170,6 +186,16 @@ mod tests {
         assert_eq!(meter.source(), EnergySource::Measured);
         let names: Vec<_> = meter.zones().unwrap().iter().map(|z| z.name.clone()).collect();
         assert_eq!(names, ["package-0", "core", "dram", "package-1", "core", "psys"]);
+        let domains = meter.domains().unwrap();
+        let expected = [
+            ("package-0", 2.0),
+            ("package-0/core", 1.0),
+            ("package-0/dram", 0.5),
+            ("package-1", 1.5),
+            ("package-1/core", 0.0),
+            ("psys", 10.0),
+        ];
+        assert_eq!(domains, expected.map(|(d, j)| (d.to_string(), j)));
     }
 
     #[test]

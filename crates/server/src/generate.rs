@@ -5,11 +5,12 @@
 use crate::error::{ApiError, Dialect};
 use crate::metrics::Metrics;
 use crate::residency::Lease;
+use crate::AppState;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::parameters::{self, ParameterError};
 use hearth_core::{
-    ChatMessage, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings, TokenLogprob,
-    Usage,
+    ChatMessage, EnergyPrices, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings,
+    TokenLogprob, Usage,
 };
 use hearth_store::ModelSpec;
 use serde_json::{json, Map, Value};
@@ -49,6 +50,8 @@ pub struct Finished {
     pub usage: Usage,
     pub timings: Timings,
     pub energy: Option<EnergyReport>,
+    /// What energy costs in carbon and money, as configured, to report the answer's.
+    pub prices: Arc<EnergyPrices>,
 }
 
 /// What the engine streams, as the handlers consume it.
@@ -74,40 +77,44 @@ pub fn start(
     lease: Lease,
     request: GenerateRequest,
     dialect: Dialect,
-    metrics: Arc<Metrics>,
+    state: &AppState,
 ) -> impl Stream<Item = Piece> + Send {
+    let (metrics, prices) = (state.metrics.clone(), state.prices.clone());
     metrics.started();
     let in_flight = InFlight(metrics);
     let events = lease.model.engine.generate(request);
-    stream::unfold(Some((events, lease, in_flight, None::<Instant>)), move |state| async move {
-        let (events, lease, in_flight, last_text) = state?;
-        let metrics = &in_flight.0;
-        let mut logprobs = Vec::new();
-        let mut event = events.recv_async().await;
-        while let Ok(StreamEvent::Logprob(logprob)) = event {
-            logprobs.push(logprob);
-            event = events.recv_async().await;
-        }
-        match event {
-            Ok(StreamEvent::Logprob(_)) => unreachable!("taken above"),
-            Ok(StreamEvent::Token(text)) => {
-                let now = Instant::now();
-                if let Some(last) = last_text {
-                    metrics.token_gap(now - last);
+    stream::unfold(Some((events, lease, in_flight, None::<Instant>)), move |state| {
+        let prices = prices.clone();
+        async move {
+            let (events, lease, in_flight, last_text) = state?;
+            let metrics = &in_flight.0;
+            let mut logprobs = Vec::new();
+            let mut event = events.recv_async().await;
+            while let Ok(StreamEvent::Logprob(logprob)) = event {
+                logprobs.push(logprob);
+                event = events.recv_async().await;
+            }
+            match event {
+                Ok(StreamEvent::Logprob(_)) => unreachable!("taken above"),
+                Ok(StreamEvent::Token(text)) => {
+                    let now = Instant::now();
+                    if let Some(last) = last_text {
+                        metrics.token_gap(now - last);
+                    }
+                    Some((Piece::Text(text, logprobs), Some((events, lease, in_flight, Some(now)))))
                 }
-                Some((Piece::Text(text, logprobs), Some((events, lease, in_flight, Some(now)))))
-            }
-            Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
-                metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
-                Some((Piece::Done(Finished { finish_reason, usage, timings, energy }), None))
-            }
-            Ok(StreamEvent::Error(e)) => {
-                metrics.failed();
-                Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None))
-            }
-            Err(_) => {
-                metrics.failed();
-                Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None))
+                Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
+                    metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
+                    Some((Piece::Done(Finished { finish_reason, usage, timings, energy, prices }), None))
+                }
+                Ok(StreamEvent::Error(e)) => {
+                    metrics.failed();
+                    Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None))
+                }
+                Err(_) => {
+                    metrics.failed();
+                    Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None))
+                }
             }
         }
     })
@@ -119,9 +126,9 @@ pub async fn start_answer(
     lease: Lease,
     request: GenerateRequest,
     dialect: Dialect,
-    metrics: Arc<Metrics>,
+    state: &AppState,
 ) -> Result<impl Stream<Item = Piece> + Send, ApiError> {
-    let mut pieces = Box::pin(start(lease, request, dialect, metrics));
+    let mut pieces = Box::pin(start(lease, request, dialect, state));
     match pieces.next().await.expect("a stream ends with Done or Failed") {
         Piece::Failed(e) => Err(e),
         first => Ok(stream::once(async move { first }).chain(pieces)),
@@ -180,11 +187,12 @@ pub fn logprobs_json(logprobs: &[TokenLogprob]) -> Value {
 }
 
 /// hearth's energy fields, added beside each dialect's token counts: total joules, joules
-/// per generated token and per token, average watts, net of the idle baseline when known,
-/// and whether the figures are measured or estimated.
-pub fn energy_fields(energy: Option<&EnergyReport>, usage: &Usage) -> Map<String, Value> {
+/// per generated token, average watts, net of the idle baseline when known, whether the
+/// figures are measured or estimated, and the carbon and cost when prices are configured.
+pub fn energy_fields(finished: &Finished) -> Map<String, Value> {
+    let (usage, prices) = (&finished.usage, &finished.prices);
     let mut fields = Map::new();
-    let Some(energy) = energy else { return fields };
+    let Some(energy) = finished.energy.as_ref() else { return fields };
     let round = |x: f64| (x * 1e6).round() / 1e6;
     fields.insert("energy_joules".into(), json!(round(energy.total_joules())));
     fields.insert("energy_prefill_joules".into(), json!(round(energy.prefill_joules)));
@@ -199,6 +207,13 @@ pub fn energy_fields(energy: Option<&EnergyReport>, usage: &Usage) -> Map<String
         fields.insert("energy_net_joules".into(), json!(round(net)));
     }
     fields.insert("energy_source".into(), json!(energy.source.as_str()));
+    if let Some(grams) = prices.co2e_grams(energy.total_joules()) {
+        fields.insert("energy_co2e_grams".into(), json!(round(grams)));
+    }
+    if let Some(cost) = prices.cost(energy.total_joules()) {
+        fields.insert("energy_cost".into(), json!(cost));
+        fields.insert("energy_currency".into(), json!(prices.currency));
+    }
     fields
 }
 

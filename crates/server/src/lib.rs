@@ -22,6 +22,7 @@ pub use residency::{system_memory, KeepAlive, MemoryProbe, MeterFactory, Residen
 
 use axum::routing::{delete, get, post};
 use axum::Router;
+use hearth_core::EnergyPrices;
 use hearth_store::Store;
 use std::future::Future;
 use std::sync::Arc;
@@ -34,15 +35,24 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Browser origins allowed to call (CORS).
     pub origins: Arc<Origins>,
+    /// Carbon intensity and electricity price, to report what answers cost.
+    pub prices: Arc<EnergyPrices>,
 }
 
 impl AppState {
     pub fn new(store: Store, config: ResidencyConfig) -> Self {
+        let metrics = metrics::Metrics::with_meter((config.meter)());
         Self {
             residency: Arc::new(Residency::new(Arc::new(store), config)),
-            metrics: Arc::default(),
+            metrics: Arc::new(metrics),
             origins: Arc::new(Origins::local()),
+            prices: Arc::default(),
         }
+    }
+
+    pub fn with_prices(mut self, prices: EnergyPrices) -> Self {
+        self.prices = Arc::new(prices);
+        self
     }
 
     pub fn with_origins(mut self, origins: Origins) -> Self {

@@ -1,12 +1,48 @@
 //! `GET /metrics` in Prometheus's text format: requests, tokens in and out, time to first
-//! token and inter-token latency histograms, requests in flight, loaded models, and the
-//! energy answers have reported, by source.
+//! token and inter-token latency histograms, requests in flight, loaded models, the energy
+//! answers have reported, and the machine's own meter per domain with its power.
 
-use hearth_core::{EnergyReport, EnergySource, Usage};
+use hearth_core::{EnergyMeter, EnergyReport, EnergySource, Usage};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// The server's own reading of the machine's energy meter, scrape by scrape.
+struct MachineMeter {
+    meter: Box<dyn EnergyMeter>,
+    /// The total at the previous scrape, for the power since then.
+    last: Option<(Instant, f64)>,
+}
+
+impl MachineMeter {
+    fn render(&mut self, out: &mut String) {
+        let source = self.meter.source().as_str();
+        let (Ok(domains), Ok(total)) = (self.meter.domains(), self.meter.joules()) else { return };
+        let _ = writeln!(
+            out,
+            "# HELP hearth_energy_joules_total The machine's energy since the server started, by meter domain.\n\
+             # TYPE hearth_energy_joules_total counter"
+        );
+        for (domain, joules) in domains {
+            let _ = writeln!(out, "hearth_energy_joules_total{{domain=\"{domain}\",source=\"{source}\"}} {joules}");
+        }
+        let now = Instant::now();
+        if let Some((then, before)) = self.last {
+            let seconds = now.duration_since(then).as_secs_f64();
+            if seconds > 0.0 {
+                let _ = writeln!(
+                    out,
+                    "# HELP hearth_power_watts The machine's average power since the previous scrape.\n\
+                     # TYPE hearth_power_watts gauge\n\
+                     hearth_power_watts{{source=\"{source}\"}} {}",
+                    (total - before) / seconds
+                );
+            }
+        }
+        self.last = Some((now, total));
+    }
+}
 
 const TTFT_BUCKETS: &[f64] = &[0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 const ITL_BUCKETS: &[f64] = &[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
@@ -60,6 +96,15 @@ pub struct Metrics {
     joules: Mutex<[f64; 2]>,
     /// The average power of the last answer, watts.
     last_watts: Mutex<Option<f64>>,
+    machine: Option<Mutex<MachineMeter>>,
+}
+
+impl Metrics {
+    /// Metrics that also read the machine's energy meter at every scrape.
+    pub fn with_meter(meter: Option<Box<dyn EnergyMeter>>) -> Self {
+        let machine = meter.map(|meter| Mutex::new(MachineMeter { meter, last: None }));
+        Self { machine, ..Self::default() }
+    }
 }
 
 impl Default for Metrics {
@@ -75,6 +120,7 @@ impl Default for Metrics {
             itl: Mutex::new(Histogram::new(ITL_BUCKETS)),
             joules: Mutex::new([0.0; 2]),
             last_watts: Mutex::new(None),
+            machine: None,
         }
     }
 }
@@ -144,17 +190,20 @@ impl Metrics {
         );
         counter("hearth_loaded_models", "Models loaded now.", "gauge", loaded_models.to_string());
         if let Some(watts) = *self.last_watts.lock().expect("not poisoned") {
-            counter("hearth_power_watts", "Average power of the last answer.", "gauge", watts.to_string());
+            counter("hearth_answer_power_watts", "Average power of the last answer.", "gauge", watts.to_string());
         }
         let joules = *self.joules.lock().expect("not poisoned");
         let _ = writeln!(
             out,
-            "# HELP hearth_energy_joules_total Energy answers reported, by how it was known.\n\
-             # TYPE hearth_energy_joules_total counter\n\
-             hearth_energy_joules_total{{domain=\"total\",source=\"measured\"}} {}\n\
-             hearth_energy_joules_total{{domain=\"total\",source=\"estimated\"}} {}",
+            "# HELP hearth_request_energy_joules_total Energy attributed to answers, by how it was known.\n\
+             # TYPE hearth_request_energy_joules_total counter\n\
+             hearth_request_energy_joules_total{{source=\"measured\"}} {}\n\
+             hearth_request_energy_joules_total{{source=\"estimated\"}} {}",
             joules[0], joules[1]
         );
+        if let Some(machine) = &self.machine {
+            machine.lock().expect("not poisoned").render(&mut out);
+        }
         self.ttft.lock().expect("not poisoned").render(
             &mut out,
             "hearth_time_to_first_token_seconds",
@@ -196,8 +245,8 @@ mod tests {
             "hearth_prompt_tokens_cached_total 20",
             "hearth_generated_tokens_total 5",
             "hearth_loaded_models 1",
-            "hearth_power_watts 2",
-            "hearth_energy_joules_total{domain=\"total\",source=\"estimated\"} 3",
+            "hearth_answer_power_watts 2",
+            "hearth_request_energy_joules_total{source=\"estimated\"} 3",
             "hearth_time_to_first_token_seconds_bucket{le=\"0.05\"} 0",
             "hearth_time_to_first_token_seconds_bucket{le=\"0.1\"} 1",
             "hearth_time_to_first_token_seconds_bucket{le=\"+Inf\"} 1",
@@ -206,5 +255,40 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+        assert!(!text.contains("hearth_energy_joules_total"), "no machine meter, no machine energy");
+    }
+
+    /// Two packages that each draw 1 J per read.
+    struct TwoPackages(f64);
+
+    impl EnergyMeter for TwoPackages {
+        fn source(&self) -> EnergySource {
+            EnergySource::Measured
+        }
+        fn joules(&mut self) -> Result<f64, String> {
+            self.0 += 1.0;
+            Ok(2.0 * self.0)
+        }
+        fn domains(&mut self) -> Result<Vec<(String, f64)>, String> {
+            Ok(vec![("package-0".into(), self.0), ("package-1".into(), self.0)])
+        }
+    }
+
+    #[test]
+    fn the_machine_meter_is_reported_per_domain_with_power_between_scrapes() {
+        let metrics = Metrics::with_meter(Some(Box::new(TwoPackages(0.0))));
+        let first = metrics.render(0);
+        assert!(first.contains("hearth_energy_joules_total{domain=\"package-0\",source=\"measured\"} 0"), "{first}");
+        assert!(first.contains("hearth_energy_joules_total{domain=\"package-1\",source=\"measured\"} 0"), "{first}");
+        assert!(!first.contains("hearth_power_watts"), "power needs two scrapes");
+        std::thread::sleep(Duration::from_millis(20));
+        let second = metrics.render(0);
+        let watts: f64 = second
+            .lines()
+            .find_map(|l| l.strip_prefix("hearth_power_watts{source=\"measured\"} "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(watts > 0.0, "{second}");
     }
 }

@@ -250,7 +250,7 @@ async fn answer(
 ) -> Result<Response, ApiError> {
     let load_duration = lease.load_duration;
     let with_logprobs = request.logprobs.is_some();
-    let pieces = generate::start_answer(lease, request, DIALECT, state.metrics.clone()).await?;
+    let pieces = generate::start_answer(lease, request, DIALECT, state).await?;
     let model = name.to_string();
     let chunk = move |text: String, logprobs: &[TokenLogprob], calls: &[ToolCall]| -> Value {
         let mut line = Map::new();
@@ -330,7 +330,7 @@ fn finish(reply: &mut Value, finished: &Finished, started: Instant, load_duratio
     object.insert("prompt_cached_count".into(), json!(finished.usage.cached_prompt_tokens));
     object.insert("eval_count".into(), json!(finished.usage.completion_tokens));
     object.insert("eval_duration".into(), nanos(finished.timings.eval));
-    object.extend(energy_fields(finished.energy.as_ref(), &finished.usage));
+    object.extend(energy_fields(finished));
 }
 
 /// `GET /api/tags`: the models in the store.

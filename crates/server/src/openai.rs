@@ -318,7 +318,7 @@ async fn answer(
     kind: Kind,
 ) -> Result<Response, ApiError> {
     let with_logprobs = request.logprobs.is_some();
-    let pieces = generate::start_answer(lease, request, DIALECT, state.metrics.clone()).await?;
+    let pieces = generate::start_answer(lease, request, DIALECT, state).await?;
     let (prefix, object) = match kind {
         Kind::Chat => ("chatcmpl", "chat.completion"),
         Kind::Completion => ("cmpl", "text_completion"),
@@ -505,7 +505,7 @@ fn usage(finished: &Finished) -> Value {
     object.insert("completion_tokens".into(), json!(usage.completion_tokens));
     object.insert("total_tokens".into(), json!(usage.prompt_tokens + usage.completion_tokens));
     object.insert("prompt_tokens_details".into(), json!({"cached_tokens": usage.cached_prompt_tokens}));
-    object.extend(energy_fields(finished.energy.as_ref(), usage));
+    object.extend(energy_fields(finished));
     Value::Object(object)
 }
 

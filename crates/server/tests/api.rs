@@ -261,6 +261,7 @@ async fn openai_endpoints_answer_in_openais_shapes() {
     assert_eq!(value("hearth_requests_in_flight "), 0.0);
     assert!(value("hearth_generated_tokens_total ") >= 6.0 + 2.0);
     assert_eq!(value("hearth_loaded_models "), 1.0);
+    assert!(value("hearth_request_energy_joules_total{source=\"measured\"}") > 0.0);
     assert!(value("hearth_energy_joules_total{domain=\"total\",source=\"measured\"}") > 0.0);
     assert_eq!(value("hearth_time_to_first_token_seconds_count "), 3.0);
     assert!(value("hearth_inter_token_latency_seconds_count ") > 0.0);
@@ -909,4 +910,34 @@ async fn idle_models_unload_when_memory_is_short() {
     assert!(ps["models"].as_array().unwrap().is_empty(), "the idle model made room: {ps}");
     available.store(one_model, Ordering::SeqCst);
     assert_eq!(post(&state, "/api/generate", ask("twin")).await.0, StatusCode::OK);
+}
+
+/// With a grid intensity and a price configured, every answer says what its energy emitted
+/// and cost, in both dialects.
+#[tokio::test(flavor = "multi_thread")]
+async fn answers_report_carbon_and_cost_when_prices_are_configured() {
+    let (state, _dir) = server(1, five_minutes());
+    let prices = hearth_core::EnergyPrices {
+        grams_co2e_per_kwh: Some(400.0),
+        price_per_kwh: Some(0.25),
+        currency: "EUR".into(),
+    };
+    let state = state.with_prices(prices);
+    let (_, reply) = post(
+        &state,
+        "/api/generate",
+        json!({
+            "model": "smollm2:135m", "prompt": "Hi", "stream": false, "options": {"num_predict": 3},
+        }),
+    )
+    .await;
+    let joules = reply["energy_joules"].as_f64().unwrap();
+    let grams = reply["energy_co2e_grams"].as_f64().unwrap();
+    assert!((grams - 400.0 * joules / 3.6e6).abs() < 1e-6, "{reply}");
+    assert!((reply["energy_cost"].as_f64().unwrap() - 0.25 * joules / 3.6e6).abs() < 1e-12, "{reply}");
+    assert_eq!(reply["energy_currency"], "EUR");
+    let (_, reply) =
+        post(&state, "/v1/completions", json!({"model": "smollm2:135m", "prompt": "Hi", "max_tokens": 3})).await;
+    assert!(reply["usage"]["energy_co2e_grams"].as_f64().unwrap() > 0.0, "{reply}");
+    assert_eq!(reply["usage"]["energy_currency"], "EUR");
 }
