@@ -200,6 +200,9 @@ pub fn energy_fields(finished: &Finished) -> Map<String, Value> {
     if let Some(j) = energy.joules_per_generated_token(usage.completion_tokens) {
         fields.insert("energy_per_token_joules".into(), json!(round(j)));
     }
+    if let Some(j) = energy.joules_per_token(usage.prompt_tokens, usage.completion_tokens) {
+        fields.insert("energy_per_total_token_joules".into(), json!(round(j)));
+    }
     if let Some(w) = energy.average_watts() {
         fields.insert("energy_watts".into(), json!(round(w)));
     }

@@ -109,6 +109,8 @@ async fn sse(state: &AppState, path: &str, body: Value) -> Vec<String> {
 fn energy_fields_in(object: &Value) {
     assert!(object["energy_joules"].as_f64().unwrap() > 0.0, "{object}");
     assert!(object["energy_per_token_joules"].as_f64().unwrap() > 0.0, "{object}");
+    let per_total = object["energy_per_total_token_joules"].as_f64().unwrap();
+    assert!(per_total > 0.0 && per_total < object["energy_per_token_joules"].as_f64().unwrap(), "{object}");
     assert_eq!(object["energy_source"], "measured", "{object}");
 }
 
