@@ -2,6 +2,7 @@
 //! OpenAI's `/v1/embeddings`. Vectors come from the model's engine, which pools each
 //! input's hidden states; Ollama's `/api/embed` and OpenAI's get unit-length vectors.
 
+use crate::body::{keep_alive, model_name, parse};
 use crate::error::{ApiError, Dialect};
 use crate::residency::KeepAlive;
 use crate::AppState;
@@ -62,22 +63,6 @@ pub struct OpenAiEmbeddingsBody {
     dimensions: Option<usize>,
 }
 
-fn parse<T: serde::de::DeserializeOwned>(dialect: Dialect, body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(dialect, format!("invalid request body: {e}")))
-}
-
-fn model_name(dialect: Dialect, text: &str) -> Result<ModelName, ApiError> {
-    if text.is_empty() {
-        return Err(ApiError::bad_request(dialect, "model is required"));
-    }
-    ModelName::parse(text).map_err(|e| ApiError::bad_request(dialect, e.to_string()))
-}
-
-fn keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive>, ApiError> {
-    let value = value.filter(|v| !v.is_null());
-    value.map(KeepAlive::parse).transpose().map_err(|e| ApiError::bad_request(Dialect::Ollama, e))
-}
-
 /// Runs `request` on the model, loading it first if need be. Returns the load time too.
 async fn embed(
     state: &AppState,
@@ -123,7 +108,7 @@ pub async fn ollama_embed(State(state): State<AppState>, body: Bytes) -> Result<
     let started = Instant::now();
     let body: OllamaEmbedBody = parse(DIALECT, &body)?;
     let name = model_name(DIALECT, &body.model)?;
-    let keep_alive = keep_alive(body.keep_alive.as_ref())?;
+    let keep_alive = keep_alive(DIALECT, body.keep_alive.as_ref())?;
     let inputs = body.input.map(Inputs::into_inputs).unwrap_or_default();
     let request = EmbedRequest { inputs, truncate: body.truncate.unwrap_or(true), normalize: true };
     let (mut embeddings, load_duration) = embed(&state, DIALECT, &name, keep_alive, request).await?;
@@ -143,7 +128,7 @@ pub async fn ollama_embeddings(State(state): State<AppState>, body: Bytes) -> Re
     const DIALECT: Dialect = Dialect::Ollama;
     let body: OllamaEmbeddingsBody = parse(DIALECT, &body)?;
     let name = model_name(DIALECT, &body.model)?;
-    let keep_alive = keep_alive(body.keep_alive.as_ref())?;
+    let keep_alive = keep_alive(DIALECT, body.keep_alive.as_ref())?;
     let inputs = if body.prompt.is_empty() { Vec::new() } else { vec![EmbedInput::Text(body.prompt)] };
     let request = EmbedRequest { inputs, truncate: true, normalize: false };
     let (embeddings, _) = embed(&state, DIALECT, &name, keep_alive, request).await?;

@@ -3,6 +3,7 @@
 //! a request carrying its own response channel; models load on demand and stay resident
 //! for their keep-alive.
 
+mod body;
 mod embed;
 mod error;
 mod format;

@@ -2,6 +2,7 @@
 //! in nanoseconds, `done_reason`), and the model endpoints (`tags`, `show`, `ps`, `delete`,
 //! `copy`, `version`), with Ollama's field names, so Ollama's clients work unchanged.
 
+use crate::body;
 use crate::error::{ApiError, Dialect};
 use crate::format;
 use crate::generate::{self, energy_fields, Finished, Piece};
@@ -25,18 +26,15 @@ use std::time::{Duration, Instant, SystemTime};
 const DIALECT: Dialect = Dialect::Ollama;
 
 fn parse<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(DIALECT, format!("invalid request body: {e}")))
+    body::parse(DIALECT, body)
 }
 
 fn model_name(text: &str) -> Result<ModelName, ApiError> {
-    if text.is_empty() {
-        return Err(ApiError::bad_request(DIALECT, "model is required"));
-    }
-    ModelName::parse(text).map_err(|e| ApiError::bad_request(DIALECT, e.to_string()))
+    body::model_name(DIALECT, text)
 }
 
 fn keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive>, ApiError> {
-    value.filter(|v| !v.is_null()).map(KeepAlive::parse).transpose().map_err(|e| ApiError::bad_request(DIALECT, e))
+    body::keep_alive(DIALECT, value)
 }
 
 /// Refuses what hearth cannot do, instead of silently answering something else.

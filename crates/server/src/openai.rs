@@ -2,6 +2,7 @@
 //! `data: [DONE]`, `usage`, `finish_reason`, `stream_options.include_usage`), `/v1/models`,
 //! and errors as `{"error": {...}}`, so code written for OpenAI's API runs unchanged.
 
+use crate::body;
 use crate::error::{ApiError, Dialect};
 use crate::format;
 use crate::generate::{self, energy_fields, unix_seconds, Finished, Piece};
@@ -134,15 +135,12 @@ enum PromptBody {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid request body: {e}")))
+    body::parse(DIALECT, body)
 }
 
 impl Common {
     fn model_name(&self) -> Result<ModelName, ApiError> {
-        if self.model.is_empty() {
-            return Err(bad("model is required"));
-        }
-        ModelName::parse(&self.model).map_err(|e| bad(e.to_string()))
+        body::model_name(DIALECT, &self.model)
     }
 
     /// What hearth cannot do is refused, not silently ignored.

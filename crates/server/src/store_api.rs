@@ -2,6 +2,7 @@
 //! NDJSON status lines, or one reply with `stream: false`) and `/api/blobs/:digest` (the
 //! upload `create` refers to by digest). The store's work runs on blocking threads.
 
+use crate::body;
 use crate::error::{ApiError, Dialect};
 use crate::models::{self, Base, ModelError, Sources};
 use crate::AppState;
@@ -11,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::StreamExt;
-use hearth_store::{Digest, ModelName, Modelfile, Progress, Store, StoreError};
+use hearth_store::{Digest, Modelfile, Progress, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -102,7 +103,7 @@ pub struct PullBody {
 
 /// `POST /api/pull`: fetches a model by any name `hearth pull` takes.
 pub async fn pull(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let body: PullBody = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    let body: PullBody = body::parse(DIALECT, &body)?;
     let arg = if body.model.is_empty() { body.name } else { body.model };
     if arg.is_empty() {
         return Err(bad("model is required"));
@@ -150,12 +151,9 @@ struct MessageBody {
 /// `POST /api/create`: a model from another, or from an uploaded GGUF, with parameters,
 /// template, system message, messages and license.
 pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let body: CreateBody = serde_json::from_slice(&body).map_err(|e| bad(format!("invalid request body: {e}")))?;
+    let body: CreateBody = body::parse(DIALECT, &body)?;
     let name = if body.model.is_empty() { &body.name } else { &body.model };
-    if name.is_empty() {
-        return Err(bad("model is required"));
-    }
-    let name = ModelName::parse(name).map_err(|e| bad(e.to_string()))?;
+    let name = body::model_name(DIALECT, name)?;
     if body.quantize.is_some() {
         return Err(bad("quantize is not supported by create; pull or create from a quantized GGUF"));
     }
