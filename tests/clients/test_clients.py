@@ -197,8 +197,11 @@ class OllamaClient(unittest.TestCase):
 
     def test_pull_streams_progress(self):
         directory, name = os.path.split(GGUF)
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=directory)
-        handler.log_message = lambda *args: None
+        class QuietHandler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+        handler = functools.partial(QuietHandler, directory=directory)
         class QuietServer(http.server.ThreadingHTTPServer):
             def handle_error(self, request, client_address):
                 pass  # hearth closes probe connections early; that is not an error here
