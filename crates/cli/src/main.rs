@@ -5,6 +5,7 @@ mod answer;
 mod cp;
 mod create;
 mod energy;
+mod eval;
 mod list;
 mod models;
 mod ps;
@@ -46,6 +47,8 @@ enum Command {
     Rm(rm::RmArgs),
     /// Show the energy meters of this machine and what they read
     Energy(energy::EnergyArgs),
+    /// Measure a model's quality on a text: perplexity, and KL divergence from a reference
+    Eval(eval::EvalArgs),
     /// Serve Ollama's and OpenAI's APIs on one port
     Serve(serve::ServeArgs),
     /// List the models a running server has loaded
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         Command::Cp(args) => cp::run(args),
         Command::Rm(args) => rm::run(args),
         Command::Energy(args) => energy::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Stop(args) => stop::run(args),

@@ -685,3 +685,23 @@ fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
 fn send_signal(pid: u32, signal: &str) {
     assert!(Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status().unwrap().success());
 }
+
+/// `hearth eval` scores a text (a short slice, to keep it quick) and refuses what it cannot.
+#[test]
+fn eval_reports_perplexity_and_divergence_from_a_reference() {
+    let novel = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/around-the-world-in-80-days.txt");
+    let (model, novel) = (smollm2(), novel.to_str().unwrap().to_string());
+    let base = ["eval", model.to_str().unwrap(), "--text", &novel, "--ctx", "128", "--chunks", "2", "--threads", "1"];
+    let plain = stdout_of(&TestCommand::new(&base).output());
+    assert!(plain.contains("perplexity") && plain.contains("2 chunks of 128, 126 tokens scored"), "{plain}");
+    let mut with_reference = base.to_vec();
+    with_reference.extend(["--reference", model.to_str().unwrap(), "--json"]);
+    let report: serde_json::Value =
+        serde_json::from_str(&stdout_of(&TestCommand::new(&with_reference).output())).unwrap();
+    assert!(report["kl_divergence"].as_f64().unwrap().abs() < 1e-6, "{report}");
+    assert_eq!(report["same_top_token"], 1.0);
+    assert!(report["perplexity"].as_f64().unwrap() > 1.0);
+    let missing = TestCommand::new(&["eval", model.to_str().unwrap(), "--text", "nope.txt"]).output();
+    assert!(!missing.status.success());
+    assert!(text(&missing.stderr).contains("reading nope.txt"), "{}", text(&missing.stderr));
+}

@@ -10,6 +10,7 @@ pub mod gguf;
 pub mod grammar;
 mod llama_log;
 mod memory;
+pub mod quality;
 mod sampler;
 mod scheduler;
 mod stop;
