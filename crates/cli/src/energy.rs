@@ -2,7 +2,7 @@
 //! hearth uses; `--watch` prints the power once an interval.
 
 use anyhow::{bail, Result};
-use hearth_core::EnergyPrices;
+use hearth_core::{EnergyMeter, EnergyPrices};
 use hearth_energy::{BatteryMeter, EnergyError, RaplMeter, Roots};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -50,6 +50,25 @@ pub fn prices() -> Result<EnergyPrices> {
 
 pub fn watts_per_core_override() -> Option<f64> {
     std::env::var("HEARTH_WATTS_PER_CORE").ok().and_then(|w| w.parse().ok())
+}
+
+/// The best energy meter this machine offers. `HEARTH_WATTS_PER_CORE` sets the power per
+/// busy core the estimate uses when no counter can be read; `HEARTH_SYSFS_ROOT` says where
+/// sysfs is mounted (default `/sys`). With `verbose`, says why a measuring meter was not
+/// usable (usually: RAPL counters readable by root only).
+pub fn meter(verbose: bool) -> Option<Box<dyn EnergyMeter>> {
+    match hearth_energy::detect(&roots(), watts_per_core_override()) {
+        Ok(detected) => {
+            if let (true, Some(hint)) = (verbose, &detected.hint) {
+                eprintln!("energy: {hint}");
+            }
+            Some(detected.meter)
+        }
+        Err(e) => {
+            tracing::warn!("no energy meter: {e}");
+            None
+        }
+    }
 }
 
 pub fn run(args: EnergyArgs) -> Result<ExitCode> {

@@ -2,6 +2,7 @@
 //! stderr and an exit code. Each subcommand lives in its own module.
 
 mod answer;
+mod bench;
 mod cp;
 mod create;
 mod energy;
@@ -47,6 +48,8 @@ enum Command {
     Rm(rm::RmArgs),
     /// Show the energy meters of this machine and what they read
     Energy(energy::EnergyArgs),
+    /// Measure models side by side: speed, latency, memory, energy and quality
+    Bench(bench::BenchArgs),
     /// Measure a model's quality on a text: perplexity, and KL divergence from a reference
     Eval(eval::EvalArgs),
     /// Serve Ollama's and OpenAI's APIs on one port
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => rm::run(args),
         Command::Energy(args) => energy::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Stop(args) => stop::run(args),

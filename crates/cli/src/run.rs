@@ -5,7 +5,7 @@ use crate::models;
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
 use hearth_core::parameters;
-use hearth_core::{ChatMessage, EnergyMeter, EnergyPrices, FinishReason, GenerateRequest, Prompt, SamplingParams};
+use hearth_core::{ChatMessage, EnergyPrices, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth_engine::{Engine, EngineSettings};
 use hearth_store::ModelSpec;
 use rustyline::error::ReadlineError;
@@ -97,7 +97,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let model = models::resolve(&args.model)?;
     let sampling = args.sampling(&model)?;
     let prompt = one_shot_prompt(&args.prompt)?;
-    let meter = energy_meter(args.verbose);
+    let meter = crate::energy::meter(args.verbose);
     let engine = Engine::load_metered(&model.path, &args.engine_settings(&model), meter)?;
     let prices = crate::energy::prices()?;
     let mut chat = Chat { engine, sampling, messages: Vec::new(), verbose: args.verbose, prices };
@@ -131,25 +131,6 @@ fn one_shot_prompt(words: &[String]) -> Result<Option<String>> {
         bail!("the prompt is empty");
     }
     Ok(Some(prompt))
-}
-
-/// The best energy meter this machine offers. `HEARTH_WATTS_PER_CORE` sets the power per
-/// busy core the estimate uses when no counter can be read; `HEARTH_SYSFS_ROOT` says where
-/// sysfs is mounted (default `/sys`). With `verbose`, says why a measuring meter was not
-/// usable (usually: RAPL counters readable by root only).
-fn energy_meter(verbose: bool) -> Option<Box<dyn EnergyMeter>> {
-    match hearth_energy::detect(&crate::energy::roots(), crate::energy::watts_per_core_override()) {
-        Ok(detected) => {
-            if let (true, Some(hint)) = (verbose, &detected.hint) {
-                eprintln!("energy: {hint}");
-            }
-            Some(detected.meter)
-        }
-        Err(e) => {
-            tracing::warn!("no energy meter: {e}");
-            None
-        }
-    }
 }
 
 fn install_interrupt_handler() -> Result<()> {

@@ -705,3 +705,68 @@ fn eval_reports_perplexity_and_divergence_from_a_reference() {
     assert!(!missing.status.success());
     assert!(text(&missing.stderr).contains("reading nope.txt"), "{}", text(&missing.stderr));
 }
+
+/// A tiny `hearth bench` on the real SmolLM2: the report's structure, positive and
+/// consistent figures (tokens / seconds = tok/s; min <= median <= max), and the other formats.
+#[test]
+fn bench_reports_consistent_figures_in_every_format() {
+    let model = smollm2();
+    let novel = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/around-the-world-in-80-days.txt");
+    let base = ["bench", model.to_str().unwrap(), "-p", "32", "-n", "8", "-r", "3", "-t", "1"];
+    let mut json_args = base.to_vec();
+    json_args.extend(["--json", "--quality", novel.to_str().unwrap(), "--chunks", "1"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&TestCommand::new(&json_args).output())).unwrap();
+    assert!(!report["machine"]["cpu"].as_str().unwrap().is_empty(), "{report}");
+    assert!(report["machine"]["memory_gib"].as_f64().unwrap() > 0.0);
+    assert_eq!((report["prompt_tokens"].as_u64(), report["repetitions"].as_u64()), (Some(32), Some(3)));
+    let result = &report["models"][0];
+    assert_eq!(result["model"], "SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert_eq!(result["quantization"], "Q4_1");
+    for figure in ["prompt_tokens_per_second", "generation_tokens_per_second", "ttft_ms"] {
+        let (min, median, max) = (
+            result[figure]["min"].as_f64().unwrap(),
+            result[figure]["median"].as_f64().unwrap(),
+            result[figure]["max"].as_f64().unwrap(),
+        );
+        assert!(0.0 < min && min <= median && median <= max, "{figure}: {result}");
+    }
+    let runs = result["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 6, "a prompt and a generation run per repetition");
+    for run in runs {
+        let (tokens, seconds, rate) = (
+            run["tokens"].as_f64().unwrap(),
+            run["seconds"].as_f64().unwrap(),
+            run["tokens_per_second"].as_f64().unwrap(),
+        );
+        assert!((tokens / seconds - rate).abs() < 1e-6 * rate, "{run}");
+        let expected = if run["kind"] == "prompt" { 32.0 } else { 8.0 };
+        assert_eq!(tokens, expected, "{run}");
+    }
+    let mut generation: Vec<f64> =
+        runs.iter().filter(|r| r["kind"] == "generation").map(|r| r["tokens_per_second"].as_f64().unwrap()).collect();
+    generation.sort_by(f64::total_cmp);
+    assert_eq!(result["generation_tokens_per_second"]["median"].as_f64().unwrap(), generation[1]);
+    let itl = &result["inter_token_ms"];
+    assert!(itl["p50"].as_f64().unwrap() <= itl["p95"].as_f64().unwrap());
+    assert!(itl["p95"].as_f64().unwrap() <= itl["p99"].as_f64().unwrap());
+    let energy = &result["energy"];
+    assert!(energy["joules_per_generated_token"]["median"].as_f64().unwrap() > 0.0, "{result}");
+    assert!(["measured", "estimated"].contains(&energy["source"].as_str().unwrap()));
+    let wh = energy["wh_per_1000_tokens"]["median"].as_f64().unwrap();
+    assert!((wh - energy["joules_per_generated_token"]["median"].as_f64().unwrap() / 3.6).abs() < 1e-9);
+    assert!(result["peak_rss_mib"].as_f64().unwrap() > 50.0);
+    let ppl = result["perplexity"]["value"].as_f64().unwrap();
+    assert!(ppl.is_finite() && ppl > 1.0 && ppl < 100.0, "{result}");
+
+    let table = stdout_of(&TestCommand::new(&base).output());
+    assert!(table.contains("pp tok/s") && table.contains("SmolLM2-135M-Instruct.Q4_1.gguf"), "{table}");
+    let mut csv_args = base.to_vec();
+    csv_args.push("--csv");
+    let csv = stdout_of(&TestCommand::new(&csv_args).output());
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert_eq!(lines[0].split(',').count(), lines[1].split(',').count(), "{csv}");
+    let mut markdown_args = base.to_vec();
+    markdown_args.push("--markdown");
+    assert!(stdout_of(&TestCommand::new(&markdown_args).output()).contains("|---|"));
+}

@@ -5,6 +5,7 @@
 //! Usage: engine_bench MODEL [-p 512] [-n 128] [-t THREADS] [-r 5]
 
 use hearth_core::{GenerateRequest, Prompt, SamplingParams, StreamEvent, Timings, Usage};
+use hearth_engine::workload::random_tokens;
 use hearth_engine::{Engine, EngineSettings};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,20 +36,6 @@ fn parse_args() -> Result<Args, String> {
         return Err("usage: engine_bench MODEL [-p 512] [-n 128] [-t THREADS] [-r 5]".into());
     }
     Ok(parsed)
-}
-
-/// Random token ids, as llama-bench uses; a different stream per run so that no run can
-/// reuse another's KV cache.
-fn random_tokens(count: u32, vocab: u32, seed: u64) -> Vec<u32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % u64::from(vocab)) as u32
-        })
-        .collect()
 }
 
 fn run(engine: &Engine, tokens: Vec<u32>, generate: u32) -> Result<(Usage, Timings), String> {

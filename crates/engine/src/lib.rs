@@ -19,6 +19,7 @@ pub mod template;
 pub mod test_models;
 mod tokenizer;
 mod utf8_stream;
+pub mod workload;
 
 pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE};
 pub use error::EngineError;
