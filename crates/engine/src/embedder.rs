@@ -102,7 +102,7 @@ impl<'m> Embedder<'m> {
 }
 
 /// Scales `vector` to unit length (a zero vector stays zero).
-pub(crate) fn normalize(vector: &mut [f32]) {
+pub fn normalize(vector: &mut [f32]) {
     let norm = vector.iter().map(|v| f64::from(*v) * f64::from(*v)).sum::<f64>().sqrt();
     if norm > 0.0 {
         for v in vector {

@@ -34,10 +34,24 @@ fn kv_bytes_per_position(header: &GgufHeader) -> u64 {
 
 /// Memory the system can give without swapping (`MemAvailable` of /proc/meminfo), if known.
 pub fn available_memory() -> Option<u64> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    kib_field("/proc/meminfo", "MemAvailable").map(|kib| kib * 1024)
+}
+
+/// The machine's memory (`MemTotal` of /proc/meminfo), if known.
+pub fn total_memory() -> Option<u64> {
+    kib_field("/proc/meminfo", "MemTotal").map(|kib| kib * 1024)
+}
+
+/// The most memory this process has held resident so far (`VmHWM` of /proc/self/status).
+pub fn peak_resident_memory() -> Option<u64> {
+    kib_field("/proc/self/status", "VmHWM").map(|kib| kib * 1024)
+}
+
+/// A `Key:   1234 kB` line of a /proc file, in KiB.
+fn kib_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value = text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))?;
+    value.split_whitespace().next()?.parse().ok()
 }
 
 #[cfg(test)]
@@ -68,5 +82,7 @@ mod tests {
         assert_eq!(memory_needed(&path, &one).unwrap(), base + 23_040 * 1000);
         assert_eq!(memory_needed(&path, &four).unwrap(), base + 23_040 * 4000);
         assert!(available_memory().is_some_and(|m| m > 0));
+        assert!(total_memory().is_some_and(|total| available_memory().is_some_and(|a| a <= total)));
+        assert!(peak_resident_memory().is_some_and(|m| m > 0));
     }
 }

@@ -7,6 +7,7 @@
 //! at every scored position.
 
 use crate::engine::{backend, physical_cores, read_header};
+use crate::sampler::{self, log_sum_exp};
 use crate::EngineError;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -256,15 +257,13 @@ impl Evaluator<'_> {
 
 /// `out[i] = logits[i] - log(sum(exp(logits)))`, computed stably.
 fn log_softmax(logits: &[f32], out: &mut Vec<f32>) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
-    let log_sum = max as f64 + sum.ln();
+    let log_sum = log_sum_exp(logits);
     out.clear();
     out.extend(logits.iter().map(|&l| (f64::from(l) - log_sum) as f32));
 }
 
 fn argmax(values: &[f32]) -> usize {
-    values.iter().enumerate().fold(0, |best, (i, &v)| if v > values[best] { i } else { best })
+    sampler::argmax(values).0 as usize
 }
 
 #[cfg(test)]

@@ -18,6 +18,8 @@ pub(crate) struct TokenPicker {
     /// Kept apart from the chain: the prompt must not advance it, only generated tokens.
     grammar: Option<LlamaSampler>,
     penalty: Option<RepeatPenalty>,
+    /// The penalised logits, reused from token to token (a vocabulary's worth of floats).
+    penalised: Vec<f32>,
 }
 
 enum Draw {
@@ -85,7 +87,7 @@ impl TokenPicker {
             None => None,
         };
         let draw = if params.temperature <= 0.0 { Draw::Argmax } else { Draw::Chain(chain(params)) };
-        Ok(Self { draw, grammar, penalty: RepeatPenalty::new(params) })
+        Ok(Self { draw, grammar, penalty: RepeatPenalty::new(params), penalised: Vec::new() })
     }
 
     /// Shows the repeat penalty the prompt's last tokens, which it counts too (as llama.cpp's
@@ -116,12 +118,12 @@ impl TokenPicker {
                 Draw::Chain(sampler) => sampler.sample(ctx, idx),
             };
         }
-        let mut penalised;
         let logits = match &self.penalty {
             Some(penalty) => {
-                penalised = raw.to_vec();
-                penalty.apply(&mut penalised);
-                &penalised[..]
+                self.penalised.clear();
+                self.penalised.extend_from_slice(raw);
+                penalty.apply(&mut self.penalised);
+                &self.penalised[..]
             }
             None => raw,
         };
@@ -161,8 +163,7 @@ impl TokenPicker {
 /// `token`'s log-probability under the raw `logits`, and the `top` most likely tokens with
 /// theirs, most likely first.
 pub(crate) fn logprobs(logits: &[f32], token: LlamaToken, top: usize) -> (f32, Vec<(LlamaToken, f32)>) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let log_sum = max + logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln();
+    let log_sum = log_sum_exp(logits) as f32;
     let chosen = logits.get(token.0 as usize).map_or(f32::NEG_INFINITY, |&l| l - log_sum);
     let mut best: Vec<(usize, f32)> = Vec::with_capacity(top + 1);
     if top > 0 {
@@ -178,8 +179,16 @@ pub(crate) fn logprobs(logits: &[f32], token: LlamaToken, top: usize) -> (f32, V
     (chosen, best.into_iter().map(|(i, l)| (LlamaToken(i as i32), l - log_sum)).collect())
 }
 
+/// `log(sum(exp(logits)))`, computed stably (from the largest logit) and summed in f64:
+/// the normaliser of a log-softmax.
+pub(crate) fn log_sum_exp(logits: &[f32]) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let sum: f64 = logits.iter().map(|&l| f64::from(l - max).exp()).sum();
+    f64::from(max) + sum.ln()
+}
+
 /// The first most likely token, as llama.cpp's greedy sampler picks it.
-fn argmax(logits: &[f32]) -> LlamaToken {
+pub(crate) fn argmax(logits: &[f32]) -> LlamaToken {
     let mut best = 0;
     for (i, &logit) in logits.iter().enumerate() {
         if logit > logits[best] {

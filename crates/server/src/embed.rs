@@ -94,10 +94,7 @@ fn shorten(dialect: Dialect, vectors: &mut [Vec<f32>], dimensions: Option<usize>
     }
     for vector in vectors {
         vector.truncate(dimensions);
-        let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-        if norm > 0.0 {
-            vector.iter_mut().for_each(|v| *v /= norm);
-        }
+        hearth_engine::normalize(vector);
     }
     Ok(())
 }

@@ -79,45 +79,59 @@ pub fn start(
     dialect: Dialect,
     state: &AppState,
 ) -> impl Stream<Item = Piece> + Send {
-    let (metrics, prices) = (state.metrics.clone(), state.prices.clone());
-    metrics.started();
-    let in_flight = InFlight(metrics);
-    let events = lease.model.engine.generate(request);
-    stream::unfold(Some((events, lease, in_flight, None::<Instant>)), move |state| {
-        let prices = prices.clone();
-        async move {
-            let (events, lease, in_flight, last_text) = state?;
-            let metrics = &in_flight.0;
-            let mut logprobs = Vec::new();
-            let mut event = events.recv_async().await;
-            while let Ok(StreamEvent::Logprob(logprob)) = event {
-                logprobs.push(logprob);
-                event = events.recv_async().await;
+    state.metrics.started();
+    let running = Running {
+        events: lease.model.engine.generate(request),
+        _lease: lease,
+        in_flight: InFlight(state.metrics.clone()),
+        prices: state.prices.clone(),
+        last_text: None,
+    };
+    stream::unfold(Some(running), move |running| async move {
+        let mut running = running?;
+        let metrics = &running.in_flight.0;
+        let mut logprobs = Vec::new();
+        let mut event = running.events.recv_async().await;
+        while let Ok(StreamEvent::Logprob(logprob)) = event {
+            logprobs.push(logprob);
+            event = running.events.recv_async().await;
+        }
+        match event {
+            Ok(StreamEvent::Logprob(_)) => unreachable!("taken above"),
+            Ok(StreamEvent::Token(text)) => {
+                let now = Instant::now();
+                if let Some(last) = running.last_text {
+                    metrics.token_gap(now - last);
+                }
+                running.last_text = Some(now);
+                Some((Piece::Text(text, logprobs), Some(running)))
             }
-            match event {
-                Ok(StreamEvent::Logprob(_)) => unreachable!("taken above"),
-                Ok(StreamEvent::Token(text)) => {
-                    let now = Instant::now();
-                    if let Some(last) = last_text {
-                        metrics.token_gap(now - last);
-                    }
-                    Some((Piece::Text(text, logprobs), Some((events, lease, in_flight, Some(now)))))
-                }
-                Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
-                    metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
-                    Some((Piece::Done(Finished { finish_reason, usage, timings, energy, prices }), None))
-                }
-                Ok(StreamEvent::Error(e)) => {
-                    metrics.failed();
-                    Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None))
-                }
-                Err(_) => {
-                    metrics.failed();
-                    Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None))
-                }
+            Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
+                metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
+                let prices = running.prices.clone();
+                Some((Piece::Done(Finished { finish_reason, usage, timings, energy, prices }), None))
+            }
+            Ok(StreamEvent::Error(e)) => {
+                metrics.failed();
+                Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None))
+            }
+            Err(_) => {
+                metrics.failed();
+                Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None))
             }
         }
     })
+}
+
+/// A request while its answer streams: dropping it (the client went away) drops the
+/// engine's receiver, which cancels the request, and the lease on its model.
+struct Running {
+    events: flume::Receiver<StreamEvent>,
+    _lease: Lease,
+    in_flight: InFlight,
+    prices: Arc<EnergyPrices>,
+    /// When the last text went out, for inter-token latency.
+    last_text: Option<Instant>,
 }
 
 /// [`start`], with an error that comes before any text returned as the error itself, so the

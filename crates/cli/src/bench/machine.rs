@@ -22,19 +22,13 @@ impl Machine {
             .find_map(|l| l.strip_prefix("model name").and_then(|rest| rest.split_once(':')).map(|(_, v)| v.trim()))
             .unwrap_or(std::env::consts::ARCH)
             .to_string();
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib: f64 = meminfo
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        let memory = hearth_engine::total_memory().unwrap_or(0) as f64;
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
         Self {
             cpu,
             physical_cores: hearth_engine::physical_cores(),
             logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
-            memory_gib: (memory_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
+            memory_gib: (memory / f64::from(1u32 << 30) * 10.0).round() / 10.0,
             os: format!("{} {}", std::env::consts::OS, release.trim()).trim().to_string(),
             hearth: env!("CARGO_PKG_VERSION").to_string(),
             llama_cpp: hearth_engine::LLAMA_CPP_CRATE.to_string(),

@@ -282,16 +282,9 @@ fn measure(name: &str, path: &std::path::Path, args: &BenchArgs, threads: u32, b
             p95: percentile(&gaps, 95.0).unwrap_or(0.0),
             p99: percentile(&gaps, 99.0).unwrap_or(0.0),
         },
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: hearth_engine::peak_resident_memory().map(|bytes| bytes as f64 / f64::from(1u32 << 20)),
         energy,
         perplexity: None,
         runs,
     })
-}
-
-/// The process's peak resident memory so far (`VmHWM`), MiB.
-fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()?;
-    Some(kib / 1024.0)
 }
