@@ -20,8 +20,8 @@ gen=${GEN:-128}
 models=${HEARTH_TEST_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/test-models}
 
 scripts/fetch-test-models "$models" >/dev/null
-cargo build --quiet --release --example engine_bench -p hearth-engine
-bench_bin=target/release/examples/engine_bench
+cargo build --quiet --release -p hearth
+hearth=target/release/hearth
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -29,9 +29,11 @@ trap 'rm -rf "$work"' EXIT
 measure() {
   local runtime=$1 path=$2 out pp tg
   if [ "$runtime" = hearth ]; then
-    out=$(/usr/bin/time -f %M -o "$work/rss" "$bench_bin" "$path" -p "$prompt" -n "$gen" -t "$threads" -r "$reps")
-    pp=$(sed -n "s/.* pp$prompt=\([0-9.]*\).*/\1/p" <<<"$out")
-    tg=$(sed -n "s/.* tg$gen=\([0-9.]*\).*/\1/p" <<<"$out")
+    out=$(/usr/bin/time -f %M -o "$work/rss" "$hearth" bench "$path" -p "$prompt" -n "$gen" -t "$threads" -r "$reps" --json 2>/dev/null)
+    read -r pp tg < <(python3 -c '
+import json, sys
+model = json.load(sys.stdin)["models"][0]
+print("%.1f %.1f" % (model["prompt_tokens_per_second"]["median"], model["generation_tokens_per_second"]["median"]))' <<<"$out")
   else
     out=$(/usr/bin/time -f %M -o "$work/rss" "$llama_bench" -m "$path" -p "$prompt" -n "$gen" -t "$threads" -r "$reps" -o json 2>/dev/null)
     read -r pp tg < <(python3 -c '

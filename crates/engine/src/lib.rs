@@ -19,7 +19,6 @@ pub mod template;
 pub mod test_models;
 mod tokenizer;
 mod utf8_stream;
-pub mod workload;
 
 pub use embedder::normalize;
 pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE};

@@ -7,12 +7,12 @@
 mod machine;
 mod report;
 mod stats;
+mod workload;
 
 use crate::models;
 use anyhow::{bail, Context, Result};
 use hearth_core::{EnergyReport, GenerateRequest, Prompt, SamplingParams, StreamEvent, Timings, Usage};
 use hearth_engine::quality::{self, QualitySettings};
-use hearth_engine::workload::random_tokens;
 use hearth_engine::{Engine, EngineSettings};
 use machine::Machine;
 use serde::Serialize;
@@ -20,6 +20,7 @@ use stats::{percentile, Spread};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
+use workload::random_tokens;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {

@@ -1,4 +1,4 @@
-//! Synthetic prompts for benchmarks: random token ids, as llama.cpp's llama-bench uses, so
+//! Synthetic prompts for `hearth bench`: random token ids, as llama.cpp's llama-bench uses, so
 //! speed does not depend on a text and the two tools measure the same work.
 
 /// `count` token ids below `vocab` from a xorshift stream seeded with `seed`; a different
