@@ -57,7 +57,13 @@ pub fn watts_per_core_override() -> Option<f64> {
 /// sysfs is mounted (default `/sys`). With `verbose`, says why a measuring meter was not
 /// usable (usually: RAPL counters readable by root only).
 pub fn meter(verbose: bool) -> Option<Box<dyn EnergyMeter>> {
-    match hearth_energy::detect(&roots(), watts_per_core_override()) {
+    scoped_meter(verbose, hearth_energy::EstimateScope::Process)
+}
+
+/// As [`meter`], with an estimate (if that is all there is) counting `scope`'s CPU time:
+/// the whole machine's when the work happens in another process, such as a server.
+pub fn scoped_meter(verbose: bool, scope: hearth_energy::EstimateScope) -> Option<Box<dyn EnergyMeter>> {
+    match hearth_energy::detect_scoped(&roots(), watts_per_core_override(), scope) {
         Ok(detected) => {
             if let (true, Some(hint)) = (verbose, &detected.hint) {
                 eprintln!("energy: {hint}");

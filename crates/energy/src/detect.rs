@@ -1,7 +1,7 @@
 //! Picks the best meter this machine offers: RAPL counters, else a discharging battery,
 //! else the CPU-time estimate, and says why a better one was not used.
 
-use crate::{default_watts_per_core, BatteryMeter, CpuTimeEstimate, EnergyError, RaplMeter};
+use crate::{default_watts_per_core, BatteryMeter, CpuTimeEstimate, EnergyError, EstimateScope, RaplMeter};
 use hearth_core::EnergyMeter;
 use std::path::PathBuf;
 
@@ -29,7 +29,17 @@ pub struct Detected {
 /// `watts_per_core` overrides the estimate's built-in default for this CPU family. With the
 /// `nvml` feature, NVIDIA GPUs are added to whatever measures the rest of the machine.
 pub fn detect(roots: &Roots, watts_per_core: Option<f64>) -> Result<Detected, EnergyError> {
-    let host = detect_host(roots, watts_per_core)?;
+    detect_scoped(roots, watts_per_core, EstimateScope::Process)
+}
+
+/// As [`detect`], with the estimate (when nothing better exists) counting `scope`'s CPU time.
+/// Counters (RAPL, battery, GPUs) always measure the whole machine.
+pub fn detect_scoped(
+    roots: &Roots,
+    watts_per_core: Option<f64>,
+    scope: EstimateScope,
+) -> Result<Detected, EnergyError> {
+    let host = detect_host(roots, watts_per_core, scope)?;
     #[cfg(feature = "nvml")]
     if let Ok(gpus) = crate::NvmlCounters::init().and_then(crate::GpuMeter::open) {
         let description = format!("{} + NVIDIA GPUs ({})", host.description, gpus.describe());
@@ -40,7 +50,7 @@ pub fn detect(roots: &Roots, watts_per_core: Option<f64>) -> Result<Detected, En
 }
 
 /// The meter for the machine besides its GPUs.
-fn detect_host(roots: &Roots, watts_per_core: Option<f64>) -> Result<Detected, EnergyError> {
+fn detect_host(roots: &Roots, watts_per_core: Option<f64>, scope: EstimateScope) -> Result<Detected, EnergyError> {
     let mut hint = None;
     #[cfg(target_os = "macos")]
     match crate::powermetrics::PowermetricsMeter::open(250) {
@@ -62,10 +72,11 @@ fn detect_host(roots: &Roots, watts_per_core: Option<f64>) -> Result<Detected, E
         return Ok(Detected { meter: Box::new(battery), description: "battery (discharging)".into(), hint });
     }
     let watts = watts_per_core.unwrap_or_else(|| default_watts_per_core(&roots.proc));
-    let estimate = CpuTimeEstimate::open(&roots.proc, watts)?;
+    let estimate = CpuTimeEstimate::open_scoped(&roots.proc, watts, scope)?;
+    let whose = if scope == EstimateScope::Machine { "machine " } else { "" };
     Ok(Detected {
         meter: Box::new(estimate),
-        description: format!("CPU-time estimate at {watts} W per busy core"),
+        description: format!("{whose}CPU-time estimate at {watts} W per busy core"),
         hint,
     })
 }

@@ -1,6 +1,7 @@
-//! The estimate used when no counter can be read: this process's CPU time (user + system,
-//! from `/proc/self/stat`) times a typical power per busy core. Labelled `estimated`
-//! everywhere it appears, because that is all it is.
+//! The estimate used when no counter can be read: CPU time (user + system) times a typical
+//! power per busy core, of this process (`/proc/self/stat`) or of the whole machine
+//! (`/proc/stat`, for work done by other processes such as a server being benchmarked).
+//! Labelled `estimated` everywhere it appears, because that is all it is.
 
 use crate::error::{read_text, EnergyError};
 use hearth_core::{EnergyMeter, EnergySource};
@@ -9,8 +10,19 @@ use std::path::{Path, PathBuf};
 /// Linux reports CPU time in USER_HZ ticks, fixed at 100 per second by the kernel ABI.
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// Whose CPU time the estimate counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EstimateScope {
+    /// This process only: what an answer computed here cost.
+    #[default]
+    Process,
+    /// Every process: what the machine spent, whoever spent it.
+    Machine,
+}
+
 pub struct CpuTimeEstimate {
     stat_file: PathBuf,
+    scope: EstimateScope,
     watts_per_core: f64,
     start_ticks: u64,
 }
@@ -19,9 +31,21 @@ impl CpuTimeEstimate {
     /// Estimates from `proc_root/self/stat` (normally `/proc`), at `watts_per_core` for each
     /// core kept busy.
     pub fn open(proc_root: &Path, watts_per_core: f64) -> Result<Self, EnergyError> {
-        let stat_file = proc_root.join("self/stat");
-        let start_ticks = cpu_ticks(&stat_file)?;
-        Ok(Self { stat_file, watts_per_core, start_ticks })
+        Self::open_scoped(proc_root, watts_per_core, EstimateScope::Process)
+    }
+
+    /// As [`CpuTimeEstimate::open`], counting the CPU time of `scope`.
+    pub fn open_scoped(proc_root: &Path, watts_per_core: f64, scope: EstimateScope) -> Result<Self, EnergyError> {
+        let stat_file = match scope {
+            EstimateScope::Process => proc_root.join("self/stat"),
+            EstimateScope::Machine => proc_root.join("stat"),
+        };
+        let start_ticks = ticks(&stat_file, scope)?;
+        Ok(Self { stat_file, scope, watts_per_core, start_ticks })
+    }
+
+    pub fn scope(&self) -> EstimateScope {
+        self.scope
     }
 
     pub fn watts_per_core(&self) -> f64 {
@@ -35,9 +59,30 @@ impl EnergyMeter for CpuTimeEstimate {
     }
 
     fn joules(&mut self) -> Result<f64, String> {
-        let ticks = cpu_ticks(&self.stat_file).map_err(|e| e.to_string())?;
+        let ticks = ticks(&self.stat_file, self.scope).map_err(|e| e.to_string())?;
         Ok(ticks.saturating_sub(self.start_ticks) as f64 / TICKS_PER_SECOND * self.watts_per_core)
     }
+}
+
+fn ticks(stat_file: &Path, scope: EstimateScope) -> Result<u64, EnergyError> {
+    match scope {
+        EstimateScope::Process => cpu_ticks(stat_file),
+        EstimateScope::Machine => machine_busy_ticks(stat_file),
+    }
+}
+
+/// Busy time of all CPUs from the `cpu` line of `/proc/stat`: user, nice, system, irq,
+/// softirq and steal (fields 1, 2, 3, 6, 7, 8); idle and iowait are not work. Guest time is
+/// already inside user and nice.
+fn machine_busy_ticks(stat_file: &Path) -> Result<u64, EnergyError> {
+    let text = read_text(stat_file)?;
+    let bad = || EnergyError::Unreadable { path: stat_file.to_path_buf(), detail: "no aggregate cpu line".into() };
+    let line = text.lines().find(|l| l.starts_with("cpu ")).ok_or_else(bad)?;
+    let fields: Vec<u64> = line.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
+    if fields.len() < 4 {
+        return Err(bad());
+    }
+    Ok([0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum())
 }
 
 /// utime + stime, fields 14 and 15 of `/proc/[pid]/stat`. The command name (field 2) may hold
@@ -101,6 +146,22 @@ mod tests {
         }
         std::hint::black_box(x);
         assert!(meter.joules().unwrap() > 0.0);
+    }
+
+    #[test]
+    fn machine_scope_counts_every_busy_field_but_idle_and_iowait() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |user: u64, idle: u64| {
+            let text = format!("cpu  {user} 10 20 {idle} 40 5 5 0 0 0\ncpu0 1 2 3 4 5 6 7 8 0 0\nintr 1\n");
+            fs::write(root.path().join("stat"), text).unwrap();
+        };
+        write(100, 1000);
+        let mut meter = CpuTimeEstimate::open_scoped(root.path(), 5.0, EstimateScope::Machine).unwrap();
+        assert_eq!(meter.scope(), EstimateScope::Machine);
+        write(300, 9000); // 2 more busy seconds; idle time does not count
+        assert_eq!(meter.joules().unwrap(), 10.0);
+        let mut real = CpuTimeEstimate::open_scoped(Path::new("/proc"), 10.0, EstimateScope::Machine).unwrap();
+        assert!(real.joules().unwrap() >= 0.0);
     }
 
     #[test]

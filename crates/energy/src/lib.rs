@@ -13,9 +13,9 @@ pub mod powermetrics;
 mod rapl;
 
 pub use battery::BatteryMeter;
-pub use detect::{detect, Detected, Roots};
+pub use detect::{detect, detect_scoped, Detected, Roots};
 pub use error::EnergyError;
-pub use estimate::{default_watts_per_core, CpuTimeEstimate};
+pub use estimate::{default_watts_per_core, CpuTimeEstimate, EstimateScope};
 #[cfg(feature = "nvml")]
 pub use gpu::NvmlCounters;
 pub use gpu::{CombinedMeter, GpuCounters, GpuMeter};

@@ -24,7 +24,7 @@ pub use embedder::normalize;
 pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE};
 pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};
-pub use memory::{available_memory, memory_needed, peak_resident_memory, total_memory};
+pub use memory::{available_memory, memory_needed, peak_resident_memory, reset_peak_resident_memory, total_memory};
 pub use template::{ChatTemplate, TemplateError};
 pub use tokenizer::Tokenizer;
 pub use utf8_stream::Utf8Stream;

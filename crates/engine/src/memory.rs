@@ -47,6 +47,13 @@ pub fn peak_resident_memory() -> Option<u64> {
     kib_field("/proc/self/status", "VmHWM").map(|kib| kib * 1024)
 }
 
+/// Starts the peak of [`peak_resident_memory`] again from what is resident now (Linux 4.0+:
+/// writing 5 to `/proc/self/clear_refs`), so one model's peak is not another's. Returns
+/// whether the kernel allowed it.
+pub fn reset_peak_resident_memory() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 /// A `Key:   1234 kB` line of a /proc file, in KiB.
 fn kib_field(path: &str, key: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;

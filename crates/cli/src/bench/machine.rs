@@ -1,21 +1,25 @@
 //! The machine a benchmark ran on, so a result can be reproduced and compared: CPU, cores,
-//! memory, OS, and hearth's and llama.cpp's versions.
+//! memory and its measured read bandwidth, OS, and hearth's and llama.cpp's versions.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub physical_cores: u32,
     pub logical_cores: usize,
     pub memory_gib: f64,
+    /// Main memory read with the benchmark's threads, GB/s: what bounds generation on a CPU,
+    /// where every token reads all the weights.
+    pub memory_bandwidth_gb_s: Option<f64>,
     pub os: String,
     pub hearth: String,
     pub llama_cpp: String,
 }
 
 impl Machine {
-    pub fn this() -> Self {
+    pub fn this(threads: u32) -> Self {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -29,9 +33,44 @@ impl Machine {
             physical_cores: hearth_engine::physical_cores(),
             logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
             memory_gib: (memory / f64::from(1u32 << 30) * 10.0).round() / 10.0,
+            memory_bandwidth_gb_s: memory_bandwidth(threads, memory),
             os: format!("{} {}", std::env::consts::OS, release.trim()).trim().to_string(),
             hearth: env!("CARGO_PKG_VERSION").to_string(),
             llama_cpp: hearth_engine::LLAMA_CPP_CRATE.to_string(),
         }
+    }
+}
+
+/// Read bandwidth in GB/s: `threads` threads each summing its share of a buffer of up to
+/// 512 MiB (an eighth of memory at most), best of three passes.
+pub fn memory_bandwidth(threads: u32, memory_bytes: f64) -> Option<f64> {
+    let bytes = (512u64 << 20).min((memory_bytes / 8.0) as u64);
+    let words = usize::try_from(bytes / 8).ok()?;
+    if words < 1 << 16 {
+        return None;
+    }
+    // Written once, so every page is really there before anything is timed.
+    let buffer: Vec<u64> = (0..words as u64).collect();
+    let share = words.div_ceil(threads.max(1) as usize);
+    let mut best = f64::INFINITY;
+    for _ in 0..3 {
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for part in buffer.chunks(share) {
+                scope.spawn(move || std::hint::black_box(part.iter().fold(0u64, |sum, w| sum.wrapping_add(*w))));
+            }
+        });
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Some((words * 8) as f64 / best / 1e9)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bandwidth_is_measured_and_plausible() {
+        let gb_s = super::memory_bandwidth(1, 8.0 * f64::from(1u32 << 30)).unwrap();
+        assert!(gb_s > 0.1 && gb_s < 10_000.0, "{gb_s}");
+        assert!(super::memory_bandwidth(1, 1024.0).is_none(), "too little memory to measure");
     }
 }

@@ -1,47 +1,100 @@
-//! `hearth bench MODEL...`: speed, latency, memory, energy and (with `--quality`) quality of
-//! each model on the same fixed-size workload, the way llama.cpp's llama-bench measures
-//! speed: `-p` random prompt tokens from an empty cache, and `-n` tokens generated from an
-//! empty cache, each repeated `-r` times after a warm-up; every figure is the median with
-//! min and max over the repetitions.
+//! `hearth bench`: speed, latency, memory, energy and quality of models run here and of
+//! servers reached over HTTP, on the same workloads in the same run. Workloads: fixed-size
+//! runs as llama.cpp's llama-bench does them (`fixed`), real prompts (`prompts`) and a
+//! serving load (`load`). Every repeated figure is the median with min and max.
 
+mod compare;
+mod endpoint;
+mod fixed;
+mod load;
 mod machine;
+mod meter;
+mod plot;
+mod real;
 mod report;
 mod stats;
+mod target;
 mod workload;
 
 use crate::models;
 use anyhow::{bail, Context, Result};
-use hearth_core::{EnergyReport, GenerateRequest, Prompt, SamplingParams, StreamEvent, Timings, Usage};
+use endpoint::Endpoint;
+use fixed::{Fixed, Plan};
+use hearth_energy::EstimateScope;
 use hearth_engine::quality::{self, QualitySettings};
 use hearth_engine::{Engine, EngineSettings};
+use indicatif::{ProgressBar, ProgressStyle};
+use load::{Level, LoadLevel, LoadPlan};
 use machine::Machine;
+use meter::Meter;
+use real::Real;
 use serde::Serialize;
-use stats::{percentile, Spread};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
-use workload::random_tokens;
+use std::time::Duration;
+use target::{Local, Target};
+use workload::RealPrompt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Workload {
+    /// -p prompt tokens and -n generated tokens at depth -d (llama-bench's workload)
+    Fixed,
+    /// Real chat, summarization and code prompts (built in, or --prompts FILE)
+    Prompts,
+    /// Concurrent clients (-c) or a Poisson arrival rate (--rate)
+    Load,
+}
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Models to measure: names in the store or GGUF files
-    #[arg(required = true)]
+    /// Models to measure in this process: names in the store or GGUF files
+    #[arg(required_unless_present_any = ["endpoint", "compare"])]
     models: Vec<String>,
+    /// A server to measure, as [MODEL=]URL: a URL ending in /v1 speaks OpenAI's API (hearth,
+    /// llama.cpp's server, vLLM), any other Ollama's; without MODEL, the first it lists. Repeatable
+    #[arg(long, value_name = "[MODEL=]URL")]
+    endpoint: Vec<String>,
+    /// Workloads to run, comma-separated; default: fixed, plus prompts with --prompts and load
+    /// with -c or --rate
+    #[arg(short = 'w', long, value_delimiter = ',')]
+    workload: Vec<Workload>,
     /// Prompt tokens per prompt-processing run
     #[arg(short = 'p', long, default_value_t = 512)]
     prompt: u32,
-    /// Tokens generated per generation run
+    /// Tokens generated per run (an upper bound for real prompts and the load)
     #[arg(short = 'n', long, default_value_t = 128)]
     generate: u32,
+    /// Tokens already in the context before each fixed-size run
+    #[arg(short = 'd', long, default_value_t = 0)]
+    depth: u32,
     /// Repetitions of each run, after one warm-up
     #[arg(short = 'r', long, default_value_t = 3)]
     repetitions: usize,
     /// Threads; default: the physical cores
     #[arg(short = 't', long)]
     threads: Option<u32>,
-    /// Also score each model's perplexity on this text (chunks of 512 tokens)
+    /// A JSONL file of prompts ({"prompt": ...} or {"messages": [...]}, optional "kind")
+    #[arg(long, value_name = "FILE")]
+    prompts: Option<PathBuf>,
+    /// Concurrent clients of the serving load, comma-separated levels
+    #[arg(short = 'c', long, value_delimiter = ',')]
+    concurrency: Vec<u32>,
+    /// Poisson arrival rates of the serving load, requests per second, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    rate: Vec<f64>,
+    /// Requests per load level; default: 4 per client (at least 8), or 16 at a rate
     #[arg(long)]
+    requests: Option<usize>,
+    /// Seconds after which a load level sends no more requests
+    #[arg(long, default_value_t = 300)]
+    duration: u64,
+    /// Also score each model's perplexity on this text (chunks of 512 tokens)
+    #[arg(long, value_name = "FILE")]
     quality: Option<PathBuf>,
+    /// With --quality: each model's KL divergence from this one (its parent, in practice)
+    #[arg(long, requires = "quality")]
+    reference: Option<String>,
     /// Chunks of the quality text to score
     #[arg(long, default_value_t = 8)]
     chunks: usize,
@@ -51,57 +104,47 @@ pub struct BenchArgs {
     /// Print CSV instead of a table
     #[arg(long, conflicts_with = "markdown")]
     csv: bool,
-    /// Print a Markdown table
+    /// Print Markdown tables
     #[arg(long)]
     markdown: bool,
+    /// Draw energy against speed (and quality) as an SVG, with the Pareto front
+    #[arg(long, value_name = "FILE")]
+    plot: Option<PathBuf>,
+    /// Print the ratios between two saved `--json` reports instead of measuring
+    #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"], conflicts_with_all = ["models", "endpoint"])]
+    compare: Vec<PathBuf>,
 }
 
-/// One model's figures.
+/// One model's or server's figures.
 #[derive(Debug, Serialize)]
-pub struct ModelResult {
-    pub model: String,
+pub struct TargetResult {
+    pub name: String,
+    /// `model` (run in this process) or `endpoint`.
+    pub kind: &'static str,
+    pub url: Option<String>,
+    pub model: Option<ModelFacts>,
+    pub fixed: Option<Fixed>,
+    pub prompts: Option<Real>,
+    pub load: Vec<LoadLevel>,
+    /// This process's peak resident memory while the model ran (models only).
+    pub peak_rss_mib: Option<f64>,
+    /// Power with nothing running, subtracted for the net energy figures.
+    pub idle_watts: Option<f64>,
+    pub perplexity: Option<Perplexity>,
+    pub divergence: Option<Divergence>,
+}
+
+/// What a model in this process is.
+#[derive(Debug, Serialize)]
+pub struct ModelFacts {
     pub architecture: String,
     pub quantization: String,
     pub parameters: String,
     pub file_mib: f64,
     pub load_seconds: f64,
-    pub prompt_tokens_per_second: Spread,
-    pub generation_tokens_per_second: Spread,
-    /// Time to first token of a prompt-processing run (the whole prompt, cold cache).
-    pub ttft_ms: Spread,
-    pub inter_token_ms: Latencies,
-    pub peak_rss_mib: Option<f64>,
-    pub energy: Option<Energy>,
-    pub perplexity: Option<Perplexity>,
-    /// Every measured run, for checking the figures above or computing others.
-    pub runs: Vec<RunRecord>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct RunRecord {
-    /// `prompt` (tokens processed) or `generation` (tokens decoded after the first).
-    pub kind: &'static str,
-    pub tokens: u32,
-    pub seconds: f64,
-    pub tokens_per_second: f64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Latencies {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-}
-
-/// Energy of the generation runs.
-#[derive(Debug, Serialize)]
-pub struct Energy {
-    pub joules_per_generated_token: Spread,
-    pub wh_per_1000_tokens: Spread,
-    pub watts: Spread,
-    /// Joules per generated token above the idle baseline, once it is known.
-    pub net_joules_per_generated_token: Option<Spread>,
-    pub source: &'static str,
+    /// Memory bandwidth over the weights' size: the generation speed reading every weight
+    /// once per token allows.
+    pub bandwidth_bound_tokens_per_second: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -111,64 +154,241 @@ pub struct Perplexity {
     pub chunks: usize,
 }
 
-/// The whole run: the machine, the workload and the models' figures.
+/// KL divergence from `--reference`, as llama.cpp's perplexity tool reports it.
+#[derive(Debug, Serialize)]
+pub struct Divergence {
+    pub reference: String,
+    pub kl_mean: f64,
+    pub kl_uncertainty: f64,
+    pub kl_max: f64,
+    pub same_top_token: f64,
+}
+
+/// The whole run: the machine, the workloads and the targets' figures.
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub machine: Machine,
+    pub workloads: Vec<Workload>,
     pub prompt_tokens: u32,
     pub generated_tokens: u32,
+    pub depth: u32,
     pub repetitions: usize,
     pub threads: u32,
     pub batch_size: u32,
     pub kv_cache_type: &'static str,
-    pub models: Vec<ModelResult>,
+    pub targets: Vec<TargetResult>,
+}
+
+/// What to run, settled from the arguments.
+struct Settings {
+    workloads: Vec<Workload>,
+    plan: Plan,
+    prompts: Vec<RealPrompt>,
+    prompts_source: String,
+    levels: Vec<Level>,
+    threads: u32,
+    batch_size: u32,
+}
+
+impl Settings {
+    fn new(args: &BenchArgs) -> Result<Self> {
+        if args.repetitions == 0 || args.generate == 0 || args.prompt == 0 {
+            bail!("-p, -n and -r must be at least 1");
+        }
+        if args.concurrency.contains(&0) || args.rate.iter().any(|r| !r.is_finite() || *r <= 0.0) {
+            bail!("-c and --rate take levels above 0");
+        }
+        let mut workloads = args.workload.clone();
+        if workloads.is_empty() {
+            workloads.push(Workload::Fixed);
+            if args.prompts.is_some() {
+                workloads.push(Workload::Prompts);
+            }
+            if !args.concurrency.is_empty() || !args.rate.is_empty() {
+                workloads.push(Workload::Load);
+            }
+        }
+        workloads.dedup();
+        let (prompts, prompts_source) = match &args.prompts {
+            Some(path) => (workload::from_jsonl(path)?, path.display().to_string()),
+            None => (workload::built_in(), "built-in".to_string()),
+        };
+        let mut levels: Vec<Level> = args.concurrency.iter().map(|&c| Level::Concurrency(c)).collect();
+        levels.extend(args.rate.iter().map(|&r| Level::Rate(r)));
+        if workloads.contains(&Workload::Load) && levels.is_empty() {
+            levels = vec![Level::Concurrency(1), Level::Concurrency(4)];
+        }
+        Ok(Self {
+            workloads,
+            plan: Plan {
+                prompt: args.prompt,
+                generate: args.generate,
+                depth: args.depth,
+                repetitions: args.repetitions,
+            },
+            prompts,
+            prompts_source,
+            levels,
+            threads: args.threads.unwrap_or_else(hearth_engine::physical_cores),
+            batch_size: args.prompt.clamp(1, 2048),
+        })
+    }
+
+    fn runs(&self, workload: Workload) -> bool {
+        self.workloads.contains(&workload)
+    }
+
+    /// Requests one target is sent, for the progress bar.
+    fn requests(&self, args: &BenchArgs) -> u64 {
+        let mut total = 0;
+        if self.runs(Workload::Fixed) {
+            total += self.plan.requests();
+        }
+        if self.runs(Workload::Prompts) {
+            total += real::requests(&self.prompts, self.plan.repetitions);
+        }
+        if self.runs(Workload::Load) {
+            total +=
+                self.levels.iter().map(|l| args.requests.unwrap_or_else(|| l.default_requests()) as u64).sum::<u64>();
+        }
+        total
+    }
+
+    /// Engine settings for a model here: slots for the most concurrent clients, each with
+    /// room for the longest request.
+    fn engine(&self) -> EngineSettings {
+        let mut slots = 1;
+        let mut context = self.plan.depth + self.plan.prompt + self.plan.generate + 8;
+        if self.runs(Workload::Load) {
+            let most = self.levels.iter().map(|l| if let Level::Concurrency(c) = l { *c } else { 4 }).max();
+            slots = most.unwrap_or(1);
+        }
+        if self.runs(Workload::Prompts) || self.runs(Workload::Load) {
+            context = context.max(2048 + self.plan.generate);
+        }
+        EngineSettings {
+            threads: Some(self.threads),
+            context_size: Some(context.max(512)),
+            batch_size: Some(self.batch_size),
+            parallel: Some(slots),
+            ..Default::default()
+        }
+    }
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
-    if args.repetitions == 0 || args.generate == 0 || args.prompt == 0 {
-        bail!("-p, -n and -r must be at least 1");
+    if let [before, after] = args.compare.as_slice() {
+        print!("{}", compare::compare(before, after)?);
+        return Ok(ExitCode::SUCCESS);
     }
+    let settings = Settings::new(&args)?;
     let quality_text = match &args.quality {
         Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?),
         None => None,
     };
-    let threads = args.threads.unwrap_or_else(hearth_engine::physical_cores);
-    let batch_size = args.prompt.clamp(1, 2048);
+    let endpoints = args.endpoint.iter().map(|spec| Endpoint::open(spec)).collect::<Result<Vec<_>>>()?;
+    let machine = Machine::this(settings.threads);
+    let per_target = settings.requests(&args);
+    let progress = ProgressBar::new(per_target * (args.models.len() + endpoints.len()) as u64);
+    progress.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} requests, {elapsed}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
     // Speed first for every model, then quality: a long perplexity run left the next
     // model's generation measured at half its speed on this machine.
-    let mut results = Vec::new();
+    let mut targets = Vec::new();
     let mut paths = Vec::new();
-    for (index, name) in args.models.iter().enumerate() {
-        eprintln!("[{}/{}] {name}", index + 1, args.models.len());
+    for name in &args.models {
         let path = models::resolve(name)?.path;
         // A file is shown by its name; a model of the store by the name it was given.
-        let shown = if std::path::Path::new(name).is_file() {
+        let shown = if Path::new(name).is_file() {
             path.file_name().map_or(name.clone(), |f| f.to_string_lossy().into_owned())
         } else {
             name.clone()
         };
-        results.push(measure(&shown, &path, &args, threads, batch_size)?);
+        progress.set_message(shown.clone());
+        hearth_engine::reset_peak_resident_memory();
+        let engine = Engine::load(&path, &settings.engine())?;
+        let info = engine.info().clone();
+        let vocab = info.vocab_size.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+        let facts = ModelFacts {
+            architecture: info.architecture.clone(),
+            quantization: info.quantization.clone(),
+            parameters: info.parameter_size(),
+            file_mib: info.file_size as f64 / f64::from(1u32 << 20),
+            load_seconds: engine.load_duration().as_secs_f64(),
+            bandwidth_bound_tokens_per_second: machine
+                .memory_bandwidth_gb_s
+                .map(|gb_s| gb_s * 1e9 / (info.file_size as f64).max(1.0)),
+        };
+        let local = Local { engine };
+        let meter = Meter::new(crate::energy::scoped_meter(false, EstimateScope::Process));
+        let mut result = measure(&local, vocab, meter, &settings, &args, &progress)?;
+        result.name = shown;
+        result.kind = "model";
+        result.model = Some(facts);
+        result.peak_rss_mib = hearth_engine::peak_resident_memory().map(|b| b as f64 / f64::from(1u32 << 20));
+        targets.push(result);
         paths.push(path);
     }
+    for endpoint in &endpoints {
+        progress.set_message(endpoint.label());
+        // A server here is another process: only a machine-wide meter sees what it spends.
+        let meter = if endpoint.is_local() {
+            Meter::new(crate::energy::scoped_meter(false, EstimateScope::Machine))
+        } else {
+            Meter::new(None)
+        };
+        let mut result = measure(endpoint, None, meter, &settings, &args, &progress)?;
+        result.name = endpoint.label();
+        result.kind = "endpoint";
+        result.url = Some(endpoint.url.clone());
+        targets.push(result);
+    }
+    progress.finish_and_clear();
     if let Some(text) = &quality_text {
-        for (result, path) in results.iter_mut().zip(&paths) {
-            eprintln!("quality: {}", result.model);
-            let settings = QualitySettings { chunk_tokens: 512, max_chunks: Some(args.chunks), threads: Some(threads) };
-            let scored = quality::perplexity(path, text, &settings)?;
-            result.perplexity =
-                Some(Perplexity { value: scored.perplexity, uncertainty: scored.uncertainty, chunks: scored.chunks });
+        let reference = args.reference.as_deref().map(|name| models::resolve(name).map(|m| m.path)).transpose()?;
+        for (result, path) in targets.iter_mut().zip(&paths) {
+            eprintln!("quality: {}", result.name);
+            let quality_settings =
+                QualitySettings { chunk_tokens: 512, max_chunks: Some(args.chunks), threads: Some(settings.threads) };
+            let perplexity = match &reference {
+                Some(reference) => {
+                    let scored = quality::divergence(reference, path, text, &quality_settings)?;
+                    result.divergence = Some(Divergence {
+                        reference: args.reference.clone().unwrap_or_default(),
+                        kl_mean: scored.kl_mean,
+                        kl_uncertainty: scored.kl_uncertainty,
+                        kl_max: scored.kl_max,
+                        same_top_token: scored.same_top_token,
+                    });
+                    scored.model
+                }
+                None => quality::perplexity(path, text, &quality_settings)?,
+            };
+            result.perplexity = Some(Perplexity {
+                value: perplexity.perplexity,
+                uncertainty: perplexity.uncertainty,
+                chunks: perplexity.chunks,
+            });
         }
     }
     let report = Report {
-        machine: Machine::this(),
+        machine,
+        workloads: settings.workloads.clone(),
         prompt_tokens: args.prompt,
         generated_tokens: args.generate,
+        depth: args.depth,
         repetitions: args.repetitions,
-        threads,
-        batch_size,
+        threads: settings.threads,
+        batch_size: settings.batch_size,
         kv_cache_type: "f16",
-        models: results,
+        targets,
     };
+    if let Some(path) = &args.plot {
+        std::fs::write(path, plot::svg(&report)).with_context(|| format!("writing {}", path.display()))?;
+    }
     let out = if args.json {
         serde_json::to_string_pretty(&report)? + "\n"
     } else if args.csv {
@@ -182,110 +402,53 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// What one run gives back: counts, the engine's timings, energy, and the gaps between
-/// tokens as they arrived.
-struct Run {
-    usage: Usage,
-    timings: Timings,
-    energy: Option<EnergyReport>,
-    gaps_ms: Vec<f64>,
-}
-
-fn one_run(engine: &Engine, tokens: Vec<u32>, generate: u32) -> Result<Run> {
-    let sampling = SamplingParams { max_tokens: Some(generate), ignore_eos: true, ..SamplingParams::greedy() };
-    let events = engine.generate(GenerateRequest::new(Prompt::Tokens(tokens), sampling));
-    let mut gaps_ms = Vec::new();
-    let mut last: Option<Instant> = None;
-    for event in events.iter() {
-        match event {
-            StreamEvent::Token(_) => {
-                let now = Instant::now();
-                if let Some(then) = last {
-                    gaps_ms.push((now - then).as_secs_f64() * 1e3);
-                }
-                last = Some(now);
-            }
-            StreamEvent::Logprob(_) => {}
-            StreamEvent::Done { usage, timings, energy, .. } => return Ok(Run { usage, timings, energy, gaps_ms }),
-            StreamEvent::Error(e) => bail!(e),
-        }
-    }
-    bail!("the engine stopped")
-}
-
-fn measure(name: &str, path: &std::path::Path, args: &BenchArgs, threads: u32, batch_size: u32) -> Result<ModelResult> {
-    let settings = EngineSettings {
-        threads: Some(threads),
-        context_size: Some((args.prompt + args.generate + 8).max(512)),
-        batch_size: Some(batch_size),
-        ..Default::default()
+/// Runs the chosen workloads on one target.
+fn measure(
+    target: &dyn Target,
+    vocab: Option<u32>,
+    mut meter: Meter,
+    settings: &Settings,
+    args: &BenchArgs,
+    progress: &ProgressBar,
+) -> Result<TargetResult> {
+    meter.measure_idle(Duration::from_secs(1));
+    let fixed = if settings.runs(Workload::Fixed) {
+        Some(fixed::measure(target, &settings.plan, vocab, &mut meter, progress)?)
+    } else {
+        None
     };
-    let engine = Engine::load_metered(path, &settings, crate::energy::meter(false))?;
-    let info = engine.info().clone();
-    let vocab = u32::try_from(info.vocab_size.context("the model has no vocabulary size")?).unwrap_or(u32::MAX);
-    // Warm-up: first touches of the weights and buffers are not counted.
-    one_run(&engine, random_tokens(args.prompt.min(32), vocab, 1), 2)?;
-    let (mut prompt_rates, mut generation_rates, mut ttft) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut gaps, mut joules_per_token, mut wh, mut watts, mut net) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut source = None;
-    let mut runs = Vec::new();
-    for rep in 0..args.repetitions as u64 {
-        let prompt_run = one_run(&engine, random_tokens(args.prompt, vocab, 100 + rep), 1)?;
-        let rate = prompt_run.timings.prompt_tokens_per_second(&prompt_run.usage).context("no prompt timing")?;
-        prompt_rates.push(rate);
-        let tokens = prompt_run.usage.prompt_tokens - prompt_run.usage.cached_prompt_tokens;
-        let seconds = prompt_run.timings.prompt_eval.as_secs_f64();
-        runs.push(RunRecord { kind: "prompt", tokens, seconds, tokens_per_second: rate });
-        ttft.push(prompt_run.timings.time_to_first_token.as_secs_f64() * 1e3);
-        // One prompt token, then N decoded one at a time: N + 1 sampled times N decodes.
-        let generation = one_run(&engine, random_tokens(1, vocab, 200 + rep), args.generate + 1)?;
-        let rate =
-            generation.timings.generation_tokens_per_second(&generation.usage).context("no generation timing")?;
-        generation_rates.push(rate);
-        let tokens = generation.usage.completion_tokens - 1;
-        let seconds = generation.timings.eval.as_secs_f64();
-        runs.push(RunRecord { kind: "generation", tokens, seconds, tokens_per_second: rate });
-        gaps.extend(generation.gaps_ms);
-        if let Some(energy) = generation.energy {
-            let tokens = generation.usage.completion_tokens;
-            if let Some(j) = energy.joules_per_generated_token(tokens) {
-                joules_per_token.push(j);
-                wh.push(j * 1000.0 / 3600.0);
-            }
-            watts.extend(energy.average_watts());
-            if let Some(n) = energy.net_joules() {
-                net.push(n / f64::from(tokens.max(1)));
-            }
-            source = Some(energy.source.as_str());
+    let prompts = if settings.runs(Workload::Prompts) {
+        let source = &settings.prompts_source;
+        let (generate, repetitions) = (settings.plan.generate, settings.plan.repetitions);
+        Some(real::measure(target, &settings.prompts, source, generate, repetitions, &mut meter, progress)?)
+    } else {
+        None
+    };
+    let mut levels = Vec::new();
+    if settings.runs(Workload::Load) {
+        let plan = LoadPlan {
+            prompts: &settings.prompts,
+            generate: settings.plan.generate,
+            requests: args.requests,
+            duration: Duration::from_secs(args.duration),
+        };
+        for (index, level) in settings.levels.iter().enumerate() {
+            // Nonces differ across levels, so no level finds another's prompts cached.
+            let nonce = 1_000_000 * (index as u64 + 1);
+            levels.push(load::measure(target, *level, &plan, nonce, &mut meter, progress));
         }
     }
-    let spread = |values: &[f64]| Spread::of(values).expect("at least one repetition");
-    let energy = source.map(|source| Energy {
-        joules_per_generated_token: spread(&joules_per_token),
-        wh_per_1000_tokens: spread(&wh),
-        watts: spread(&watts),
-        net_joules_per_generated_token: Spread::of(&net),
-        source,
-    });
-    Ok(ModelResult {
-        model: name.to_string(),
-        architecture: info.architecture.clone(),
-        quantization: info.quantization.clone(),
-        parameters: info.parameter_size(),
-        file_mib: info.file_size as f64 / (1 << 20) as f64,
-        load_seconds: engine.load_duration().as_secs_f64(),
-        prompt_tokens_per_second: spread(&prompt_rates),
-        generation_tokens_per_second: spread(&generation_rates),
-        ttft_ms: spread(&ttft),
-        inter_token_ms: Latencies {
-            p50: percentile(&gaps, 50.0).unwrap_or(0.0),
-            p95: percentile(&gaps, 95.0).unwrap_or(0.0),
-            p99: percentile(&gaps, 99.0).unwrap_or(0.0),
-        },
-        peak_rss_mib: hearth_engine::peak_resident_memory().map(|bytes| bytes as f64 / f64::from(1u32 << 20)),
-        energy,
+    Ok(TargetResult {
+        name: String::new(),
+        kind: "",
+        url: None,
+        model: None,
+        fixed,
+        prompts,
+        load: levels,
+        peak_rss_mib: None,
+        idle_watts: meter.idle_watts,
         perplexity: None,
-        runs,
+        divergence: None,
     })
 }

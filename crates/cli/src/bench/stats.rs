@@ -24,6 +24,22 @@ impl Spread {
     }
 }
 
+/// Percentiles of latencies, in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Latencies {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Latencies {
+    /// Zeros for no values (an answer of one token has no gaps between tokens).
+    pub fn of(values: &[f64]) -> Self {
+        let at = |p| percentile(values, p).unwrap_or(0.0);
+        Self { p50: at(50.0), p95: at(95.0), p99: at(99.0) }
+    }
+}
+
 /// The `p`th percentile (0-100) by linear interpolation between closest ranks, as numpy's
 /// default computes it.
 pub fn percentile(values: &[f64], p: f64) -> Option<f64> {
