@@ -611,13 +611,12 @@ fn a_gguf_at_a_url_is_pulled_named_and_run() {
     assert_eq!(std::fs::read_dir(store.join("blobs")).unwrap().count(), 3, "GGUF, config, params");
 }
 
-/// A real `hearth serve` process on 127.0.0.1, asked with curl in both dialects, listed by
-/// `hearth ps`, unloaded by `hearth stop`, and stopped by SIGTERM.
-#[test]
-fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = dir.path().join("models");
-    let modelfile = dir.path().join("Modelfile");
+/// A real `hearth serve` on a free port of 127.0.0.1 (one thread, two slots) with SmolLM2
+/// as `smol` in a store under `dir`, once it answers; returns the process and `host:port`.
+/// Its log goes to `dir/serve.log`.
+fn start_server(dir: &Path) -> (std::process::Child, String) {
+    let store = dir.join("models");
+    let modelfile = dir.join("Modelfile");
     std::fs::write(&modelfile, format!("FROM {}\nPARAMETER num_ctx 1024\n", smollm2().display())).unwrap();
     stdout_of(&in_store(&store, &["create", "smol", "-f", modelfile.to_str().unwrap()]));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -626,24 +625,33 @@ fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
         .args(["serve", "--threads", "1", "--parallel", "2"])
         .env("HEARTH_MODELS", &store)
         .env("HEARTH_HOST", &host)
-        .stderr(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
+    let base = format!("http://{host}");
+    for _ in 0..100 {
+        if Command::new("curl").args(["-sf", &base]).output().unwrap().status.success() {
+            return (server, host);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    panic!("the server did not come up: {}", std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default());
+}
+
+/// A real `hearth serve` process on 127.0.0.1, asked with curl in both dialects, listed by
+/// `hearth ps`, unloaded by `hearth stop`, and stopped by SIGTERM.
+#[test]
+fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, host) = start_server(dir.path());
     let curl = |args: &[&str]| {
         let output = Command::new("curl").args(["-sS", "--max-time", "120"]).args(args).output().unwrap();
         assert!(output.status.success(), "curl {args:?}: {}", text(&output.stderr));
         text(&output.stdout)
     };
     let base = format!("http://{host}");
-    let mut up = false;
-    for _ in 0..100 {
-        if Command::new("curl").args(["-sf", &base]).output().unwrap().status.success() {
-            up = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert!(up, "the server did not come up");
 
     let reply = curl(&[
         &format!("{base}/api/generate"),
@@ -677,8 +685,7 @@ fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
     send_signal(server.id(), "TERM");
     let status = server.wait().unwrap();
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
-    let mut log = String::new();
-    std::io::Read::read_to_string(server.stderr.as_mut().unwrap(), &mut log).unwrap();
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(log.contains("shutting down"), "{log}");
 }
 
@@ -707,30 +714,47 @@ fn eval_reports_perplexity_and_divergence_from_a_reference() {
 }
 
 /// A tiny `hearth bench` on the real SmolLM2: the report's structure, positive and
-/// consistent figures (tokens / seconds = tok/s; min <= median <= max), and the other formats.
+/// consistent figures (tokens / seconds = tok/s; min <= median <= max), every workload,
+/// quality with the KL of the model against itself, the chart, and the other formats.
 #[test]
 fn bench_reports_consistent_figures_in_every_format() {
     let model = smollm2();
+    let dir = tempfile::tempdir().unwrap();
     let novel = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/around-the-world-in-80-days.txt");
-    let base = ["bench", model.to_str().unwrap(), "-p", "32", "-n", "8", "-r", "3", "-t", "1"];
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(&prompts, "{\"kind\": \"chat\", \"prompt\": \"Name a colour.\"}\n{\"prompt\": \"Say hi.\"}\n")
+        .unwrap();
+    let plot = dir.path().join("chart.svg");
+    let base = ["bench", model.to_str().unwrap(), "-p", "32", "-n", "8", "-t", "1"];
     let mut json_args = base.to_vec();
-    json_args.extend(["--json", "--quality", novel.to_str().unwrap(), "--chunks", "1"]);
+    json_args.extend(["-r", "3", "-d", "16", "-w", "fixed,prompts,load", "-c", "2", "--requests", "2", "--json"]);
+    json_args.extend(["--prompts", prompts.to_str().unwrap(), "--plot", plot.to_str().unwrap()]);
+    json_args.extend(["--quality", novel.to_str().unwrap(), "--chunks", "1", "--reference", model.to_str().unwrap()]);
     let report: serde_json::Value = serde_json::from_str(&stdout_of(&TestCommand::new(&json_args).output())).unwrap();
     assert!(!report["machine"]["cpu"].as_str().unwrap().is_empty(), "{report}");
     assert!(report["machine"]["memory_gib"].as_f64().unwrap() > 0.0);
+    assert!(report["machine"]["memory_bandwidth_gb_s"].as_f64().unwrap() > 0.0);
     assert_eq!((report["prompt_tokens"].as_u64(), report["repetitions"].as_u64()), (Some(32), Some(3)));
-    let result = &report["models"][0];
-    assert_eq!(result["model"], "SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert_eq!(result["quantization"], "Q4_1");
-    for figure in ["prompt_tokens_per_second", "generation_tokens_per_second", "ttft_ms"] {
-        let (min, median, max) = (
-            result[figure]["min"].as_f64().unwrap(),
-            result[figure]["median"].as_f64().unwrap(),
-            result[figure]["max"].as_f64().unwrap(),
-        );
-        assert!(0.0 < min && min <= median && median <= max, "{figure}: {result}");
+    assert_eq!(report["depth"], 16);
+    let result = &report["targets"][0];
+    assert_eq!(
+        (result["name"].as_str(), result["kind"].as_str()),
+        (Some("SmolLM2-135M-Instruct.Q4_1.gguf"), Some("model"))
+    );
+    assert_eq!(result["model"]["quantization"], "Q4_1");
+    assert!(result["model"]["bandwidth_bound_tokens_per_second"].as_f64().unwrap() > 0.0);
+    let spread_ok = |s: &serde_json::Value, what: &str| {
+        let (min, median, max) =
+            (s["min"].as_f64().unwrap(), s["median"].as_f64().unwrap(), s["max"].as_f64().unwrap());
+        assert!(0.0 < min && min <= median && median <= max, "{what}: {s}");
+    };
+    let fixed = &result["fixed"];
+    for figure in ["prompt_tokens_per_second", "generation_tokens_per_second", "ttft_ms", "warm_ttft_ms"] {
+        spread_ok(&fixed[figure], figure);
     }
-    let runs = result["runs"].as_array().unwrap();
+    let cold = fixed["ttft_ms"]["median"].as_f64().unwrap();
+    assert!(fixed["warm_ttft_ms"]["median"].as_f64().unwrap() < cold, "a cached prompt answers sooner: {fixed}");
+    let runs = fixed["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 6, "a prompt and a generation run per repetition");
     for run in runs {
         let (tokens, seconds, rate) = (
@@ -739,34 +763,109 @@ fn bench_reports_consistent_figures_in_every_format() {
             run["tokens_per_second"].as_f64().unwrap(),
         );
         assert!((tokens / seconds - rate).abs() < 1e-6 * rate, "{run}");
+        // At depth 16 the prompt runs process only their own 32 tokens: the depth is cached.
         let expected = if run["kind"] == "prompt" { 32.0 } else { 8.0 };
         assert_eq!(tokens, expected, "{run}");
     }
     let mut generation: Vec<f64> =
         runs.iter().filter(|r| r["kind"] == "generation").map(|r| r["tokens_per_second"].as_f64().unwrap()).collect();
     generation.sort_by(f64::total_cmp);
-    assert_eq!(result["generation_tokens_per_second"]["median"].as_f64().unwrap(), generation[1]);
-    let itl = &result["inter_token_ms"];
+    assert_eq!(fixed["generation_tokens_per_second"]["median"].as_f64().unwrap(), generation[1]);
+    let itl = &fixed["inter_token_ms"];
     assert!(itl["p50"].as_f64().unwrap() <= itl["p95"].as_f64().unwrap());
     assert!(itl["p95"].as_f64().unwrap() <= itl["p99"].as_f64().unwrap());
-    let energy = &result["energy"];
+    let energy = &fixed["energy"];
     assert!(energy["joules_per_generated_token"]["median"].as_f64().unwrap() > 0.0, "{result}");
     assert!(["measured", "estimated"].contains(&energy["source"].as_str().unwrap()));
     let wh = energy["wh_per_1000_tokens"]["median"].as_f64().unwrap();
     assert!((wh - energy["joules_per_generated_token"]["median"].as_f64().unwrap() / 3.6).abs() < 1e-9);
     assert!(result["peak_rss_mib"].as_f64().unwrap() > 50.0);
+
+    let real = &result["prompts"];
+    assert_eq!(real["requests"], 6, "two prompts, three times each: {real}");
+    for figure in ["ttft_ms", "warm_ttft_ms", "e2e_ms", "completion_tokens"] {
+        spread_ok(&real[figure], figure);
+    }
+    assert!(real["e2e_ms"]["min"].as_f64().unwrap() >= real["ttft_ms"]["min"].as_f64().unwrap());
+    let kinds: Vec<&str> = real["kinds"].as_array().unwrap().iter().map(|k| k["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["chat", "custom"]);
+    let level = &result["load"][0];
+    assert_eq!(
+        (level["concurrency"].as_u64(), level["requests"].as_u64(), level["failed"].as_u64()),
+        (Some(2), Some(2), Some(0))
+    );
+    let (tokens, seconds) = (level["generated_tokens"].as_f64().unwrap(), level["seconds"].as_f64().unwrap());
+    assert!(tokens > 0.0 && (tokens / seconds - level["generation_tokens_per_second"].as_f64().unwrap()).abs() < 1e-6);
+    assert!(level["e2e_ms"]["p50"].as_f64().unwrap() >= level["ttft_ms"]["p50"].as_f64().unwrap());
+
     let ppl = result["perplexity"]["value"].as_f64().unwrap();
     assert!(ppl.is_finite() && ppl > 1.0 && ppl < 100.0, "{result}");
+    let kl = &result["divergence"];
+    assert!(kl["kl_mean"].as_f64().unwrap().abs() < 1e-6, "a model against itself: {kl}");
+    assert_eq!(kl["same_top_token"], 1.0);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("<circle") && svg.contains("Quality against energy"), "{svg}");
 
-    let table = stdout_of(&TestCommand::new(&base).output());
+    let quick = |extra: &[&str]| {
+        let mut args = base.to_vec();
+        args.extend(["-r", "1"]);
+        args.extend(extra);
+        stdout_of(&TestCommand::new(&args).output())
+    };
+    let table = quick(&[]);
     assert!(table.contains("pp tok/s") && table.contains("SmolLM2-135M-Instruct.Q4_1.gguf"), "{table}");
-    let mut csv_args = base.to_vec();
-    csv_args.push("--csv");
-    let csv = stdout_of(&TestCommand::new(&csv_args).output());
+    let csv = quick(&["--csv", "-c", "1", "--requests", "1"]);
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines.len(), 2, "{csv}");
-    assert_eq!(lines[0].split(',').count(), lines[1].split(',').count(), "{csv}");
-    let mut markdown_args = base.to_vec();
-    markdown_args.push("--markdown");
-    assert!(stdout_of(&TestCommand::new(&markdown_args).output()).contains("|---|"));
+    assert_eq!(lines.len(), 3, "a fixed and a load row: {csv}");
+    assert!(lines.iter().all(|l| l.split(',').count() == lines[0].split(',').count()), "{csv}");
+    assert!(lines[2].contains(",load,1,"), "{csv}");
+    assert!(quick(&["--markdown"]).contains("|---|"));
+}
+
+/// `hearth bench --endpoint` against a real `hearth serve`, in both dialects, and
+/// `--compare` of the two saved reports.
+#[test]
+fn bench_measures_a_real_server_in_both_dialects_and_compares_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, host) = start_server(dir.path());
+    let bench = |extra: &[&str]| {
+        let mut args = vec!["bench", "-p", "16", "-n", "4", "-r", "2", "-w", "fixed,prompts,load", "-c", "2"];
+        args.extend(["--requests", "2", "--json"]);
+        args.extend(extra);
+        stdout_of(&TestCommand::new(&args).output())
+    };
+    let openai = format!("http://{host}/v1");
+    let ollama = format!("smol=http://{host}");
+    let first = bench(&["--endpoint", &openai, "--endpoint", &ollama]);
+    let report: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let targets = report["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 2);
+    assert_eq!(targets[0]["name"], format!("smol:latest @ {openai}"), "the first model the server lists");
+    assert_eq!(targets[1]["name"], format!("smol @ http://{host}"));
+    for target in targets {
+        assert_eq!(target["kind"], "endpoint");
+        let fixed = &target["fixed"];
+        for run in fixed["runs"].as_array().unwrap() {
+            assert!(run["tokens"].as_f64().unwrap() > 0.0, "the server counted the tokens: {run}");
+        }
+        assert!(fixed["generation_tokens_per_second"]["min"].as_f64().unwrap() > 0.0, "{target}");
+        assert!(fixed["warm_ttft_ms"]["median"].as_f64().unwrap() < fixed["ttft_ms"]["median"].as_f64().unwrap());
+        assert!(fixed["energy"]["joules_per_generated_token"]["median"].as_f64().unwrap() > 0.0, "{target}");
+        assert_eq!(target["prompts"]["requests"], 12, "the built-in six prompts, twice: {target}");
+        assert_eq!(target["load"][0]["failed"], 0, "{target}");
+        assert!(target["load"][0]["generation_tokens_per_second"].as_f64().unwrap() > 0.0);
+    }
+    let second = bench(&["--endpoint", &ollama]);
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    std::fs::write(&a, &first).unwrap();
+    std::fs::write(&b, &second).unwrap();
+    let compared =
+        stdout_of(&TestCommand::new(&["bench", "--compare", a.to_str().unwrap(), b.to_str().unwrap()]).output());
+    assert!(compared.contains(&format!("smol @ http://{host}")) && compared.contains("tg tok/s"), "{compared}");
+    assert!(compared.contains("load 2 clients tok/s"), "{compared}");
+
+    let refused = TestCommand::new(&["bench", "--endpoint", &format!("http://{host}/nope/v1")]).output();
+    assert!(!refused.status.success());
+    server.kill().unwrap();
+    let _ = server.wait();
 }

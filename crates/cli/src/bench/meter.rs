@@ -106,7 +106,8 @@ mod tests {
     #[test]
     fn figures_per_token_with_and_without_a_baseline() {
         let mut meter = Meter::new(Some(Box::new(Steps(0.0))));
-        let reading = meter.stop(meter.start()).unwrap();
+        let started = meter.start();
+        let reading = meter.stop(started).unwrap();
         assert_eq!(reading.joules, 10.0);
         let windows = [(Reading { joules: 20.0, seconds: 2.0 }, 10), (Reading { joules: 40.0, seconds: 2.0 }, 10)];
         let energy = meter.energy(&windows).unwrap();
