@@ -11,6 +11,7 @@ mod list;
 mod models;
 mod ps;
 mod pull;
+mod quantize;
 mod repl;
 mod rm;
 mod run;
@@ -52,6 +53,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Measure a model's quality on a text: perplexity, and KL divergence from a reference
     Eval(eval::EvalArgs),
+    /// Write a model with its weights in another quantization type
+    Quantize(quantize::QuantizeArgs),
     /// Serve Ollama's and OpenAI's APIs on one port
     Serve(serve::ServeArgs),
     /// List the models a running server has loaded
@@ -74,6 +77,7 @@ fn main() -> ExitCode {
         Command::Rm(args) => rm::run(args),
         Command::Energy(args) => energy::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Quantize(args) => quantize::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ps(args) => ps::run(args),

@@ -869,3 +869,47 @@ fn bench_measures_a_real_server_in_both_dialects_and_compares_runs() {
     server.kill().unwrap();
     let _ = server.wait();
 }
+
+/// `hearth quantize` writes real variants: Q8_0 of SmolLM2 stays close to its parent and
+/// Q2_K strays further (KL divergence by `hearth eval`); mistakes leave no file behind.
+#[test]
+fn quantize_writes_variants_whose_quality_cost_is_measured() {
+    let model = smollm2();
+    let dir = tempfile::tempdir().unwrap();
+    let novel = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/around-the-world-in-80-days.txt");
+    let mut kl = Vec::new();
+    for kind in ["q8_0", "Q2_K"] {
+        let out = dir.path().join(format!("smol-{kind}.gguf"));
+        let args = ["quantize", model.to_str().unwrap(), out.to_str().unwrap(), "--type", kind, "-t", "1"];
+        let said = stdout_of(&TestCommand::new(&args).output());
+        assert!(said.contains(&format!("-> {} {}", out.display(), kind.to_uppercase())), "{said}");
+        let eval = [
+            "eval",
+            out.to_str().unwrap(),
+            "--text",
+            novel.to_str().unwrap(),
+            "--reference",
+            model.to_str().unwrap(),
+            "--chunks",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ];
+        let report: serde_json::Value = serde_json::from_str(&stdout_of(&TestCommand::new(&eval).output())).unwrap();
+        kl.push(report["kl_divergence"].as_f64().unwrap());
+    }
+    assert!(kl[0] < 0.01 && kl[0] < kl[1], "Q8_0 keeps what Q4_1 had, Q2_K loses more: {kl:?}");
+
+    let out = dir.path().join("x.gguf");
+    let unknown =
+        TestCommand::new(&["quantize", model.to_str().unwrap(), out.to_str().unwrap(), "--type", "q9"]).output();
+    assert_clean_failure(&unknown, "unknown quantization \"q9\"");
+    let not_gguf = dir.path().join("notes.gguf");
+    std::fs::write(&not_gguf, "not a model").unwrap();
+    let refused =
+        TestCommand::new(&["quantize", not_gguf.to_str().unwrap(), out.to_str().unwrap(), "-q", "q4_0"]).output();
+    assert_clean_failure(&refused, "notes.gguf");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!out.exists() && !left.iter().any(|n| n.to_string_lossy().contains("partial")), "{left:?}");
+}

@@ -381,6 +381,11 @@ fn ggml_type_name(ggml_type: u32) -> Option<&'static str> {
     })
 }
 
+/// The `general.file_type` number (llama.cpp's `llama_ftype`) of a name such as `Q4_K_M`.
+pub fn file_type_by_name(name: &str) -> Option<u32> {
+    (0..64).find(|&n| file_type_name(u64::from(n)).is_some_and(|known| known.eq_ignore_ascii_case(name)))
+}
+
 /// Name of a `general.file_type` (llama.cpp's `llama_ftype`).
 fn file_type_name(file_type: u64) -> Option<&'static str> {
     Some(match file_type {

@@ -11,6 +11,7 @@ pub mod grammar;
 mod llama_log;
 mod memory;
 pub mod quality;
+pub mod quantize;
 mod sampler;
 mod scheduler;
 mod stop;
