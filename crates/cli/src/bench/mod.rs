@@ -301,12 +301,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut paths = Vec::new();
     for name in &args.models {
         let path = models::resolve(name)?.path;
-        // A file is shown by its name; a model of the store by the name it was given.
-        let shown = if Path::new(name).is_file() {
-            path.file_name().map_or(name.clone(), |f| f.to_string_lossy().into_owned())
-        } else {
-            name.clone()
-        };
+        let shown = shown_name(name, &path);
         progress.set_message(shown.clone());
         hearth_engine::reset_peak_resident_memory();
         let engine = Engine::load(&path, &settings.engine())?;
@@ -349,6 +344,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     progress.finish_and_clear();
     if let Some(text) = &quality_text {
         let reference = args.reference.as_deref().map(|name| models::resolve(name).map(|m| m.path)).transpose()?;
+        let reference_name = args.reference.as_deref().zip(reference.as_deref()).map(|(n, p)| shown_name(n, p));
         for (result, path) in targets.iter_mut().zip(&paths) {
             eprintln!("quality: {}", result.name);
             let quality_settings =
@@ -357,7 +353,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
                 Some(reference) => {
                     let scored = quality::divergence(reference, path, text, &quality_settings)?;
                     result.divergence = Some(Divergence {
-                        reference: args.reference.clone().unwrap_or_default(),
+                        reference: reference_name.clone().unwrap_or_default(),
                         kl_mean: scored.kl_mean,
                         kl_uncertainty: scored.kl_uncertainty,
                         kl_max: scored.kl_max,
@@ -400,6 +396,16 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a model is named in the report: a file by its file name, a model of the store by the
+/// name it was given.
+fn shown_name(name: &str, path: &Path) -> String {
+    if Path::new(name).is_file() {
+        path.file_name().map_or(name.to_string(), |f| f.to_string_lossy().into_owned())
+    } else {
+        name.to_string()
+    }
 }
 
 /// Runs the chosen workloads on one target.

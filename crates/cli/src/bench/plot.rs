@@ -16,6 +16,7 @@ const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e
 /// One target on the chart.
 struct Point {
     label: String,
+    quantization: Option<String>,
     joules: f64,
     speed: f64,
     perplexity: Option<f64>,
@@ -29,10 +30,9 @@ fn point(t: &TargetResult, colour: &'static str) -> Option<Point> {
         (None, Some(r)) => (r.energy.as_ref()?, r.generation_tokens_per_second.median),
         _ => return None,
     };
-    let quant = t.model.as_ref().map(|m| format!(" {}", m.quantization)).unwrap_or_default();
-    let label = if t.name.contains(quant.trim()) { t.name.clone() } else { format!("{}{quant}", t.name) };
     Some(Point {
-        label,
+        label: t.name.clone(),
+        quantization: t.model.as_ref().map(|m| m.quantization.clone()),
         joules: energy.joules_per_generated_token.median,
         speed,
         perplexity: t.perplexity.as_ref().map(|p| p.value),
@@ -75,11 +75,11 @@ fn step(span: f64, ticks: f64) -> f64 {
         }
 }
 
-/// Axis bounds on round steps around `values`, from zero when `from_zero`.
-fn bounds(values: &[f64], from_zero: bool) -> (f64, f64, f64) {
+/// Axis bounds on round steps around `values`, with a margin so no point sits on an edge.
+fn bounds(values: &[f64]) -> (f64, f64, f64) {
     let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
-    let lo = if from_zero { 0.0 } else { lo - (hi - lo).max(hi.abs() * 0.05) * 0.2 };
-    let hi = hi + (hi - lo).max(hi.abs() * 0.05) * 0.15;
+    let margin = (hi - lo).max(hi.abs() * 0.05) * 0.2;
+    let (lo, hi) = ((lo - margin).max(if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY }), hi + margin);
     let step = step(hi - lo, 5.0);
     ((lo / step).floor() * step, (hi / step).ceil() * step, step)
 }
@@ -105,8 +105,8 @@ fn panel(
     let (plot_w, plot_h) = (PANEL_WIDTH - MARGIN_LEFT - MARGIN_RIGHT, HEIGHT - MARGIN_TOP - MARGIN_BOTTOM);
     let xs: Vec<f64> = points.iter().map(|p| p.0).collect();
     let ys: Vec<f64> = points.iter().map(|p| p.1).collect();
-    let (x0, x1, xstep) = bounds(&xs, true);
-    let (y0, y1, ystep) = bounds(&ys, !lower_is_better);
+    let (x0, x1, xstep) = bounds(&xs);
+    let (y0, y1, ystep) = bounds(&ys);
     let x_at = |x: f64| left + MARGIN_LEFT + (x - x0) / (x1 - x0) * plot_w;
     // Better is up: a figure where lower is better runs downwards.
     let y_at = |y: f64| {
@@ -169,6 +169,7 @@ fn panel(
             path.join(" ")
         );
     }
+    let mut placed: Vec<Rect> = Vec::new();
     for (i, (x, y, p)) in points.iter().enumerate() {
         let (px, py) = (x_at(*x), y_at(*y));
         let ring = if front.contains(&i) { r##" stroke="#000" stroke-width="1.5""## } else { "" };
@@ -178,30 +179,71 @@ fn panel(
             p.colour,
             escape(&p.label)
         );
-        let anchor = if px > ox + plot_w * 0.6 { ("end", -9.0) } else { ("start", 9.0) };
+        let (lx, ly, anchor) = place_label(&p.label, px, py, (ox, oy, ox + plot_w, oy + plot_h), &mut placed);
         let _ = writeln!(
             out,
-            r#"<text x="{:.1}" y="{:.1}" font-size="11" text-anchor="{}">{}</text>"#,
-            px + anchor.1,
-            py - 8.0,
-            anchor.0,
+            r#"<text x="{lx:.1}" y="{ly:.1}" font-size="11" text-anchor="{anchor}">{}</text>"#,
             escape(&p.label)
         );
     }
 }
 
+/// A label's box: left, top, right, bottom.
+type Rect = (f64, f64, f64, f64);
+
+/// Where a point's label goes: beside the point, on the first side (right or left, above or
+/// below, then further out) where it overlaps no label placed before and stays in the plot.
+fn place_label(label: &str, px: f64, py: f64, plot: Rect, placed: &mut Vec<Rect>) -> (f64, f64, &'static str) {
+    let width = label.chars().count() as f64 * 6.3;
+    let overlaps = |a: &Rect, b: &Rect| a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3;
+    let mut choice = None;
+    // Level with the point first, then above and below it, further out each round.
+    'search: for distance in [0.0, 13.0, 26.0, 39.0, 52.0] {
+        let sides = [(10.0, 4.0 - distance), (10.0, 4.0 + distance), (-10.0, 4.0 - distance), (-10.0, 4.0 + distance)];
+        for (dx, dy) in sides {
+            let (left, right) = if dx > 0.0 { (px + dx, px + dx + width) } else { (px + dx - width, px + dx) };
+            let rect = (left, py + dy - 10.0, right, py + dy + 2.0);
+            let inside = rect.0 >= plot.0 && rect.2 <= plot.2 && rect.1 >= plot.1 && rect.3 <= plot.3;
+            if inside && !placed.iter().any(|other| overlaps(&rect, other)) {
+                choice = Some((rect, dx, py + dy));
+                break 'search;
+            }
+        }
+    }
+    let (rect, dx, y) = choice.unwrap_or(((px + 9.0, py - 18.0, px + 9.0 + width, py - 6.0), 9.0, py - 8.0));
+    placed.push(rect);
+    if dx > 0.0 {
+        (px + dx, y, "start")
+    } else {
+        (px + dx, y, "end")
+    }
+}
+
 /// The chart as an SVG document.
 pub fn svg(report: &Report) -> String {
-    let points: Vec<Point> =
+    let mut title_note = String::new();
+    let mut points: Vec<Point> =
         report.targets.iter().enumerate().filter_map(|(i, t)| point(t, COLOURS[i % COLOURS.len()])).collect();
+    // Variants of one model are told apart by their quantization alone.
+    let models: Vec<_> = report.targets.iter().filter_map(|t| t.model.as_ref()).collect();
+    let variants = models.len() == report.targets.len()
+        && models.iter().all(|m| (&m.architecture, &m.parameters) == (&models[0].architecture, &models[0].parameters))
+        && models.iter().map(|m| &m.quantization).collect::<std::collections::HashSet<_>>().len() == models.len();
+    if variants {
+        let first = &report.targets[0].name;
+        for point in &mut points {
+            point.label = point.quantization.clone().unwrap_or_default();
+        }
+        title_note = format!(" · variants of {first}");
+    }
     let speed: Vec<(f64, f64, &Point)> = points.iter().map(|p| (p.joules, p.speed, p)).collect();
     let quality: Vec<(f64, f64, &Point)> = points.iter().filter_map(|p| Some((p.joules, p.perplexity?, p))).collect();
     let panels = if quality.is_empty() { 1.0 } else { 2.0 };
     let width = PANEL_WIDTH * panels;
     let mut out = format!(
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{}" viewBox="0 0 {width} {}" font-family="sans-serif">"#,
-        HEIGHT + 24.0,
-        HEIGHT + 24.0
+        HEIGHT + 44.0,
+        HEIGHT + 44.0
     );
     out.push('\n');
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
@@ -216,6 +258,19 @@ pub fn svg(report: &Report) -> String {
             panel(&mut out, PANEL_WIDTH, "Quality against energy", "perplexity (lower is better, up)", &quality, true);
         }
     }
+    // A legend, so points that sit close together are still told apart by colour.
+    let mut x = 10.0;
+    for p in &points {
+        let _ = writeln!(out, r#"<circle cx="{:.1}" cy="{}" r="5" fill="{}"/>"#, x + 5.0, HEIGHT + 6.0, p.colour);
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{}" font-size="11">{}</text>"#,
+            x + 14.0,
+            HEIGHT + 10.0,
+            escape(&p.label)
+        );
+        x += 28.0 + p.label.chars().count() as f64 * 6.3;
+    }
     let sources: Vec<&str> = report
         .targets
         .iter()
@@ -229,8 +284,8 @@ pub fn svg(report: &Report) -> String {
     let m = &report.machine;
     let _ = writeln!(
         out,
-        r##"<text x="10" y="{}" font-size="10" fill="#555">{} · {} threads · hearth bench · dashed: Pareto front.{estimated}</text>"##,
-        HEIGHT + 14.0,
+        r##"<text x="10" y="{}" font-size="10" fill="#555">{} · {} threads{title_note} · dashed: Pareto front.{estimated}</text>"##,
+        HEIGHT + 34.0,
         escape(&m.cpu),
         report.threads
     );
@@ -253,13 +308,28 @@ mod tests {
     }
 
     #[test]
+    fn labels_move_aside_instead_of_overlapping() {
+        let plot = (0.0, 0.0, 400.0, 300.0);
+        let mut placed = Vec::new();
+        let first = place_label("Q4_0", 100.0, 100.0, plot, &mut placed);
+        let second = place_label("Q4_1", 101.0, 101.0, plot, &mut placed);
+        assert_ne!((first.0, first.1), (second.0, second.1));
+        let (a, b) = (placed[0], placed[1]);
+        assert!(!(a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3), "{placed:?}");
+        let near_edge = place_label("a long label here", 395.0, 150.0, plot, &mut placed);
+        assert_eq!(near_edge.2, "end", "a label at the right edge goes left");
+    }
+
+    #[test]
     fn steps_and_bounds_are_round() {
         assert_eq!(step(0.37, 5.0), 0.1);
         assert_eq!(step(130.0, 5.0), 50.0);
-        let (lo, hi, step) = bounds(&[0.13, 0.32], true);
-        assert_eq!(lo, 0.0);
-        assert!(hi >= 0.32 && (hi / step - (hi / step).round()).abs() < 1e-9);
-        let (lo, hi, _) = bounds(&[13.4, 19.1], false);
+        let (lo, hi, step) = bounds(&[0.13, 0.32]);
+        assert!((0.0..0.13).contains(&lo) && hi > 0.32);
+        assert!((hi / step - (hi / step).round()).abs() < 1e-9 && (lo / step - (lo / step).round()).abs() < 1e-9);
+        let (lo, hi, _) = bounds(&[13.4, 19.1]);
         assert!(lo < 13.4 && lo > 0.0 && hi > 19.1);
+        let (lo, hi, _) = bounds(&[0.2]);
+        assert!(lo < 0.2 && hi > 0.2, "one point still gets a range");
     }
 }
