@@ -48,9 +48,20 @@ pub fn peak_resident_memory() -> Option<u64> {
 }
 
 /// Starts the peak of [`peak_resident_memory`] again from what is resident now (Linux 4.0+:
-/// writing 5 to `/proc/self/clear_refs`), so one model's peak is not another's. Returns
-/// whether the kernel allowed it.
+/// writing 5 to `/proc/self/clear_refs`), so one model's peak is not another's. The heap
+/// memory freed by an earlier model is first handed back to the system (glibc keeps it
+/// otherwise, and it would count as the next model's). Returns whether the kernel allowed it.
 pub fn reset_peak_resident_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only returns free heap pages to the system; it takes no pointers.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 

@@ -169,7 +169,9 @@ fn panel(
             path.join(" ")
         );
     }
-    let mut placed: Vec<Rect> = Vec::new();
+    // Labels keep clear of every point as well as of each other.
+    let mut placed: Vec<Rect> =
+        points.iter().map(|(x, y, _)| (x_at(*x) - 7.0, y_at(*y) - 7.0, x_at(*x) + 7.0, y_at(*y) + 7.0)).collect();
     for (i, (x, y, p)) in points.iter().enumerate() {
         let (px, py) = (x_at(*x), y_at(*y));
         let ring = if front.contains(&i) { r##" stroke="#000" stroke-width="1.5""## } else { "" };
@@ -192,7 +194,7 @@ fn panel(
 type Rect = (f64, f64, f64, f64);
 
 /// Where a point's label goes: beside the point, on the first side (right or left, above or
-/// below, then further out) where it overlaps no label placed before and stays in the plot.
+/// below, then further out) where it overlaps nothing placed before and stays in the plot.
 fn place_label(label: &str, px: f64, py: f64, plot: Rect, placed: &mut Vec<Rect>) -> (f64, f64, &'static str) {
     let width = label.chars().count() as f64 * 6.3;
     let overlaps = |a: &Rect, b: &Rect| a.0 < b.2 && b.0 < a.2 && a.1 < b.3 && b.1 < a.3;
