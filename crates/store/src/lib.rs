@@ -4,6 +4,7 @@
 mod catalog;
 mod digest;
 mod download;
+mod http;
 mod hugging_face;
 mod link;
 pub mod manifest;
@@ -14,6 +15,7 @@ mod registry;
 mod space;
 mod spec;
 mod store;
+mod temp;
 #[doc(hidden)]
 pub mod test_registry;
 mod upload;
@@ -60,10 +62,77 @@ pub enum StoreError {
     NoSpace { path: PathBuf, needed: u64, available: u64 },
     #[error("could not pull {name}: {}", reasons.join("; "))]
     Pull { name: String, reasons: Vec<String> },
+    /// A registry (or Hugging Face) answered 404 for the model itself: it has no such model.
+    #[error("model '{name}' not found on {host} (HTTP 404); check the name and the tag")]
+    NoSuchModel { name: String, host: String },
+    /// A server hearth fetched from on the user's behalf failed: `host` is the upstream
+    /// (`name[:port]`), `url` the address asked for without credentials or query string.
+    #[error("{}", .failure.describe(.url))]
+    Upstream { host: String, url: String, failure: UpstreamFailure },
+    /// An upload (`POST /api/blobs/:digest`) passed the most the store accepts.
+    #[error("the upload is larger than {limit} bytes, {why}; nothing was stored")]
+    UploadTooLarge { limit: u64, why: String },
     #[error("{0}")]
     Source(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+/// How an upstream failed; see [`StoreError::Upstream`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamFailure {
+    /// No HTTP answer came: the connection was refused, timed out or failed TLS, or the
+    /// name did not resolve. These are one failure on purpose: telling them apart would
+    /// let a client map which ports of the server's network are open.
+    Unreachable,
+    /// The upstream answered with this HTTP status.
+    Status(u16),
+    /// The connection kept breaking off in the middle of the body.
+    BrokeOff,
+    /// A redirect to `to`, a loopback, private or link-local address, from a URL whose host
+    /// is not such an address.
+    RedirectRefused {
+        to: String,
+    },
+    TooManyRedirects,
+    /// The upstream sent more bytes than the size it declared (in a manifest, a listing, a
+    /// `Content-Length`); the download was stopped there.
+    TooLarge {
+        declared: u64,
+    },
+    /// The whole blob is not the size it was declared to be.
+    WrongSize {
+        declared: u64,
+        actual: u64,
+    },
+    /// An answer that is not what the protocol promises (a manifest that is not JSON, ...).
+    Invalid(String),
+}
+
+impl UpstreamFailure {
+    /// A sentence about the upstream at `url`.
+    pub fn describe(&self, url: &str) -> String {
+        match self {
+            Self::Unreachable => format!("could not reach {url}"),
+            Self::Status(status @ (401 | 403)) => format!("{url} requires authentication (HTTP {status})"),
+            Self::Status(404) => format!("not found: {url} (HTTP 404)"),
+            Self::Status(status) => format!("{url} answered HTTP {status}"),
+            Self::BrokeOff => {
+                format!("the download of {url} kept breaking off; run the pull again to resume it")
+            }
+            Self::RedirectRefused { to } => format!(
+                "{url} redirected to {to}, a loopback, private or link-local address, which hearth does not follow from a public address"
+            ),
+            Self::TooManyRedirects => format!("{url} redirected more than 10 times"),
+            Self::TooLarge { declared } => format!(
+                "{url} sent more than the {declared} bytes it was declared to be; the download was stopped and nothing was stored"
+            ),
+            Self::WrongSize { declared, actual } => {
+                format!("{url} is {actual} bytes, not the {declared} it was declared to be; nothing was stored")
+            }
+            Self::Invalid(why) => format!("{url}: {why}"),
+        }
+    }
 }
 
 impl StoreError {

@@ -3,8 +3,9 @@
 //! counts are synced, so an interrupted pull (a dropped connection, a killed process)
 //! resumes every part where it stopped.
 
-use crate::download::{check_status, Http, ParallelDownloads, ATTEMPTS};
-use crate::{Progress, StoreError};
+use crate::download::{ParallelDownloads, ATTEMPTS};
+use crate::http::{check_status, upstream, Http};
+use crate::{Progress, StoreError, UpstreamFailure};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, Read};
@@ -53,7 +54,7 @@ pub(crate) struct Target<'a> {
 
 enum PartError {
     RangesRefused,
-    Interrupted(String),
+    Interrupted,
     Fatal(StoreError),
 }
 
@@ -121,10 +122,7 @@ pub(crate) fn download(
         None => Ok(Parallel::Complete),
         Some(PartError::RangesRefused) => Ok(Parallel::RangesRefused),
         Some(PartError::Fatal(e)) => Err(e),
-        Some(PartError::Interrupted(why)) => Err(StoreError::Source(format!(
-            "the download of {} kept breaking off ({why}); run the pull again to resume it",
-            target.url
-        ))),
+        Some(PartError::Interrupted) => Err(upstream(target.url, UpstreamFailure::BrokeOff)),
     }
 }
 
@@ -147,7 +145,7 @@ fn work(shared: &Shared<'_>, sender: &mpsc::Sender<u64>) {
         loop {
             match fetch_part(shared, index, sender) {
                 Ok(()) => break,
-                Err(PartError::Interrupted(_)) if attempt < ATTEMPTS => attempt += 1,
+                Err(PartError::Interrupted) if attempt < ATTEMPTS => attempt += 1,
                 Err(error) => {
                     shared.stop.store(true, Ordering::Relaxed);
                     shared.failure.lock().expect("not poisoned").get_or_insert(error);
@@ -165,18 +163,35 @@ fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> 
         return Ok(());
     }
     let from = part.start + part.done;
-    let request = shared.http.agent.get(target.url).header("Range", format!("bytes={from}-{}", part.end - 1));
-    let mut response = request.call().map_err(|e| PartError::Interrupted(e.to_string()))?;
+    let range = format!("bytes={from}-{}", part.end - 1);
+    let mut response = match shared.http.get(target.url, &[("Range", &range)]) {
+        Ok(response) => response,
+        Err(StoreError::Upstream { failure: UpstreamFailure::Unreachable, .. }) => return Err(PartError::Interrupted),
+        Err(e) => return Err(PartError::Fatal(e)),
+    };
     match response.status().as_u16() {
         206 => {}
         200 => return Err(PartError::RangesRefused),
         status => {
             check_status(target.url, status).map_err(PartError::Fatal)?;
-            return Err(PartError::Fatal(StoreError::Source(format!(
-                "{} answered HTTP {status} to a range request",
-                target.url
-            ))));
+            return Err(PartError::Fatal(upstream(target.url, UpstreamFailure::Status(status))));
         }
+    }
+    // `Content-Range: bytes a-b/<total>`: a blob of another size than declared is refused
+    // before any of it is written.
+    let total = response
+        .headers()
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit_once('/'))
+        .and_then(|(_, total)| total.trim().parse::<u64>().ok());
+    if let Some(actual) = total.filter(|&total| total != target.size) {
+        let failure = if actual > target.size {
+            UpstreamFailure::TooLarge { declared: target.size }
+        } else {
+            UpstreamFailure::WrongSize { declared: target.size, actual }
+        };
+        return Err(PartError::Fatal(upstream(target.url, failure)));
     }
     let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 256 << 10];
@@ -186,9 +201,9 @@ fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> 
         let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => (n as u64).min(part.end - part.start - done),
-            Err(e) => {
+            Err(_) => {
                 checkpoint(shared, index, done)?;
-                return Err(PartError::Interrupted(e.to_string()));
+                return Err(PartError::Interrupted);
             }
         };
         write_at(target.file, &buf[..n as usize], part.start + done).map_err(io_error)?;
@@ -202,7 +217,7 @@ fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> 
     }
     checkpoint(shared, index, done)?;
     if done < part.end - part.start && !shared.stop.load(Ordering::Relaxed) {
-        return Err(PartError::Interrupted(format!("part {index} ended after {done} bytes")));
+        return Err(PartError::Interrupted);
     }
     Ok(())
 }

@@ -3,29 +3,60 @@
 //! (`/v2/<namespace>/<model>/blobs/<digest>`, following redirects to a CDN), then the
 //! manifest, written last so the model appears only once every blob is in place.
 
-use crate::download::Http;
+use crate::digest::Digest;
+use crate::http::{upstream, Http};
 use crate::manifest::{Manifest, MANIFEST_MEDIA_TYPE};
 use crate::name::ModelName;
-use crate::{Progress, Store, StoreError};
+use crate::{Progress, Store, StoreError, UpstreamFailure};
 
 impl Store {
     /// `insecure` speaks plain HTTP instead of HTTPS (a registry on this machine or network).
+    /// A pull that fails removes the blobs it stored that no model refers to, so nothing of
+    /// it is left behind; a blob that was in the store before is never touched.
     pub fn pull_from_registry(
         &self,
         name: &ModelName,
         insecure: bool,
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Manifest, StoreError> {
+        let mut placed = Vec::new();
+        let result = self.pull_blobs_and_manifest(name, insecure, &mut placed, progress);
+        if result.is_err() {
+            self.discard_unreferenced(&placed);
+        }
+        result
+    }
+
+    fn pull_blobs_and_manifest(
+        &self,
+        name: &ModelName,
+        insecure: bool,
+        placed: &mut Vec<Digest>,
+        progress: &mut dyn FnMut(Progress<'_>),
+    ) -> Result<Manifest, StoreError> {
         let http = Http::new();
         let scheme = if insecure { "http" } else { "https" };
         let base = format!("{scheme}://{}/v2/{}/{}", name.host, name.namespace, name.model);
         progress(Progress::Step("pulling manifest"));
-        let bytes = http.get_bytes(&format!("{base}/manifests/{}", name.tag), MANIFEST_MEDIA_TYPE)?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::Source(format!("the registry's manifest for {name} is not valid: {e}")))?;
+        let manifest_url = format!("{base}/manifests/{}", name.tag);
+        let bytes = http.get_bytes(&manifest_url, MANIFEST_MEDIA_TYPE).map_err(|e| match e {
+            StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
+                StoreError::NoSuchModel { name: name.to_string(), host }
+            }
+            e => e,
+        })?;
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            upstream(
+                &manifest_url,
+                UpstreamFailure::Invalid(format!("the registry's manifest for {name} is not valid: {e}")),
+            )
+        })?;
         let blobs = std::iter::once(&manifest.config).chain(&manifest.layers);
         for layer in blobs {
-            self.download_blob(&http, &format!("{base}/blobs/{}", layer.digest), &layer.digest, layer.size, progress)?;
+            let url = format!("{base}/blobs/{}", layer.digest);
+            if self.download_blob(&http, &url, &layer.digest, layer.size, progress)? {
+                placed.push(layer.digest.clone());
+            }
         }
         progress(Progress::Step("writing manifest"));
         self.write_manifest(name, &manifest)?;

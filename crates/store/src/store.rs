@@ -7,20 +7,23 @@ use crate::download::ParallelDownloads;
 use crate::link::{self, Placement};
 use crate::manifest::{Layer, Manifest};
 use crate::name::ModelName;
+use crate::temp::{self, PREFIX as TEMP_PREFIX, UNLOCKED_GRACE};
 use crate::StoreError;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-/// Temporary files start with this; `prune` removes ones left by a killed process.
-const TEMP_PREFIX: &str = ".tmp-";
+/// Blobs no model refers to are kept this long by `remove` (which deletes at once only the
+/// removed model's own blobs): an upload or import that a `create` is about to refer to.
+const REMOVE_ORPHANS_AFTER: Duration = Duration::from_secs(3600);
 
 pub struct Store {
     root: PathBuf,
     pub(crate) parallel: ParallelDownloads,
+    /// The most one upload may hold, besides the free space (see `with_max_upload`).
+    pub(crate) max_upload: Option<u64>,
 }
 
 /// How `import_file` stores a file that is already on this machine.
@@ -49,12 +52,33 @@ impl Store {
         })
     }
 
+    /// Opens (creating) the store at `root`, and removes temporary files that writes of
+    /// processes which are gone left behind.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let root = root.into();
         for dir in ["blobs", "manifests"] {
             fs::create_dir_all(root.join(dir)).map_err(|e| StoreError::io(root.join(dir), e))?;
         }
-        Ok(Self { root, parallel: ParallelDownloads::default() })
+        let store = Self { root, parallel: ParallelDownloads::default(), max_upload: None };
+        store.remove_abandoned_temporaries();
+        Ok(store)
+    }
+
+    /// Removes the temporary files of writes that can never finish (their process is gone,
+    /// or nobody holds them any more); those of writes in progress, in this process or
+    /// another, are kept, and so are `-partial` downloads, which a later pull resumes.
+    /// `open` does this; a long-running server may call it now and then. Returns how many
+    /// went.
+    pub fn remove_abandoned_temporaries(&self) -> usize {
+        temp::remove_stale(&self.root.join("blobs"), false, UNLOCKED_GRACE)
+            + temp::remove_stale(&self.root.join("manifests"), true, UNLOCKED_GRACE)
+    }
+
+    /// Caps the size of one upload (`upload_blob`) at `bytes`; the free space on the
+    /// store's file system, less a margin, caps it in any case.
+    pub fn with_max_upload(mut self, bytes: u64) -> Self {
+        self.max_upload = Some(bytes);
+        self
     }
 
     /// How large downloads are split into parts fetched at once.
@@ -71,8 +95,48 @@ impl Store {
         self.root.join("blobs").join(digest.file_name())
     }
 
+    /// Where the manifest of `name` is, or would be written: names compare without regard
+    /// to case, as in Ollama, so each part takes the casing already on disk where there is
+    /// one (`SMOL` is the file of `smol` when that exists) and a model has one manifest.
     fn manifest_file(&self, name: &ModelName) -> PathBuf {
-        self.root.join("manifests").join(name.manifest_path())
+        let exact = self.root.join("manifests").join(name.manifest_path());
+        if exact.is_file() {
+            return exact;
+        }
+        let mut path = self.root.join("manifests");
+        for (i, part) in [&name.host, &name.namespace, &name.model, &name.tag].into_iter().enumerate() {
+            let want_dir = i < 3;
+            let existing = fs::read_dir(&path).ok().and_then(|entries| {
+                let mut matches: Vec<String> = entries
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir() == want_dir))
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n.eq_ignore_ascii_case(part) && !n.starts_with(TEMP_PREFIX))
+                    .collect();
+                matches.sort();
+                // The exact casing first (a store from before names folded case may hold two).
+                matches.iter().find(|n| *n == part).or(matches.first()).cloned()
+            });
+            path.push(existing.as_deref().unwrap_or(part));
+        }
+        path
+    }
+
+    /// The name of the model `name` refers to, as the store spells it (`smol` for `SMOL`);
+    /// `None` when there is no such model.
+    pub fn resolve(&self, name: &ModelName) -> Option<ModelName> {
+        let path = self.manifest_file(name);
+        if !path.is_file() {
+            return None;
+        }
+        let parts: Vec<String> = path
+            .strip_prefix(self.root.join("manifests"))
+            .ok()?
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        let [host, namespace, model, tag] = parts.as_slice() else { return None };
+        Some(ModelName { host: host.clone(), namespace: namespace.clone(), model: model.clone(), tag: tag.clone() })
     }
 
     /// Stores `bytes` as a blob (idempotent); returns its layer description.
@@ -112,7 +176,10 @@ impl Store {
             let file = File::open(path).map_err(|e| StoreError::io(path, e))?;
             Digest::of_reader(io::BufReader::new(file)).map_err(|e| StoreError::io(path, e))
         };
+        // Each temporary is locked while it exists, so no cleanup takes it from under us.
+        let lock = |path: &Path| temp::lock_existing(path).map_err(|e| StoreError::io(path, e));
         if mode == ImportMode::LinkOrCopy && link::reflink(source, temp).is_ok() {
+            let _held = lock(temp)?;
             // The clone is a snapshot: what is hashed is what is stored.
             let (digest, size) = hash(temp)?;
             self.place(temp, &digest)?;
@@ -123,10 +190,11 @@ impl Store {
             return Ok((digest, size, Placement::AlreadyStored));
         }
         if mode == ImportMode::LinkOrCopy && fs::hard_link(source, temp).is_ok() {
+            let _held = lock(temp)?;
             self.place(temp, &digest)?;
             return Ok((digest, size, Placement::HardLink));
         }
-        copy_synced(source, temp)?;
+        let _held = copy_synced(source, temp)?;
         // A copy must hold what was hashed; a source changed meanwhile is refused.
         let (copied, _) = hash(temp)?;
         if copied != digest {
@@ -234,9 +302,11 @@ impl Store {
         Ok((entries, problems))
     }
 
-    /// Removes a model's manifest, then every blob no manifest refers to any more.
+    /// Removes a model's manifest (whatever the case of `name`), then its blobs that no
+    /// other model uses, the temporaries of writes that can never finish, and blobs no
+    /// model has referred to for an hour.
     pub fn remove(&self, name: &ModelName) -> Result<(), StoreError> {
-        self.manifest(name)?;
+        let manifest = self.manifest(name)?;
         let path = self.manifest_file(name);
         fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
         // Empty directories left behind are tidied; failures here are harmless.
@@ -248,52 +318,75 @@ impl Store {
             }
             dir = d.parent();
         }
-        self.prune()?;
+        let own: BTreeSet<Digest> = manifest.digests().cloned().collect();
+        self.sweep(|digest, path| own.contains(digest) || temp::age(path).is_some_and(|a| a > REMOVE_ORPHANS_AFTER))?;
+        self.remove_abandoned_temporaries();
         Ok(())
     }
 
-    /// Gives the model `from` a second name `to`; the blobs are shared.
+    /// Gives the model `from` a second name `to`; the blobs are shared. A `to` that differs
+    /// from an existing name only in case replaces that model, as in Ollama.
     pub fn copy(&self, from: &ModelName, to: &ModelName) -> Result<(), StoreError> {
         let manifest = self.manifest(from)?;
         self.write_manifest(to, &manifest)
     }
 
-    /// Deletes blobs that no manifest refers to and temporary files of interrupted writes.
-    /// Returns how many files went.
+    /// Deletes every blob that no manifest refers to and the temporary files of writes that
+    /// can never finish (never those of writes in progress). Returns how many files went.
     pub fn prune(&self) -> Result<usize, StoreError> {
+        Ok(self.sweep(|_, _| true)? + self.remove_abandoned_temporaries())
+    }
+
+    /// Deletes the blobs that no manifest refers to and that have not changed for `grace`
+    /// (an upload that a `create` will refer to in a moment is younger than that, and
+    /// stays). Partial downloads and temporaries are not blobs and are left alone. Deletes
+    /// nothing while a manifest cannot be read, as it may refer to any blob. Returns how
+    /// many blobs went.
+    pub fn collect_orphans(&self, grace: Duration) -> Result<usize, StoreError> {
+        self.sweep(|_, path| temp::age(path).is_some_and(|a| a >= grace))
+    }
+
+    /// Deletes those of `digests` (blobs a failed operation stored) that no manifest refers
+    /// to. Best effort: a failure leaves them for `collect_orphans`.
+    pub(crate) fn discard_unreferenced(&self, digests: &[Digest]) {
+        if !digests.is_empty() {
+            let _ = self.sweep(|digest, _| digests.contains(digest));
+        }
+    }
+
+    /// Deletes the blobs no manifest refers to for which `doomed` says yes; nothing at all
+    /// when a manifest cannot be read.
+    fn sweep(&self, doomed: impl Fn(&Digest, &Path) -> bool) -> Result<usize, StoreError> {
         let (entries, problems) = self.list()?;
         if !problems.is_empty() {
             // A manifest we cannot read may still refer to blobs: delete nothing.
             return Ok(0);
         }
         let referenced: BTreeSet<Digest> = entries.iter().flat_map(|e| e.manifest.digests().cloned()).collect();
-        let blobs = self.root.join("blobs");
         let mut removed = 0;
-        for file in read_files(&blobs)? {
+        for file in read_files(&self.root.join("blobs"))? {
             let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let unreferenced = Digest::parse(&name).is_some_and(|d| !referenced.contains(&d));
-            if (unreferenced || name.starts_with(TEMP_PREFIX)) && fs::remove_file(&file).is_ok() {
+            let Some(digest) = Digest::parse(&name) else { continue };
+            if !referenced.contains(&digest) && doomed(&digest, &file) && fs::remove_file(&file).is_ok() {
                 removed += 1;
             }
         }
-        removed += remove_temp_files(&self.root.join("manifests"));
         Ok(removed)
     }
 
+    /// A new temporary name among the blobs, for a write of this process.
     pub(crate) fn temp_path(&self) -> PathBuf {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        self.root.join("blobs").join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()))
+        temp::path_in(&self.root.join("blobs"), "")
     }
 }
 
-/// Writes `bytes` to `path` through a synced temporary file in the same directory.
+/// Writes `bytes` to `path` through a synced temporary file in the same directory, locked
+/// while it is written.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let dir = path.parent().expect("store paths have a parent");
-    let temp = dir.join(format!("{TEMP_PREFIX}{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
+    let temp = temp::path_in(dir, "");
     let result = (|| {
-        let mut file = File::create(&temp)?;
+        let mut file = temp::create(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, path)
@@ -306,28 +399,17 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreErr
     Ok(())
 }
 
-/// Temporary files under `dir`, at any depth, left by writes that never finished.
-fn remove_temp_files(dir: &Path) -> usize {
-    let Ok(entries) = fs::read_dir(dir) else { return 0 };
-    let mut removed = 0;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            removed += remove_temp_files(&path);
-        } else if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) && fs::remove_file(&path).is_ok() {
-            removed += 1;
-        }
-    }
-    removed
-}
-
-fn copy_synced(source: &Path, target: &Path) -> Result<(), StoreError> {
-    fs::copy(source, target).map_err(|e| StoreError::io(target, e))?;
-    File::open(target).and_then(|f| f.sync_all()).map_err(|e| StoreError::io(target, e))
+/// Copies `source` to the new temporary `target`, synced; returns it, still locked.
+fn copy_synced(source: &Path, target: &Path) -> Result<File, StoreError> {
+    let mut from = File::open(source).map_err(|e| StoreError::io(source, e))?;
+    let mut to = temp::create(target).map_err(|e| StoreError::io(target, e))?;
+    io::copy(&mut from, &mut to).map_err(|e| StoreError::io(target, e))?;
+    to.sync_all().map_err(|e| StoreError::io(target, e))?;
+    Ok(to)
 }
 
 /// Makes a rename durable. Best effort: not every platform can sync a directory.
-fn sync_dir(dir: &Path) {
+pub(crate) fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }

@@ -12,12 +12,15 @@ pub enum Route {
     /// The body, but the first response breaks off after this many bytes.
     BreaksOnceAfter(Vec<u8>, usize),
     Status(u16),
-    /// A temporary redirect to another path of this server, as registries send blobs to a CDN.
+    /// A temporary redirect to this `Location` (a path of this server, or any URL), as
+    /// registries send blobs to a CDN.
     Redirect(String),
     /// The body, always whole: a server that ignores `Range`.
     IgnoresRanges(Vec<u8>),
     /// The body, but every response breaks off after this many bytes.
     AlwaysBreaksAfter(Vec<u8>, usize),
+    /// The body whole, with no `Content-Length` (the end is where the connection closes).
+    Unsized(Vec<u8>),
 }
 
 /// Each request's path and the start of the range it asked for.
@@ -86,7 +89,8 @@ fn serve(stream: TcpStream, routes: &Mutex<HashMap<String, Route>>, log: &Reques
                 Route::Body(b)
                 | Route::BreaksOnceAfter(b, _)
                 | Route::IgnoresRanges(b)
-                | Route::AlwaysBreaksAfter(b, _),
+                | Route::AlwaysBreaksAfter(b, _)
+                | Route::Unsized(b),
             ) => b.len(),
             Some(Route::Status(code)) => return respond(&mut out, code, b""),
             _ => return respond(&mut out, 404, b""),
@@ -99,6 +103,11 @@ fn serve(stream: TcpStream, routes: &Mutex<HashMap<String, Route>>, log: &Reques
     let (body, cut) = match route {
         None => return respond(&mut out, 404, b"not found"),
         Some(Route::Status(code)) => return respond(&mut out, code, b"no"),
+        Some(Route::Unsized(body)) => {
+            let _ = out.write_all(b"HTTP/1.1 200 X\r\nConnection: close\r\n\r\n");
+            let _ = out.write_all(&body);
+            return;
+        }
         Some(Route::Redirect(to)) => {
             let head = format!("HTTP/1.1 307 X\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             let _ = out.write_all(head.as_bytes());

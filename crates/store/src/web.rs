@@ -1,7 +1,8 @@
 //! A GGUF from any http(s) URL: downloaded like a registry blob (resumable, in parallel parts
 //! when large), its digest computed on arrival, and a model name derived from the URL.
 
-use crate::download::{Fetch, Http};
+use crate::download::Fetch;
+use crate::http::Http;
 use crate::manifest::{Layer, MODEL};
 use crate::name::{ModelName, DEFAULT_TAG};
 use crate::{Progress, Store, StoreError};
@@ -47,7 +48,7 @@ impl Store {
     /// Downloads the GGUF at `url` into the store; returns its model layer.
     pub fn pull_from_url(&self, url: &str, progress: &mut dyn FnMut(Progress<'_>)) -> Result<Layer, StoreError> {
         let http = Http::new();
-        let (digest, size) = self.download(&http, &Fetch { url, digest: None, size: None }, progress)?;
+        let (digest, size, _) = self.download(&http, &Fetch { url, digest: None, size: None }, progress)?;
         Ok(Layer { media_type: MODEL.into(), digest, size })
     }
 }

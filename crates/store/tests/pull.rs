@@ -3,7 +3,9 @@
 
 use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL};
 use hearth_store::test_registry::{Registry, Route};
-use hearth_store::{Digest, Layer, Manifest, ModelName, ParallelDownloads, Progress, Store, StoreError};
+use hearth_store::{
+    Digest, Layer, Manifest, ModelName, ParallelDownloads, Progress, Store, StoreError, UpstreamFailure,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -80,9 +82,11 @@ fn a_dropped_connection_is_resumed_with_a_range_request() {
 
 #[test]
 fn a_digest_mismatch_leaves_nothing_in_the_store() {
-    let (manifest, mut routes) = model(&weights());
+    let data = weights();
+    let (manifest, mut routes) = model(&data);
     let blob = format!("/v2/library/tiny/blobs/{}", manifest.layers[0].digest);
-    routes.insert(blob, Route::Body(b"tampered".repeat(1000)));
+    let tampered: Vec<u8> = data.iter().map(|b| b ^ 1).collect();
+    routes.insert(blob, Route::Body(tampered));
     let registry = Registry::start(routes);
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
@@ -90,8 +94,101 @@ fn a_digest_mismatch_leaves_nothing_in_the_store() {
     assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
     assert!(matches!(store.manifest(&name(&registry)), Err(StoreError::NotFound(_))));
     assert!(store.list().unwrap().0.is_empty());
-    // Only the config blob made it; no partial file remains.
-    assert_eq!(blob_files(&store), [manifest.config.digest.file_name()]);
+    // Not even the config blob, which arrived whole, stays: nothing was stored.
+    assert_eq!(blob_files(&store), Vec::<String>::new());
+}
+
+/// A failed pull takes away only what it stored itself: a blob another model uses stays.
+#[test]
+fn a_failed_pull_keeps_blobs_that_other_models_use() {
+    let data = weights();
+    let (manifest, routes) = model(&data);
+    let registry = Registry::start(routes);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap();
+    store.copy(&name(&registry), &ModelName::parse("kept").unwrap()).unwrap();
+    store.remove(&name(&registry)).unwrap();
+    // The same config, other weights that arrive tampered.
+    let other_weights: Vec<u8> = data.iter().rev().copied().collect();
+    let (other_manifest, mut routes) = model(&other_weights);
+    assert_eq!(other_manifest.config, manifest.config);
+    let blob = format!("/v2/library/tiny/blobs/{}", other_manifest.layers[0].digest);
+    routes.insert(blob, Route::Body(other_weights.iter().map(|b| b ^ 1).collect()));
+    let other = Registry::start(routes);
+    let before = blob_files(&store);
+    let err = store.pull_from_registry(&name(&other), true, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, StoreError::DigestMismatch { .. }), "{err}");
+    assert_eq!(blob_files(&store), before, "the kept model's blobs are all there");
+    assert!(store.model_spec(&ModelName::parse("kept").unwrap()).is_ok());
+}
+
+/// A manifest that understates a blob's size: the download stops as soon as it passes the
+/// declared size (progress never passes it), and nothing is stored.
+#[test]
+fn a_blob_larger_than_declared_is_stopped_and_nothing_is_stored() {
+    let data: Vec<u8> = (0..8_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut manifest, mut routes) = model(&data);
+    manifest.layers[0].size = data.len() as u64 / 2;
+    routes.insert("/v2/library/tiny/manifests/latest".into(), Route::Body(serde_json::to_vec(&manifest).unwrap()));
+    let blob = format!("/v2/library/tiny/blobs/{}", manifest.layers[0].digest);
+    // Without a Content-Length, so only counting the bytes can catch it.
+    routes.insert(blob, Route::Unsized(data.clone()));
+    let registry = Registry::start(routes);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let mut steps = Vec::new();
+    let err = store.pull_from_registry(&name(&registry), true, &mut |p| record(&mut steps, p)).unwrap_err();
+    match &err {
+        StoreError::Upstream { host, failure: UpstreamFailure::TooLarge { declared }, .. } => {
+            assert_eq!((host.as_str(), *declared), (registry.host.as_str(), 4_000_000));
+        }
+        other => panic!("{other}"),
+    }
+    assert!(err.to_string().contains("sent more than the 4000000 bytes"), "{err}");
+    assert_eq!(blob_files(&store), Vec::<String>::new(), "no blob, no partial file");
+
+    // With a Content-Length that says so, it is refused before a byte is written.
+    let (_, mut routes) = model(&data);
+    routes.insert("/v2/library/tiny/manifests/latest".into(), Route::Body(serde_json::to_vec(&manifest).unwrap()));
+    let registry = Registry::start(routes);
+    let err = store.pull_from_registry(&name(&registry), true, &mut |p| record(&mut steps, p)).unwrap_err();
+    assert!(matches!(err, StoreError::Upstream { failure: UpstreamFailure::TooLarge { .. }, .. }), "{err}");
+    assert_eq!(blob_files(&store), Vec::<String>::new());
+}
+
+#[test]
+fn a_blob_smaller_than_declared_is_refused() {
+    let data = weights();
+    let (mut manifest, mut routes) = model(&data);
+    manifest.layers[0].size = data.len() as u64 + 10;
+    routes.insert("/v2/library/tiny/manifests/latest".into(), Route::Body(serde_json::to_vec(&manifest).unwrap()));
+    let registry = Registry::start(routes);
+    let root = tempfile::tempdir().unwrap();
+    let store = Store::open(root.path()).unwrap();
+    let err = store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap_err();
+    let expected = UpstreamFailure::WrongSize { declared: data.len() as u64 + 10, actual: data.len() as u64 };
+    assert!(matches!(&err, StoreError::Upstream { failure, .. } if *failure == expected), "{err}");
+    assert_eq!(blob_files(&store), Vec::<String>::new());
+}
+
+/// In ranged parts, the size the server gives in `Content-Range` is checked against the
+/// declared one before anything is written.
+#[test]
+fn a_parallel_download_of_a_blob_of_another_size_is_refused() {
+    let data = weights();
+    let (mut manifest, mut routes) = model(&data);
+    manifest.layers[0].size = 600_000;
+    routes.insert("/v2/library/tiny/manifests/latest".into(), Route::Body(serde_json::to_vec(&manifest).unwrap()));
+    let registry = Registry::start(routes);
+    let root = tempfile::tempdir().unwrap();
+    let store = parallel_store(root.path());
+    let err = store.pull_from_registry(&name(&registry), true, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(err, StoreError::Upstream { failure: UpstreamFailure::TooLarge { declared: 600_000 }, .. }),
+        "{err}"
+    );
+    assert_eq!(blob_files(&store), Vec::<String>::new(), "no partial file or parts record left");
 }
 
 #[test]
