@@ -16,6 +16,10 @@ const MAX_REDIRECTS: usize = 10;
 
 pub(crate) struct Http {
     agent: ureq::Agent,
+    /// Treat every starting URL as public, even one on 127.0.0.1: what the tests need to see
+    /// a refused redirect without a public server.
+    #[cfg(test)]
+    distrust_all: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -33,7 +37,11 @@ impl Http {
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .user_agent(concat!("hearth/", env!("CARGO_PKG_VERSION")))
             .build();
-        Self { agent: config.into() }
+        Self {
+            agent: config.into(),
+            #[cfg(test)]
+            distrust_all: false,
+        }
     }
 
     /// `GET url` with `headers` (sent again on each redirect), after any redirects; the
@@ -65,6 +73,8 @@ impl Http {
 
     fn send(&self, method: Method, url: &str, headers: &[(&str, &str)]) -> Result<Response<Body>, StoreError> {
         let trusted = host_of(url).is_some_and(|host| resolves_to_private(&host));
+        #[cfg(test)]
+        let trusted = trusted && !self.distrust_all;
         let mut current = url.to_string();
         for _ in 0..=MAX_REDIRECTS {
             let mut request = match method {
@@ -220,6 +230,51 @@ mod tests {
             assert!(resolves_to_private(host), "{host}");
         }
         assert!(!resolves_to_private("8.8.8.8:443"));
+    }
+
+    #[test]
+    fn a_public_url_may_not_redirect_to_a_private_address() {
+        use crate::test_registry::{Registry, Route};
+        let registry = Registry::start(
+            [
+                ("/blob".to_string(), Route::Redirect("/cdn/blob".into())),
+                ("/cdn/blob".to_string(), Route::Body(b"bytes".to_vec())),
+                ("/elsewhere".to_string(), Route::Redirect("http://localhost:9/x".into())),
+            ]
+            .into(),
+        );
+        let url = format!("http://{}/blob", registry.host);
+        // From 127.0.0.1 itself, a redirect to 127.0.0.1 is followed.
+        assert_eq!(Http::new().get_bytes(&url, "*/*").unwrap(), b"bytes");
+        assert_eq!(registry.ranges_asked_for("/cdn/blob").len(), 1);
+        // From a public address, it is refused before any request is made to it.
+        let distrusting = Http { distrust_all: true, ..Http::new() };
+        let err = distrusting.get_bytes(&url, "*/*").unwrap_err();
+        match &err {
+            StoreError::Upstream { host, failure: UpstreamFailure::RedirectRefused { to }, .. } => {
+                assert_eq!((host, to), (&registry.host, &registry.host));
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains("loopback, private or link-local"), "{err}");
+        assert_eq!(registry.ranges_asked_for("/cdn/blob").len(), 1, "the redirect was not followed");
+        // A private origin may be sent to another private address (here one where nothing listens).
+        let err = Http::new().get_bytes(&format!("http://{}/elsewhere", registry.host), "*/*").unwrap_err();
+        assert!(matches!(err, StoreError::Upstream { failure: UpstreamFailure::Unreachable, .. }), "{err}");
+    }
+
+    #[test]
+    fn an_unreachable_upstream_is_named_by_host_without_credentials() {
+        let err = Http::new().get_bytes("http://user:secret@127.0.0.1:9/v2/x?token=abc", "*/*").unwrap_err();
+        match &err {
+            StoreError::Upstream { host, url, failure: UpstreamFailure::Unreachable } => {
+                assert_eq!((host.as_str(), url.as_str()), ("127.0.0.1:9", "http://127.0.0.1:9/v2/x"));
+            }
+            other => panic!("{other}"),
+        }
+        let message = err.to_string();
+        assert_eq!(message, "could not reach http://127.0.0.1:9/v2/x");
+        assert!(!message.contains("secret") && !message.contains("token") && !message.contains("refused"));
     }
 
     #[test]

@@ -550,16 +550,85 @@ mod tests {
         let store = Store::open(root.path()).unwrap();
         add_model(&store, "good", b"weights");
         // What a process killed mid-write leaves: a temporary blob and a temporary manifest.
-        fs::write(root.path().join("blobs/.tmp-999-0"), b"half a blob").unwrap();
+        let pid = crate::temp::tests::dead_pid();
+        let blob_temp = root.path().join(format!("blobs/.tmp-{pid}-0"));
+        fs::write(&blob_temp, b"half a blob").unwrap();
         let dir = root.path().join("manifests/registry.ollama.ai/library/good");
-        fs::write(dir.join(".tmp-999-1"), b"{\"half").unwrap();
+        let manifest_temp = dir.join(format!(".tmp-{pid}-1"));
+        fs::write(&manifest_temp, b"{\"half").unwrap();
         let (entries, problems) = store.list().unwrap();
         assert_eq!(entries.len(), 1, "temporary files are never models");
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(store.prune().unwrap(), 2);
-        assert!(!root.path().join("blobs/.tmp-999-0").exists());
-        assert!(!dir.join(".tmp-999-1").exists());
+        assert!(!blob_temp.exists());
+        assert!(!manifest_temp.exists());
         assert_eq!(store.list().unwrap().0.len(), 1);
+    }
+
+    /// `hearth create --copy` killed mid-copy: the next `open` (any command) removes its
+    /// temporary, and keeps a partial download, which a later pull resumes.
+    #[test]
+    fn opening_the_store_removes_temporaries_of_processes_that_are_gone() {
+        let root = tempfile::tempdir().unwrap();
+        Store::open(root.path()).unwrap();
+        let pid = crate::temp::tests::dead_pid();
+        let copy = root.path().join(format!("blobs/.tmp-{pid}-3"));
+        fs::write(&copy, b"half a copied GGUF").unwrap();
+        let partial = root.path().join(format!("blobs/{}-partial", Digest::of_bytes(b"x").file_name()));
+        fs::write(&partial, b"resume me").unwrap();
+        // A live import in this process holds its temporary: it is never taken.
+        let live = Store::open(root.path()).unwrap().temp_path();
+        let _writing = crate::temp::create(&live).unwrap();
+        Store::open(root.path()).unwrap();
+        assert!(!copy.exists(), "the killed copy's temporary is gone");
+        assert!(partial.exists() && live.exists());
+    }
+
+    #[test]
+    fn orphans_go_once_older_than_the_grace_and_remove_spares_young_ones() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let kept = add_model(&store, "a", b"weights A");
+        add_model(&store, "b", b"weights B");
+        // An upload that `create` is about to refer to.
+        let uploaded = store.write_blob(MODEL, b"uploaded GGUF").unwrap();
+        store.remove(&name("b")).unwrap();
+        assert!(store.has_blob(&uploaded.digest), "rm keeps a young orphan");
+        assert_eq!(store.collect_orphans(Duration::from_secs(3600)).unwrap(), 0);
+        assert!(store.has_blob(&uploaded.digest));
+        assert_eq!(store.collect_orphans(Duration::ZERO).unwrap(), 1);
+        assert!(!store.has_blob(&uploaded.digest));
+        assert!(kept.digests().all(|d| store.has_blob(d)), "referenced blobs stay");
+    }
+
+    /// As in Ollama: `SMOL` is `smol`, for reading, writing, copying and removing, and the
+    /// store keeps one manifest in the casing it was first written in.
+    #[test]
+    fn names_compare_without_regard_to_case() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let first = add_model(&store, "jane/smol:v1", b"weights one");
+        assert_eq!(store.manifest(&name("JANE/SMOL:V1")).unwrap(), first);
+        assert_eq!(store.resolve(&name("Jane/Smol:v1")), Some(name("jane/smol:v1")));
+        assert_eq!(store.resolve(&name("jane/other")), None);
+
+        // Writing SMOL replaces smol rather than making a second model.
+        let second = add_model(&store, "Jane/SMOL:V1", b"weights two");
+        let (entries, _) = store.list().unwrap();
+        assert_eq!(entries.iter().map(|e| e.name.to_string()).collect::<Vec<_>>(), ["jane/smol:v1"]);
+        assert_eq!(store.manifest(&name("jane/smol:v1")).unwrap(), second);
+        // A new tag goes in the existing directories, not in a second `Jane/SMOL`.
+        store.copy(&name("JANE/smol:v1"), &name("jane/SMOL:v2")).unwrap();
+        let dirs: Vec<_> = fs::read_dir(root.path().join("manifests/registry.ollama.ai")).unwrap().collect();
+        assert_eq!(dirs.len(), 1, "{dirs:?}");
+        assert!(root.path().join("manifests/registry.ollama.ai/jane/smol/v2").is_file());
+        store.copy(&name("jane/smol:v2"), &name("JANE/SMOL:V2")).unwrap();
+        assert_eq!(store.list().unwrap().0.len(), 2);
+
+        store.remove(&name("JANE/SMOL:V1")).unwrap();
+        store.remove(&name("Jane/Smol:V2")).unwrap();
+        assert!(store.list().unwrap().0.is_empty());
+        assert!(matches!(store.remove(&name("jane/smol:v1")), Err(StoreError::NotFound(_))));
     }
 
     #[test]

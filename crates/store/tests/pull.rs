@@ -199,14 +199,27 @@ fn missing_models_and_refused_access_are_clear_errors() {
     let root = tempfile::tempdir().unwrap();
     let store = Store::open(root.path()).unwrap();
     let missing = ModelName::parse(&format!("{}/library/nothere", registry.host)).unwrap();
-    let err = store.pull_from_registry(&missing, true, &mut |_| {}).unwrap_err().to_string();
+    let err = store.pull_from_registry(&missing, true, &mut |_| {}).unwrap_err();
+    assert!(matches!(&err, StoreError::NoSuchModel { host, .. } if *host == registry.host), "{err}");
+    let err = err.to_string();
     assert!(err.contains("not found") && err.contains("HTTP 404"), "{err}");
     let secret = ModelName::parse(&format!("{}/library/secret", registry.host)).unwrap();
     let err = store.pull_from_registry(&secret, true, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("requires authentication (HTTP 401)"), "{err}");
     let down = ModelName::parse("127.0.0.1:9/library/tiny").unwrap();
-    let err = store.pull_from_registry(&down, true, &mut |_| {}).unwrap_err().to_string();
-    assert!(err.contains("could not reach"), "{err}");
+    let err = store.pull_from_registry(&down, true, &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Upstream { host, failure: UpstreamFailure::Unreachable, .. } if host == "127.0.0.1:9")
+    );
+    assert_eq!(err.to_string(), "could not reach http://127.0.0.1:9/v2/library/tiny/manifests/latest");
+
+    // A blob the registry lacks is the registry's failure, not a missing model.
+    let (manifest, mut routes) = model(&weights());
+    routes.remove(&format!("/v2/library/tiny/blobs/{}", manifest.layers[0].digest));
+    let broken = Registry::start(routes);
+    let err = store.pull_from_registry(&name(&broken), true, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, StoreError::Upstream { failure: UpstreamFailure::Status(404), .. }), "{err}");
+    assert!(blob_files(&store).is_empty(), "{:?}", blob_files(&store));
 }
 
 #[test]
