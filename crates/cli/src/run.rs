@@ -53,16 +53,12 @@ pub struct RunArgs {
 
 impl RunArgs {
     /// Flags first, then what the model was stored with, then defaults.
-    fn engine_settings(&self, model: &ModelSpec) -> EngineSettings {
-        let stored = |key: &str| parameters::stored_u32(&model.parameters, key);
-        EngineSettings {
-            threads: self.threads.or_else(|| stored("num_thread")),
-            context_size: self.ctx_size.or_else(|| stored("num_ctx")),
-            batch_size: self.batch_size.or_else(|| stored("num_batch")),
-            gpu_layers: None,
-            chat_template: model.template.clone(),
-            parallel: None,
-        }
+    fn engine_settings(&self, model: &ModelSpec) -> Result<EngineSettings> {
+        let mut settings = EngineSettings::stored(&model.parameters, model.template.clone())?;
+        settings.threads = self.threads.or(settings.threads);
+        settings.context_size = self.ctx_size.or(settings.context_size);
+        settings.batch_size = self.batch_size.or(settings.batch_size);
+        Ok(settings)
     }
 
     fn sampling(&self, model: &ModelSpec) -> Result<SamplingParams> {
@@ -98,7 +94,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let sampling = args.sampling(&model)?;
     let prompt = one_shot_prompt(&args.prompt)?;
     let meter = crate::energy::meter(args.verbose);
-    let engine = Engine::load_metered(&model.path, &args.engine_settings(&model), meter)?;
+    let engine = Engine::load_metered(&model.path, &args.engine_settings(&model)?, meter)?;
     let prices = crate::energy::prices()?;
     let mut chat = Chat { engine, sampling, messages: Vec::new(), verbose: args.verbose, prices };
     // The command line's system message replaces the stored one.

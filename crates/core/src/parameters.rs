@@ -19,7 +19,15 @@ pub fn apply(params: &mut SamplingParams, name: &str, values: &[String]) -> Resu
         value.parse().map_err(|_| ParameterError::Invalid(format!("'{value}' is not a valid value for {name}")))
     }
     match name {
-        "seed" => params.seed = Some(num(name, value)?),
+        "seed" => {
+            // Ollama's -1 (any negative) asks for a random seed.
+            let n: i64 = num(name, value)?;
+            params.seed = if n < 0 {
+                None
+            } else {
+                Some(u32::try_from(n).map_err(|_| ParameterError::Invalid(format!("seed {n} is too large")))?)
+            };
+        }
         "num_predict" => {
             let n: i64 = num(name, value)?;
             params.max_tokens = if n < 0 {
@@ -54,9 +62,81 @@ pub fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> (
     (params, ignored)
 }
 
-/// A stored whole-number setting (`num_ctx`, `num_thread`, `num_batch`), if it is one.
-pub fn stored_u32(stored: &serde_json::Map<String, serde_json::Value>, name: &str) -> Option<u32> {
-    stored.get(name).and_then(serde_json::Value::as_u64).and_then(|n| u32::try_from(n).ok())
+/// Engine settings a model is stored with, by Ollama's names. They take effect when the
+/// model loads; their bounds are the engine's to check.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredSettings {
+    pub num_ctx: Option<u32>,
+    pub num_batch: Option<u32>,
+    pub num_thread: Option<u32>,
+}
+
+/// Settings that take effect when a model loads. Ollama's names that hearth does not use
+/// (GPU placement, memory mapping) are accepted and have no effect.
+pub const LOAD_SETTINGS: &[&str] = &["num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap", "numa"];
+
+/// The engine settings in a model's stored parameters. A value that is not a whole number
+/// from 0 to 2^32-1 is an error, not a setting silently left at its default.
+pub fn stored_settings(stored: &serde_json::Map<String, serde_json::Value>) -> Result<StoredSettings, String> {
+    let whole = |name: &str| -> Result<Option<u32>, String> {
+        match stored.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(value) => value
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| format!("{name} must be a whole number, got {value}")),
+        }
+    };
+    Ok(StoredSettings { num_ctx: whole("num_ctx")?, num_batch: whole("num_batch")?, num_thread: whole("num_thread")? })
+}
+
+/// Checks parameters about to be stored with a model: every name known, every value of
+/// its type and range, so a model never goes into the store with settings that fail
+/// later.
+pub fn check_stored(stored: &serde_json::Map<String, serde_json::Value>) -> Result<StoredSettings, String> {
+    let mut params = SamplingParams::default();
+    apply_all(&mut params, stored, Unknown::Refuse)?;
+    params.validate()?;
+    stored_settings(stored)
+}
+
+/// What [`apply_all`] does with a name that is neither a sampling parameter nor a load
+/// setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// A request's options: Ollama ignores those it does not know, and so do we (the names
+    /// come back for the caller to log).
+    Ignore,
+    /// Parameters about to be stored: a misspelt name is an error.
+    Refuse,
+}
+
+/// Sets every sampling parameter in `values` (JSON, Ollama's names) on `params`; load
+/// settings are left for the engine. Returns the names ignored. The result is not yet
+/// validated as a whole.
+pub fn apply_all<'a>(
+    params: &mut SamplingParams,
+    values: &'a serde_json::Map<String, serde_json::Value>,
+    unknown: Unknown,
+) -> Result<Vec<&'a str>, String> {
+    let mut ignored = Vec::new();
+    for (name, value) in values {
+        if value.is_null() {
+            continue;
+        }
+        if value.is_object() || (value.is_array() && name != "stop") {
+            return Err(format!("{name} has the wrong type: {value}"));
+        }
+        match apply(params, name, &texts(value)) {
+            Ok(()) => {}
+            Err(ParameterError::Invalid(message)) => return Err(message),
+            Err(ParameterError::Unknown) if LOAD_SETTINGS.contains(&name.as_str()) => {}
+            Err(ParameterError::Unknown) if unknown == Unknown::Ignore => ignored.push(name.as_str()),
+            Err(ParameterError::Unknown) => return Err(format!("unknown parameter '{name}'")),
+        }
+    }
+    Ok(ignored)
 }
 
 /// The text form of a stored JSON parameter value; a list gives one text per item.
@@ -99,6 +179,9 @@ mod tests {
         assert_eq!(p.stop, ["END", "User:"]);
         apply(&mut p, "num_predict", &strings(&["-1"])).unwrap();
         assert_eq!(p.max_tokens, None);
+        apply(&mut p, "seed", &strings(&["-1"])).unwrap();
+        assert_eq!(p.seed, None, "Ollama's -1 is a random seed");
+        assert!(matches!(apply(&mut p, "seed", &strings(&["99999999999"])), Err(ParameterError::Invalid(_))));
     }
 
     #[test]
@@ -108,6 +191,24 @@ mod tests {
         assert!(matches!(apply(&mut p, "top_k", &strings(&["lots"])), Err(ParameterError::Invalid(_))));
         assert!(matches!(apply(&mut p, "seed", &[]), Err(ParameterError::Invalid(_))));
         assert_eq!(p, SamplingParams::default());
+    }
+
+    #[test]
+    fn stored_parameters_are_checked_before_they_are_stored() {
+        let map = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let settings = check_stored(&map(serde_json::json!({"num_ctx": 2048, "temperature": 0.2, "num_gpu": 0})));
+        assert_eq!(settings.unwrap().num_ctx, Some(2048));
+        for (bad, why) in [
+            (serde_json::json!({"num_ctx": -1}), "whole number"),
+            (serde_json::json!({"num_thread": 1e12}), "whole number"),
+            (serde_json::json!({"num_batch": "lots"}), "whole number"),
+            (serde_json::json!({"temperature": -2}), "temperature"),
+            (serde_json::json!({"temprature": 1}), "unknown parameter 'temprature'"),
+            (serde_json::json!({"top_k": {"a": 1}}), "wrong type"),
+        ] {
+            let err = check_stored(&map(bad.clone())).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Embedding vectors, from a second llama.cpp context on the same weights that pools each
 //! input's hidden states into one vector. It is made on the first embedding request, so a
-//! model that only chats never pays for it.
+//! model that only chats never pays for it. A request is worked on one input at a time
+//! ([`EmbedWork`]), so the engine can decode between inputs and drop a request whose
+//! caller left.
 
 use crate::scheduler::backend_error;
 use hearth_core::{EmbedInput, EmbedRequest, Embeddings, GenerateError};
@@ -46,32 +48,31 @@ impl<'m> Embedder<'m> {
         Ok(Self { model, ctx, batch: LlamaBatch::new(capacity as usize, 1), capacity: capacity as usize })
     }
 
-    pub fn embed(&mut self, request: &EmbedRequest) -> Result<Embeddings, GenerateError> {
-        let started = Instant::now();
-        let mut vectors = Vec::with_capacity(request.inputs.len());
-        let mut prompt_tokens = 0;
-        for (index, input) in request.inputs.iter().enumerate() {
-            let mut tokens = self.tokenize(input)?;
-            if tokens.is_empty() {
-                return Err(GenerateError::InvalidRequest(format!("input {index} is empty")));
-            }
-            if tokens.len() > self.capacity {
-                if !request.truncate {
-                    return Err(GenerateError::PromptTooLong {
-                        prompt_tokens: tokens.len() as u32,
-                        context_size: self.capacity as u32,
-                    });
-                }
-                tokens.truncate(self.capacity);
-            }
-            prompt_tokens += tokens.len() as u32;
-            let mut vector = self.pooled(&tokens)?;
-            if request.normalize {
-                normalize(&mut vector);
-            }
-            vectors.push(vector);
+    /// One input's vector, and the tokens it took.
+    fn embed_input(
+        &mut self,
+        index: usize,
+        input: &EmbedInput,
+        request: &EmbedRequest,
+    ) -> Result<(Vec<f32>, u32), GenerateError> {
+        let mut tokens = self.tokenize(input)?;
+        if tokens.is_empty() {
+            return Err(GenerateError::InvalidRequest(format!("input {index} is empty")));
         }
-        Ok(Embeddings { vectors, prompt_tokens, duration: started.elapsed() })
+        if tokens.len() > self.capacity {
+            if !request.truncate {
+                return Err(GenerateError::PromptTooLong {
+                    prompt_tokens: tokens.len() as u32,
+                    context_size: self.capacity as u32,
+                });
+            }
+            tokens.truncate(self.capacity);
+        }
+        let mut vector = self.pooled(&tokens)?;
+        if request.normalize {
+            normalize(&mut vector);
+        }
+        Ok((vector, tokens.len() as u32))
     }
 
     fn tokenize(&self, input: &EmbedInput) -> Result<Vec<LlamaToken>, GenerateError> {
@@ -98,6 +99,51 @@ impl<'m> Embedder<'m> {
         let vector = self.ctx.embeddings_seq_ith(0).map_err(backend_error)?.to_vec();
         self.ctx.clear_kv_cache();
         Ok(vector)
+    }
+}
+
+/// An embedding request in progress on the engine thread.
+pub(crate) struct EmbedWork {
+    request: EmbedRequest,
+    reply: flume::Sender<Result<Embeddings, GenerateError>>,
+    vectors: Vec<Vec<f32>>,
+    prompt_tokens: u32,
+    started: Instant,
+}
+
+impl EmbedWork {
+    pub fn new(request: EmbedRequest, reply: flume::Sender<Result<Embeddings, GenerateError>>) -> Self {
+        let vectors = Vec::with_capacity(request.inputs.len());
+        Self { request, reply, vectors, prompt_tokens: 0, started: Instant::now() }
+    }
+
+    /// The caller stopped waiting: nothing more is done for it.
+    pub fn abandoned(&self) -> bool {
+        self.reply.is_disconnected()
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.vectors.len() == self.request.inputs.len()
+    }
+
+    /// Embeds the next input.
+    pub fn embed_one(&mut self, embedder: &mut Embedder<'_>) -> Result<(), GenerateError> {
+        let index = self.vectors.len();
+        let Some(input) = self.request.inputs.get(index) else { return Ok(()) };
+        let (vector, tokens) = embedder.embed_input(index, input, &self.request)?;
+        self.vectors.push(vector);
+        self.prompt_tokens += tokens;
+        Ok(())
+    }
+
+    pub fn finish(self) {
+        let embeddings =
+            Embeddings { vectors: self.vectors, prompt_tokens: self.prompt_tokens, duration: self.started.elapsed() };
+        let _ = self.reply.send(Ok(embeddings));
+    }
+
+    pub fn fail(self, error: GenerateError) {
+        let _ = self.reply.send(Err(error));
     }
 }
 

@@ -1,10 +1,14 @@
-//! The engine thread: one OS thread per loaded model owns llama.cpp's model and context
-//! (neither may be shared across threads). Callers hand it a request together with the
-//! channel its answer goes back on; dropping the receiving end cancels the request.
+//! A loaded model: its weights (shared, read-only) and the engine thread that owns its
+//! llama.cpp context. A request is prepared (template rendered under limits, tokenized,
+//! checked against the context) on the caller's thread, so a long render never stalls the
+//! streams decoding; the engine thread gets only prepared requests, each with the channel
+//! its answer goes back on. Dropping the receiving end cancels the request.
 
 use crate::error::EngineError;
 use crate::gguf::{GgufHeader, MetaValue};
+use crate::limits;
 use crate::llama_log;
+use crate::prepare::{self, Cancellation, Prepared};
 use crate::scheduler::Scheduler;
 use crate::template::ChatTemplate;
 use hearth_core::{EmbedRequest, Embeddings, EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent};
@@ -14,7 +18,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -53,20 +58,50 @@ pub struct ResolvedSettings {
 }
 
 impl EngineSettings {
-    fn resolve(&self, info: &ModelInfo, backend: &LlamaBackend) -> Result<ResolvedSettings, EngineError> {
-        let positive = |name: &str, v: Option<u32>| match v {
-            Some(0) => Err(EngineError::InvalidSetting(format!("{name} must be at least 1"))),
-            _ => Ok(v),
-        };
+    /// The settings a model was stored with: its engine parameters (Ollama's `num_ctx`,
+    /// `num_batch`, `num_thread`) and its chat template. Callers put their own overrides
+    /// (command-line flags, server settings) over these.
+    pub fn stored(
+        parameters: &serde_json::Map<String, serde_json::Value>,
+        chat_template: Option<String>,
+    ) -> Result<Self, EngineError> {
+        let stored = hearth_core::parameters::stored_settings(parameters).map_err(EngineError::InvalidSetting)?;
+        Ok(Self {
+            threads: stored.num_thread,
+            context_size: stored.num_ctx,
+            batch_size: stored.num_batch,
+            chat_template,
+            ..Self::default()
+        })
+    }
+
+    /// The bounds that hold whatever the model (everything but the context's upper bound,
+    /// which is the model's trained length): for a check before a model is at hand.
+    pub fn check(&self) -> Result<(), EngineError> {
+        limits::threads(self.threads)?;
+        limits::batch_size(self.batch_size)?;
+        limits::parallel(self.parallel)?;
+        limits::context_size(self.context_size, u32::MAX)?;
+        Ok(())
+    }
+
+    /// The settings with defaults filled in, each checked against [`limits`] and the model,
+    /// so nothing out of bounds ever reaches llama.cpp.
+    pub fn resolve(&self, info: &ModelInfo, gpu_offload: bool) -> Result<ResolvedSettings, EngineError> {
         let trained = info.context_length.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_CONTEXT_SIZE);
-        let context_size = positive("context size", self.context_size)?.unwrap_or(DEFAULT_CONTEXT_SIZE.min(trained));
-        let parallel = positive("parallel", self.parallel)?.unwrap_or(1).min(256);
+        let context_size = limits::context_size(self.context_size, trained)?;
+        let parallel = limits::parallel(self.parallel)?;
         Ok(ResolvedSettings {
-            threads: positive("threads", self.threads)?.unwrap_or_else(physical_cores),
+            threads: limits::threads(self.threads)?.unwrap_or_else(physical_cores),
             context_size,
-            // A batch holds at least one token of every slot (llama.cpp requires it).
-            batch_size: positive("batch size", self.batch_size)?.unwrap_or(DEFAULT_BATCH_SIZE).max(parallel),
-            gpu_layers: self.gpu_layers.unwrap_or(if backend.supports_gpu_offload() { u32::MAX } else { 0 }),
+            // A batch holds at least one token of every slot (llama.cpp requires it), and
+            // never more than the whole context: llama.cpp would cut it there anyway, and
+            // the batch's buffers are allocated at its full size.
+            batch_size: limits::batch_size(self.batch_size)?
+                .unwrap_or(DEFAULT_BATCH_SIZE)
+                .min(context_size.saturating_mul(parallel))
+                .max(parallel),
+            gpu_layers: self.gpu_layers.unwrap_or(if gpu_offload { u32::MAX } else { 0 }),
             parallel,
         })
     }
@@ -89,14 +124,31 @@ pub(crate) fn backend() -> &'static LlamaBackend {
 }
 
 pub(crate) enum Job {
-    Generate { request: GenerateRequest, events: flume::Sender<StreamEvent>, submitted: Instant },
-    Embed { request: EmbedRequest, reply: flume::Sender<Result<Embeddings, GenerateError>> },
+    Generate {
+        prepared: Prepared,
+        events: flume::Sender<StreamEvent>,
+    },
+    Embed {
+        request: EmbedRequest,
+        reply: flume::Sender<Result<Embeddings, GenerateError>>,
+    },
+    /// Wakes an idle engine thread so it sees its stop flag.
+    Wake,
+}
+
+/// What the caller's threads and the engine thread share: the weights and the template.
+pub(crate) struct Model {
+    pub llama: LlamaModel,
+    pub template: ChatTemplate,
 }
 
 /// A loaded model and the thread that runs it.
 pub struct Engine {
     jobs: Option<flume::Sender<Job>>,
     thread: Option<JoinHandle<()>>,
+    model: Arc<Model>,
+    /// Set to make the engine thread end every request it holds and return.
+    stop: Arc<AtomicBool>,
     info: ModelInfo,
     path: PathBuf,
     settings: ResolvedSettings,
@@ -125,17 +177,26 @@ impl Engine {
         }
         let sliding_window = header.arch_value("attention.sliding_window").and_then(MetaValue::as_u64).unwrap_or(0);
         let pooling = header.arch_value("pooling_type").and_then(MetaValue::as_u64).map(|kind| kind as u32);
-        let settings = settings.resolve(&info, backend())?;
+        let backend = backend();
+        let settings = settings.resolve(&info, backend.supports_gpu_offload())?;
+        let llama = load_model(backend, path, &info, settings)?;
+        let vocab = llama.vocab();
+        let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
+        let template =
+            ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
+        let model = Arc::new(Model { llama, template });
 
         let (ready_tx, ready_rx) = flume::bounded(1);
         let (jobs_tx, jobs_rx) = flume::unbounded();
-        let thread_path = path.to_path_buf();
-        let thread_info = info.clone();
+        let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
-            .spawn(move || {
-                let shape = Shape { sliding_window, pooling };
-                engine_thread(&thread_path, &thread_info, settings, shape, meter, &ready_tx, &jobs_rx)
+            .spawn({
+                let (model, stop) = (model.clone(), stop.clone());
+                move || {
+                    let shape = Shape { sliding_window, pooling };
+                    engine_thread(&model, settings, shape, meter, &ready_tx, &jobs_rx, &stop)
+                }
             })
             .map_err(|e| EngineError::Io { path: path.to_path_buf(), source: e })?;
 
@@ -143,6 +204,8 @@ impl Engine {
             Ok(Ok(())) => Ok(Self {
                 jobs: Some(jobs_tx),
                 thread: Some(thread),
+                model,
+                stop,
                 info,
                 path: path.to_path_buf(),
                 settings,
@@ -162,30 +225,60 @@ impl Engine {
         }
     }
 
-    /// Queues a request; its events arrive on the returned receiver. Drop the receiver to
-    /// cancel: the engine notices at its next step and frees the work.
-    pub fn generate(&self, request: GenerateRequest) -> flume::Receiver<StreamEvent> {
+    /// Prepares `request` on the calling thread: checks its settings, renders the chat
+    /// template (bounded in instructions, output size and time, and given up once
+    /// `cancel` says the caller went away), tokenizes, and checks the prompt fits.
+    pub fn prepare(&self, request: GenerateRequest, cancel: &Cancellation) -> Result<Prepared, GenerateError> {
+        prepare::prepare(&self.model, self.settings.context_size, request, cancel)
+    }
+
+    /// Queues a prepared request; its events arrive on the returned receiver. Drop the
+    /// receiver to cancel: the engine notices at its next step and frees the work.
+    pub fn submit(&self, prepared: Prepared) -> flume::Receiver<StreamEvent> {
         let (events, receiver) = flume::unbounded();
-        if let Err(message) = request.sampling.validate() {
-            let _ = events.send(StreamEvent::Error(GenerateError::InvalidRequest(message)));
-            return receiver;
-        }
-        let job = Job::Generate { request, events: events.clone(), submitted: Instant::now() };
+        let job = Job::Generate { prepared, events: events.clone() };
         if self.jobs.as_ref().expect("present until drop").send(job).is_err() {
             let _ = events.send(StreamEvent::Error(unloaded()));
         }
         receiver
     }
 
-    /// Queues an embedding request; the vectors arrive on the returned receiver. It runs
-    /// on the engine thread between two decoding steps.
+    /// [`Engine::prepare`] and [`Engine::submit`] in one, for callers on a thread of their
+    /// own: a request that cannot be prepared gets its error as the stream's only event.
+    pub fn generate(&self, request: GenerateRequest) -> flume::Receiver<StreamEvent> {
+        match self.prepare(request, &Cancellation::never()) {
+            Ok(prepared) => self.submit(prepared),
+            Err(e) => {
+                let (events, receiver) = flume::bounded(1);
+                let _ = events.send(StreamEvent::Error(e));
+                receiver
+            }
+        }
+    }
+
+    /// Queues an embedding request; the vectors arrive on the returned receiver. The
+    /// engine thread embeds one input at a time between decoding steps, so chats on this
+    /// model keep streaming, and gives up once the receiver is dropped.
     pub fn embed(&self, request: EmbedRequest) -> flume::Receiver<Result<Embeddings, GenerateError>> {
         let (reply, receiver) = flume::bounded(1);
+        if let Err(message) = limits::embed_inputs(request.inputs.len()) {
+            let _ = reply.send(Err(GenerateError::InvalidRequest(message)));
+            return receiver;
+        }
         let job = Job::Embed { request, reply: reply.clone() };
         if self.jobs.as_ref().expect("present until drop").send(job).is_err() {
             let _ = reply.send(Err(unloaded()));
         }
         receiver
+    }
+
+    /// Ends every request this engine is running or holds in its queue, at its next step
+    /// (at shutdown: nothing then waits for answers that are still going).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(jobs) = &self.jobs {
+            let _ = jobs.send(Job::Wake);
+        }
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -208,7 +301,8 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
-        // Closing the queue ends the thread's loop once the requests in hand are answered.
+        // Closing the queue ends the thread's loop once the requests in hand are answered
+        // (none, unless `stop` was called: a model unloads only when nothing holds it).
         self.jobs.take();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -216,7 +310,7 @@ impl Drop for Engine {
     }
 }
 
-fn unloaded() -> GenerateError {
+pub(crate) fn unloaded() -> GenerateError {
     GenerateError::EngineStopped("the model was unloaded".into())
 }
 
@@ -238,31 +332,18 @@ struct Shape {
 }
 
 fn engine_thread(
-    path: &Path,
-    info: &ModelInfo,
+    model: &Model,
     settings: ResolvedSettings,
     shape: Shape,
     meter: Option<Box<dyn EnergyMeter>>,
     ready: &flume::Sender<Result<(), EngineError>>,
     jobs: &flume::Receiver<Job>,
+    stop: &AtomicBool,
 ) {
     let backend = backend();
-    let model = match load_model(backend, path, info, settings) {
-        Ok(model) => model,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let session = new_context(backend, &model, settings).and_then(|ctx| {
-        let vocab = model.vocab();
-        let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
-        let template =
-            ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
-        Ok(Scheduler::new(&model, ctx, template, settings, shape.sliding_window, shape.pooling, meter))
-    });
-    let mut scheduler = match session {
-        Ok(session) => session,
+    let llama = &model.llama;
+    let mut scheduler = match new_context(backend, llama, settings) {
+        Ok(ctx) => Scheduler::new(llama, ctx, settings, shape.sliding_window, shape.pooling, meter),
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
@@ -275,7 +356,7 @@ fn engine_thread(
     if ready.send(Ok(())).is_err() {
         return;
     }
-    scheduler.run(jobs);
+    scheduler.run(jobs, stop);
 }
 
 fn load_model(

@@ -6,10 +6,13 @@ mod attribution;
 mod embedder;
 mod engine;
 mod error;
+mod ffi_guard;
 pub mod gguf;
 pub mod grammar;
+pub mod limits;
 mod llama_log;
 mod memory;
+mod prepare;
 pub mod quality;
 pub mod quantize;
 mod sampler;
@@ -26,7 +29,8 @@ pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAU
 pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};
 pub use memory::{available_memory, memory_needed, peak_resident_memory, reset_peak_resident_memory, total_memory};
-pub use template::{ChatTemplate, TemplateError};
+pub use prepare::{Cancellation, Prepared};
+pub use template::{ChatTemplate, RenderLimits, TemplateError};
 pub use tokenizer::Tokenizer;
 pub use utf8_stream::Utf8Stream;
 

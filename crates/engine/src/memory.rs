@@ -1,23 +1,46 @@
 //! How much memory a model needs to run, from its GGUF header alone: the weights (mapped
-//! from the file) plus the KV cache every slot gets (f16 keys and values for each layer
-//! and position) plus llama.cpp's working buffers. Used to decide what must unload first.
+//! from the file), the KV cache every slot gets (f16 keys and values for each layer and
+//! position), and every buffer the settings size: llama.cpp's compute graph for a batch
+//! (its logits for every token of the batch, attention scores, feed-forward activations),
+//! the output logits of every slot, and the batch itself. Used to refuse settings that
+//! cannot fit and to decide what must unload first.
 
-use crate::engine::{read_header, DEFAULT_CONTEXT_SIZE};
+use crate::engine::read_header;
 use crate::gguf::{GgufHeader, MetaValue};
-use crate::{EngineError, EngineSettings};
+use crate::{EngineError, EngineSettings, ResolvedSettings};
 use std::path::Path;
 
-/// Working buffers: the compute graph's scratch and the logits of a full batch, generously.
-const WORKING_BYTES: u64 = 256 << 20;
+/// What llama.cpp holds whatever the settings: the thread pool, the graph's metadata,
+/// the tokenizer's tables.
+const BASE_BYTES: u64 = 64 << 20;
 
-/// Bytes a model at `path` needs when loaded with `settings`.
+/// Bytes a model at `path` needs when loaded with `settings`; settings out of bounds are
+/// an error, as they would be at load.
 pub fn memory_needed(path: &Path, settings: &EngineSettings) -> Result<u64, EngineError> {
     let header = read_header(path)?;
     let info = header.model_info();
-    let trained = info.context_length.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_CONTEXT_SIZE);
-    let context = settings.context_size.unwrap_or(DEFAULT_CONTEXT_SIZE.min(trained));
-    let positions = u64::from(context) * u64::from(settings.parallel.unwrap_or(1).max(1));
-    Ok(info.file_size + kv_bytes_per_position(&header) * positions + WORKING_BYTES)
+    let resolved = settings.resolve(&info, false)?;
+    Ok(info.file_size + buffer_bytes(&header, &resolved))
+}
+
+/// Everything but the weights: KV cache, compute scratch, outputs and the batch.
+fn buffer_bytes(header: &GgufHeader, settings: &ResolvedSettings) -> u64 {
+    let value = |key: &str| header.arch_value(key).and_then(MetaValue::as_u64).unwrap_or(0);
+    let context = u64::from(settings.context_size);
+    let parallel = u64::from(settings.parallel);
+    let vocab = header.model_info().vocab_size.unwrap_or(0);
+    // llama.cpp computes a batch in micro-batches of at most this many tokens (hearth sets
+    // the micro-batch to the batch), and reserves its graph for the worst case: a logit
+    // row for every token.
+    let ubatch = u64::from(settings.batch_size).min(context * parallel);
+    let heads = value("attention.head_count").max(1);
+    let per_token_scratch =
+        4 * (vocab + heads * context + 2 * value("feed_forward_length") + 8 * value("embedding_length"));
+    let kv = kv_bytes_per_position(header) * context * parallel;
+    let outputs = 4 * vocab * parallel;
+    // The batch's token, position, sequence and output arrays.
+    let batch = 32 * u64::from(settings.batch_size);
+    BASE_BYTES + kv + ubatch * per_token_scratch + outputs + batch
 }
 
 /// Keys and values of one position over all layers, in f16.
@@ -93,12 +116,20 @@ mod tests {
             &[("w", &[4])],
         );
         std::fs::write(&path, &bytes).unwrap();
-        let one = EngineSettings { context_size: Some(1000), ..Default::default() };
+        let one = EngineSettings { context_size: Some(1000), batch_size: Some(100), ..Default::default() };
         let four = EngineSettings { parallel: Some(4), ..one.clone() };
-        // 30 layers x 3 kv heads x (64 + 64) x 2 bytes = 23,040 bytes per position.
-        let base = bytes.len() as u64 + WORKING_BYTES;
+        // 30 layers x 3 kv heads x (64 + 64) x 2 bytes = 23,040 bytes per position; no
+        // vocabulary or feed-forward size in this header, so a token's scratch is the
+        // attention scores of 9 heads over 1000 positions and 8 embeddings, in f32.
+        let scratch = 100 * 4 * (9 * 1000 + 8 * 576);
+        let base = bytes.len() as u64 + BASE_BYTES + scratch + 32 * 100;
         assert_eq!(memory_needed(&path, &one).unwrap(), base + 23_040 * 1000);
         assert_eq!(memory_needed(&path, &four).unwrap(), base + 23_040 * 4000);
+        // A bigger batch costs more, and one out of bounds is refused before anything runs.
+        let big_batch = EngineSettings { batch_size: Some(1000), ..one.clone() };
+        assert!(memory_needed(&path, &big_batch).unwrap() > memory_needed(&path, &one).unwrap());
+        let bomb = EngineSettings { batch_size: Some(1_000_000_000), ..one.clone() };
+        assert!(matches!(memory_needed(&path, &bomb), Err(EngineError::InvalidSetting(_))));
         assert!(available_memory().is_some_and(|m| m > 0));
         assert!(total_memory().is_some_and(|total| available_memory().is_some_and(|a| a <= total)));
         assert!(peak_resident_memory().is_some_and(|m| m > 0));

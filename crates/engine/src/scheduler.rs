@@ -4,23 +4,26 @@
 //! slot has cached: the next turn of a chat), then decodes one batch holding the next token
 //! of every generating sequence plus a chunk of prompt for those still prefilling, samples,
 //! and streams each token out on its request's own channel. A request whose receiver is gone
-//! frees its slot at the next step.
+//! frees its slot at the next step. Embedding requests are served one input per step
+//! between decodes, so they neither stall the streams nor outlive their caller.
 
 use crate::attribution::{self, IdleBaseline};
-use crate::embedder::Embedder;
+use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
+use crate::prepare::Prepared;
 use crate::sampler::{self, TokenPicker};
 use crate::stop::{StopMatcher, StopOutcome};
-use crate::template::ChatTemplate;
 use crate::utf8_stream::Utf8Stream;
 use hearth_core::{
-    EnergyMeter, EnergyReport, FinishReason, GenerateError, GenerateRequest, Prompt, StreamEvent, Timings,
-    TokenLogprob, TopLogprob, Usage, MAX_TOP_LOGPROBS,
+    EnergyMeter, EnergyReport, FinishReason, GenerateError, StreamEvent, Timings, TokenLogprob, TopLogprob, Usage,
+    MAX_TOP_LOGPROBS,
 };
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// While other sequences are generating, a prompt is evaluated at most this many tokens per
@@ -30,7 +33,6 @@ const PREFILL_CHUNK_WHILE_DECODING: usize = 256;
 pub(crate) struct Scheduler<'m> {
     model: &'m LlamaModel,
     ctx: LlamaContext<'m>,
-    template: ChatTemplate,
     batch: LlamaBatch<'static>,
     settings: ResolvedSettings,
     /// Attention window of sliding-window layers (0: none). Those layers keep only the
@@ -45,6 +47,8 @@ pub(crate) struct Scheduler<'m> {
     pooling: Option<u32>,
     /// Made on the first embedding request.
     embedder: Option<Embedder<'m>>,
+    /// Embedding requests in arrival order; the first is worked on, an input per step.
+    embeds: VecDeque<EmbedWork>,
 }
 
 struct Slot {
@@ -93,7 +97,6 @@ impl<'m> Scheduler<'m> {
     pub fn new(
         model: &'m LlamaModel,
         ctx: LlamaContext<'m>,
-        template: ChatTemplate,
         settings: ResolvedSettings,
         sliding_window: u64,
         pooling: Option<u32>,
@@ -106,7 +109,6 @@ impl<'m> Scheduler<'m> {
         Self {
             model,
             ctx,
-            template,
             batch,
             settings,
             sliding_window,
@@ -116,6 +118,7 @@ impl<'m> Scheduler<'m> {
             clock: 0,
             pooling,
             embedder: None,
+            embeds: VecDeque::new(),
         }
     }
 
@@ -130,10 +133,14 @@ impl<'m> Scheduler<'m> {
         warmed
     }
 
-    /// Serves requests until the queue closes and the last answer is out.
-    pub fn run(&mut self, jobs: &flume::Receiver<Job>) {
+    /// Serves requests until the queue closes and the last answer is out, or until `stop`
+    /// is raised: then every request in hand ends at once.
+    pub fn run(&mut self, jobs: &flume::Receiver<Job>, stop: &AtomicBool) {
         loop {
-            if self.active_count() == 0 {
+            if stop.load(Ordering::SeqCst) {
+                return self.abandon_all(jobs);
+            }
+            if self.active_count() == 0 && self.embeds.is_empty() {
                 if let Some(joules) = self.read_meter() {
                     self.idle.idle(Instant::now(), joules);
                 }
@@ -142,6 +149,7 @@ impl<'m> Scheduler<'m> {
                     self.idle.busy(Instant::now(), joules);
                 }
                 self.admit(job);
+                continue;
             }
             while self.slots.iter().any(|s| s.active.is_none()) {
                 match jobs.try_recv() {
@@ -149,8 +157,29 @@ impl<'m> Scheduler<'m> {
                     Err(_) => break,
                 }
             }
+            self.embed_next();
             if self.active_count() > 0 {
                 self.step();
+            }
+        }
+    }
+
+    /// At a stop: every running request, embedding and queued job gets an error.
+    fn abandon_all(&mut self, jobs: &flume::Receiver<Job>) {
+        let stopped = || GenerateError::EngineStopped("the model was stopped (the server is shutting down)".into());
+        for slot in &mut self.slots {
+            if let Some(active) = slot.active.take() {
+                let _ = active.events.send(StreamEvent::Error(stopped()));
+            }
+        }
+        for work in self.embeds.drain(..) {
+            work.fail(stopped());
+        }
+        for job in jobs.try_iter() {
+            match job {
+                Job::Generate { events, .. } => drop(events.send(StreamEvent::Error(stopped()))),
+                Job::Embed { reply, .. } => drop(reply.send(Err(stopped()))),
+                Job::Wake => {}
             }
         }
     }
@@ -165,29 +194,45 @@ impl<'m> Scheduler<'m> {
         meter.joules().map_err(|e| tracing::warn!("energy meter: {e}")).ok()
     }
 
-    /// Starts a generation in a free slot, or answers an embedding request right away
-    /// (between two steps: running streams pause for as long as it takes).
+    /// Starts a generation in a free slot, or queues an embedding request.
     fn admit(&mut self, job: Job) {
         match job {
-            Job::Generate { request, events, submitted } => self.admit_generation(request, events, submitted),
-            Job::Embed { request, reply } => {
-                let _ = reply.send(self.embed(&request));
-            }
+            Job::Generate { prepared, events } => self.admit_generation(prepared, events),
+            Job::Embed { request, reply } => self.embeds.push_back(EmbedWork::new(request, reply)),
+            Job::Wake => {}
         }
     }
 
-    fn embed(&mut self, request: &hearth_core::EmbedRequest) -> Result<hearth_core::Embeddings, GenerateError> {
-        if self.embedder.is_none() {
-            let embedder = Embedder::new(self.model, self.settings.context_size, self.settings.threads, self.pooling)
-                .map_err(|e| GenerateError::Backend(format!("no embedding context: {e}")))?;
-            self.embedder = Some(embedder);
+    /// Embeds the next input of the oldest embedding request, dropping requests whose
+    /// caller went away, and answers a request once its last input is done.
+    fn embed_next(&mut self) {
+        while self.embeds.front().is_some_and(EmbedWork::abandoned) {
+            self.embeds.pop_front();
         }
-        self.embedder.as_mut().expect("made above").embed(request)
+        let Some(work) = self.embeds.front_mut() else { return };
+        if self.embedder.is_none() {
+            match Embedder::new(self.model, self.settings.context_size, self.settings.threads, self.pooling) {
+                Ok(embedder) => self.embedder = Some(embedder),
+                Err(e) => {
+                    let work = self.embeds.pop_front().expect("front exists");
+                    return work.fail(GenerateError::Backend(format!("no embedding context: {e}")));
+                }
+            }
+        }
+        let embedder = self.embedder.as_mut().expect("made above");
+        if let Err(e) = work.embed_one(embedder) {
+            let work = self.embeds.pop_front().expect("front exists");
+            return work.fail(e);
+        }
+        if work.is_done() {
+            self.embeds.pop_front().expect("front exists").finish();
+        }
     }
 
     /// Puts a request into the free slot whose cache shares the longest prefix with its
     /// prompt (else the one used least recently), or answers it with an error.
-    fn admit_generation(&mut self, request: GenerateRequest, events: flume::Sender<StreamEvent>, submitted: Instant) {
+    fn admit_generation(&mut self, prepared: Prepared, events: flume::Sender<StreamEvent>) {
+        let Prepared { request, prompt, submitted } = prepared;
         let mut picker = match TokenPicker::new(&request.sampling, self.model) {
             Ok(picker) => picker,
             Err(message) => {
@@ -195,19 +240,6 @@ impl<'m> Scheduler<'m> {
                 return;
             }
         };
-        let prompt = match self.tokenize_prompt(&request) {
-            Ok(prompt) => prompt,
-            Err(e) => {
-                let _ = events.send(StreamEvent::Error(e));
-                return;
-            }
-        };
-        let context_size = self.settings.context_size;
-        if prompt.len() >= context_size as usize {
-            let error = GenerateError::PromptTooLong { prompt_tokens: prompt.len() as u32, context_size };
-            let _ = events.send(StreamEvent::Error(error));
-            return;
-        }
         let Some(index) = self
             .slots
             .iter()
@@ -249,36 +281,6 @@ impl<'m> Scheduler<'m> {
             decode_joules: 0.0,
             unmetered: false,
         }));
-    }
-
-    fn tokenize_prompt(&self, request: &GenerateRequest) -> Result<Vec<LlamaToken>, GenerateError> {
-        let vocab = self.model.vocab();
-        let text = match &request.prompt {
-            Prompt::Chat(messages) => self
-                .template
-                .render_with_tools(messages, &request.tools)
-                .map_err(|e| GenerateError::InvalidRequest(e.to_string()))?,
-            Prompt::Raw(text) => text.clone(),
-            Prompt::Tokens(ids) => {
-                let n_vocab = vocab.n_tokens();
-                return ids
-                    .iter()
-                    .map(|&id| match i32::try_from(id) {
-                        Ok(id) if id < n_vocab => Ok(LlamaToken(id)),
-                        _ => Err(GenerateError::InvalidRequest(format!(
-                            "token id {id} is outside the vocabulary (0..{n_vocab})"
-                        ))),
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .and_then(non_empty);
-            }
-        };
-        let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
-        // A template that writes the BOS token itself, on a vocabulary that adds one too.
-        if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
-            tokens.remove(0);
-        }
-        non_empty(tokens)
     }
 
     /// Keeps the longest prefix of `prompt` that slot `index` has cached and drops the rest
@@ -517,13 +519,10 @@ fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-fn non_empty(tokens: Vec<LlamaToken>) -> Result<Vec<LlamaToken>, GenerateError> {
-    if tokens.is_empty() {
-        return Err(GenerateError::InvalidRequest("the prompt is empty".into()));
-    }
-    Ok(tokens)
-}
-
+/// A llama.cpp failure as a request's error, with the exception it threw if it threw one.
 pub(crate) fn backend_error(e: impl std::fmt::Display) -> GenerateError {
-    GenerateError::Backend(e.to_string())
+    match crate::ffi_guard::take_exception() {
+        Some(what) => GenerateError::Backend(format!("{e} (llama.cpp threw: {what})")),
+        None => GenerateError::Backend(e.to_string()),
+    }
 }

@@ -1,12 +1,16 @@
 //! Renders a conversation into the prompt text a model was trained on, using the Jinja chat
 //! template stored in its GGUF file, the way Hugging Face's tokenizers render it. llama.cpp's
 //! built-in matcher only recognises a fixed list of templates; rendering the template itself
-//! works for any model and, later, for tools.
+//! works for any model and, later, for tools. A template is code a client can store, so
+//! every render is bounded: in instructions (minijinja's fuel), output size and time, and
+//! it stops as soon as its caller goes away.
 
+use crate::limits;
+use crate::prepare::Cancellation;
 use hearth_core::clock::civil_from_days;
 use hearth_core::ChatMessage;
 use minijinja::{context, Environment, Error, ErrorKind, Value};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 const TEMPLATE_NAME: &str = "chat";
 
@@ -16,6 +20,59 @@ pub enum TemplateError {
     Parse(String),
     #[error("the model's chat template failed to render: {0}")]
     Render(String),
+    #[error("the model's chat template took more than its {} instructions to render; fix the template (hearth show --modelfile)", limits::RENDER_FUEL)]
+    OutOfFuel,
+    #[error("the model's chat template rendered more than {0} bytes, more than the context can hold")]
+    TooLong(usize),
+    #[error("the model's chat template took more than {} s to render", limits::RENDER_TIME.as_secs())]
+    TimedOut,
+    #[error("rendering was given up: its caller went away")]
+    Cancelled,
+}
+
+/// What one render may use up before it is stopped.
+pub struct RenderLimits<'a> {
+    max_bytes: usize,
+    deadline: Instant,
+    cancel: &'a Cancellation,
+}
+
+impl<'a> RenderLimits<'a> {
+    pub fn new(max_bytes: usize, cancel: &'a Cancellation) -> Self {
+        Self { max_bytes, deadline: Instant::now() + limits::RENDER_TIME, cancel }
+    }
+}
+
+/// Collects a render's output, and fails the render once it is too long, too late or no
+/// longer wanted (minijinja checks the writer at every piece of output).
+struct BoundedOutput<'a> {
+    text: Vec<u8>,
+    limits: &'a RenderLimits<'a>,
+    stopped: Option<TemplateError>,
+}
+
+impl std::io::Write for BoundedOutput<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let stop = if self.text.len() + bytes.len() > self.limits.max_bytes {
+            Some(TemplateError::TooLong(self.limits.max_bytes))
+        } else if self.limits.cancel.is_cancelled() {
+            Some(TemplateError::Cancelled)
+        } else if Instant::now() > self.limits.deadline {
+            Some(TemplateError::TimedOut)
+        } else {
+            None
+        };
+        if let Some(stop) = stop {
+            self.stopped = Some(stop);
+            return Err(std::io::Error::other("render stopped"));
+        }
+        self.text.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// How a model turns a conversation into prompt text.
@@ -51,8 +108,19 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         tools: &[serde_json::Value],
     ) -> Result<String, TemplateError> {
+        let never = Cancellation::never();
+        self.render_limited(messages, tools, &RenderLimits::new(usize::MAX, &never))
+    }
+
+    /// Like [`ChatTemplate::render_with_tools`], stopped at `limits`.
+    pub fn render_limited(
+        &self,
+        messages: &[ChatMessage],
+        tools: &[serde_json::Value],
+        limits: &RenderLimits<'_>,
+    ) -> Result<String, TemplateError> {
         match &self.env {
-            Some(env) => self.render_with(env, messages, tools),
+            Some(env) => self.render_with(env, messages, tools, limits),
             None => Ok(plain_completion(messages)),
         }
     }
@@ -62,20 +130,29 @@ impl ChatTemplate {
         env: &Environment<'static>,
         messages: &[ChatMessage],
         tools: &[serde_json::Value],
+        limits: &RenderLimits<'_>,
     ) -> Result<String, TemplateError> {
         let messages: Vec<Value> = messages.iter().map(message_value).collect();
         // transformers passes `tools=None` when there are none; templates test for that.
         let tools = (!tools.is_empty()).then(|| Value::from_serialize(tools));
         let template = env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Parse(describe(&e)))?;
-        template
-            .render(context! {
+        let mut out = BoundedOutput { text: Vec::new(), limits, stopped: None };
+        let rendered = template.render_captured_to(
+            context! {
                 messages => messages,
                 tools => tools,
                 add_generation_prompt => true,
                 bos_token => self.bos_token.as_str(),
                 eos_token => self.eos_token.as_str(),
-            })
-            .map_err(|e| TemplateError::Render(describe(&e)))
+            },
+            &mut out,
+        );
+        match rendered {
+            Ok(_) => String::from_utf8(out.text).map_err(|e| TemplateError::Render(e.to_string())),
+            Err(_) if out.stopped.is_some() => Err(out.stopped.expect("checked")),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(TemplateError::OutOfFuel),
+            Err(e) => Err(TemplateError::Render(describe(&e))),
+        }
     }
 }
 
@@ -116,6 +193,7 @@ fn plain_completion(messages: &[ChatMessage]) -> String {
 
 fn build_environment(source: &str) -> Result<Environment<'static>, TemplateError> {
     let mut env = Environment::new();
+    env.set_fuel(Some(limits::RENDER_FUEL));
     // The settings transformers renders chat templates with.
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -232,6 +310,30 @@ mod tests {
         let chat = [ChatMessage::user("Weather?"), call, result];
         assert_eq!(t.render_with_tools(&chat, &tools).unwrap(), "[weather]Weather?weather(Paris)<weather:18C>");
         assert_eq!(t.render(&chat).unwrap(), "Weather?weather(Paris)<weather:18C>");
+    }
+
+    /// A stored template is code from a client: one that never ends is stopped, by fuel
+    /// when it writes nothing, by the size cap when it writes, and by its caller leaving.
+    #[test]
+    fn a_template_that_never_ends_is_stopped() {
+        let silent = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+        let t = ChatTemplate::new(Some(silent), "", "").unwrap();
+        let started = Instant::now();
+        assert!(matches!(t.render(&[ChatMessage::user("x")]), Err(TemplateError::OutOfFuel)));
+        assert!(started.elapsed() < limits::RENDER_TIME, "fuel ran out in {:?}", started.elapsed());
+
+        let loud = "{% for a in range(100000) %}{% for b in range(100000) %}{{ a }}{% endfor %}{% endfor %}";
+        let t = ChatTemplate::new(Some(loud), "", "").unwrap();
+        let never = Cancellation::never();
+        let limited = RenderLimits::new(1 << 20, &never);
+        let err = t.render_limited(&[ChatMessage::user("x")], &[], &limited).unwrap_err();
+        assert!(matches!(err, TemplateError::TooLong(_)), "{err}");
+
+        let cancel = Cancellation::new();
+        cancel.cancel();
+        let err =
+            t.render_limited(&[ChatMessage::user("x")], &[], &RenderLimits::new(usize::MAX, &cancel)).unwrap_err();
+        assert!(matches!(err, TemplateError::Cancelled), "{err}");
     }
 
     #[test]

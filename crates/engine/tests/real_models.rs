@@ -540,3 +540,91 @@ fn an_input_longer_than_the_embedding_context_is_cut_only_when_asked() {
     assert_eq!(embeddings.prompt_tokens, 1024, "cut to the context");
     assert!(matches!(embed(smollm2(), &[""], true), Err(GenerateError::InvalidRequest(_))));
 }
+
+/// Regression (the hardening issue): settings that once reached llama.cpp unchecked, where
+/// a million threads made it throw through Rust and a batch of a billion tokens took
+/// gigabytes, are refused at load with the setting's name and range.
+#[test]
+fn settings_out_of_bounds_are_refused_before_llama_cpp_sees_them() {
+    for (bad, why) in [
+        (EngineSettings { threads: Some(1_000_000), ..settings() }, "between 1 and 512"),
+        (EngineSettings { threads: Some(0), ..settings() }, "num_thread"),
+        (EngineSettings { batch_size: Some(1_000_000_000), ..settings() }, "num_batch"),
+        (EngineSettings { context_size: Some(1_000_000_000), ..settings() }, "trained context of 8192"),
+        (EngineSettings { context_size: Some(0), ..settings() }, "num_ctx"),
+        (EngineSettings { parallel: Some(100_000), ..settings() }, "parallel"),
+    ] {
+        match Engine::load(&smollm2_path(), &bad) {
+            Err(EngineError::InvalidSetting(message)) => assert!(message.contains(why), "{bad:?}: {message}"),
+            Err(other) => panic!("{bad:?}: {other}"),
+            Ok(_) => panic!("{bad:?} loaded"),
+        }
+    }
+}
+
+/// Regression: a stored template that loops without end used to pin a core for ever; its
+/// render now stops, and the request gets an error that says why.
+#[test]
+fn a_template_that_never_ends_fails_its_request_and_the_engine_carries_on() {
+    let looping = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+    let engine =
+        Engine::load(&smollm2_path(), &EngineSettings { chat_template: Some(looping.into()), ..settings() }).unwrap();
+    match collect(&engine, ask("Hi", greedy(4))) {
+        Err(GenerateError::InvalidRequest(message)) => assert!(message.contains("instructions"), "{message}"),
+        other => panic!("{:?}", other.map(|c| c.text())),
+    }
+    let raw = GenerateRequest::new(Prompt::Raw("The capital of France is".into()), greedy(4));
+    assert_eq!(collect(&engine, raw).unwrap().usage.completion_tokens, 4);
+}
+
+/// Regression: embedding requests ran whole on the engine thread, blocking the model's
+/// chats until the last input, and went on after their caller left. Now a chat gets its
+/// answer while a large embedding request is still being worked through, and an
+/// abandoned request stops taking time.
+#[test]
+fn embeddings_interleave_with_chats_and_stop_when_abandoned() {
+    let engine = Engine::load(&smollm2_path(), &settings()).unwrap();
+    let request = |n: usize| EmbedRequest {
+        inputs: (0..n).map(|i| EmbedInput::Text(format!("Sentence number {i} about the sea."))).collect(),
+        truncate: true,
+        normalize: true,
+    };
+    // How long one input takes here, from a small request.
+    let small = engine.embed(request(20)).recv().unwrap().unwrap();
+    let per_input = small.duration / 20;
+
+    let big = engine.embed(request(1000));
+    let answer = collect(&engine, ask("Name a colour.", greedy(8))).unwrap();
+    assert_eq!(answer.usage.completion_tokens, 8);
+    assert!(big.is_empty(), "the chat was answered before the 1000 inputs were done");
+    drop(big);
+    // Abandoned: a fresh request is served well before the 1000 inputs would have been.
+    let started = std::time::Instant::now();
+    engine.embed(request(1)).recv().unwrap().unwrap();
+    assert!(started.elapsed() < per_input * 500, "{:?} against {:?} per input", started.elapsed(), per_input);
+
+    let too_many = engine.embed(request(hearth_engine::limits::MAX_EMBED_INPUTS + 1)).recv().unwrap();
+    assert!(matches!(too_many, Err(GenerateError::InvalidRequest(m)) if m.contains("at most 2048 inputs")));
+}
+
+/// Stopping an engine (at shutdown) ends the requests it is running at its next step.
+#[test]
+fn stop_ends_running_requests_at_once() {
+    let engine = Engine::load(&smollm2_path(), &settings()).unwrap();
+    let long = GenerateRequest::new(
+        Prompt::Raw("Once upon a time".into()),
+        SamplingParams { ignore_eos: true, ..greedy(900) },
+    );
+    let events = engine.generate(long);
+    assert!(matches!(events.recv().unwrap(), StreamEvent::Token(_)));
+    engine.stop();
+    let mut tokens = 1;
+    let last = loop {
+        match events.recv().unwrap() {
+            StreamEvent::Token(_) | StreamEvent::Logprob(_) => tokens += 1,
+            other => break other,
+        }
+    };
+    assert!(matches!(last, StreamEvent::Error(GenerateError::EngineStopped(_))), "{last:?}");
+    assert!(tokens < 900, "the answer ran to its end ({tokens} tokens)");
+}

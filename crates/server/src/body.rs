@@ -9,7 +9,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 pub fn parse<T: DeserializeOwned>(dialect: Dialect, body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(dialect, format!("invalid request body: {e}")))
+    // JSON is UTF-8 (RFC 8259), and serde_json does not check inside values it skips.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::bad_request(dialect, format!("invalid request body: not UTF-8 ({e})")))?;
+    serde_json::from_str(text).map_err(|e| ApiError::bad_request(dialect, format!("invalid request body: {e}")))
 }
 
 pub fn model_name(dialect: Dialect, text: &str) -> Result<ModelName, ApiError> {

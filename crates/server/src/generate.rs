@@ -1,24 +1,23 @@
 //! What both dialects share once a request is understood: sampling parameters from the
-//! model's stored ones and the request's, and the engine's events as a stream (which holds
-//! the model's lease, and cancels the request when the client goes away).
+//! model's stored ones and the request's, preparation on a blocking thread (given up when
+//! the client goes away), and the engine's events as a stream (which holds the model's
+//! lease, and cancels the request when the client goes away).
 
 use crate::error::{ApiError, Dialect};
 use crate::metrics::Metrics;
 use crate::residency::Lease;
 use crate::AppState;
 use futures_util::stream::{self, Stream, StreamExt};
-use hearth_core::parameters::{self, ParameterError};
+use hearth_core::parameters;
 use hearth_core::{
     ChatMessage, EnergyPrices, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings,
     TokenLogprob, Usage,
 };
+use hearth_engine::{Cancellation, Prepared};
 use hearth_store::ModelSpec;
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Engine settings that arrive as options but take effect when a model loads.
-const LOAD_OPTIONS: &[&str] = &["num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap", "numa"];
 
 /// The model's stored parameters, then the request's (Ollama names), over the defaults.
 pub fn sampling(stored: &Map<String, Value>, options: &Map<String, Value>) -> Result<SamplingParams, String> {
@@ -26,19 +25,8 @@ pub fn sampling(stored: &Map<String, Value>, options: &Map<String, Value>) -> Re
     for message in ignored {
         tracing::warn!("stored parameter ignored: {message}");
     }
-    for (name, value) in options {
-        if value.is_null() {
-            continue;
-        }
-        if value.is_object() || (value.is_array() && name != "stop") {
-            return Err(format!("option {name} has the wrong type: {value}"));
-        }
-        match parameters::apply(&mut params, name, &parameters::texts(value)) {
-            Ok(()) => {}
-            Err(ParameterError::Invalid(message)) => return Err(message),
-            Err(ParameterError::Unknown) if LOAD_OPTIONS.contains(&name.as_str()) => {}
-            Err(ParameterError::Unknown) => tracing::warn!("option {name} is not supported and was ignored"),
-        }
+    for name in parameters::apply_all(&mut params, options, parameters::Unknown::Ignore)? {
+        tracing::warn!("option {name} is not supported and was ignored");
     }
     params.validate()?;
     Ok(params)
@@ -71,19 +59,40 @@ impl Drop for InFlight {
     }
 }
 
-/// Starts `request` on the leased model. The stream owns the lease and the engine's receiver:
-/// dropping it (a client that went away) cancels the request at the engine's next step.
-pub fn start(
+/// Renders, tokenizes and checks `request` on a blocking thread, so the async workers and
+/// the engine thread never wait on a template. If the client goes away meanwhile (this
+/// future is dropped), the render is told to stop.
+async fn prepare(lease: &Lease, request: GenerateRequest, dialect: Dialect) -> Result<Prepared, ApiError> {
+    struct CancelOnDrop(Cancellation);
+    impl Drop for CancelOnDrop {
+        fn drop(&mut self) {
+            self.0.cancel();
+        }
+    }
+    let cancel = Cancellation::new();
+    let _cancel_on_drop = CancelOnDrop(cancel.clone());
+    let model = lease.model.clone();
+    match tokio::task::spawn_blocking(move || model.engine.prepare(request, &cancel)).await {
+        Ok(Ok(prepared)) => Ok(prepared),
+        Ok(Err(e)) => Err(ApiError::from_generate(dialect, &e)),
+        Err(e) => Err(ApiError::internal(dialect, format!("preparing the request failed: {e}"))),
+    }
+}
+
+/// Starts a prepared request on the leased model. The stream owns the lease and the
+/// engine's receiver: dropping it (a client that went away) cancels the request at the
+/// engine's next step.
+fn start(
     lease: Lease,
-    request: GenerateRequest,
+    prepared: Prepared,
+    in_flight: InFlight,
     dialect: Dialect,
     state: &AppState,
 ) -> impl Stream<Item = Piece> + Send {
-    state.metrics.started();
     let running = Running {
-        events: lease.model.engine.generate(request),
+        events: lease.model.engine.submit(prepared),
         _lease: lease,
-        in_flight: InFlight(state.metrics.clone()),
+        in_flight,
         prices: state.prices.clone(),
         last_text: None,
     };
@@ -134,15 +143,19 @@ struct Running {
     last_text: Option<Instant>,
 }
 
-/// [`start`], with an error that comes before any text returned as the error itself, so the
-/// response can carry its status code; the stream that comes back yields every piece.
+/// Prepares and starts `request`. An error that comes before any text is returned as the
+/// error itself, so the response can carry its status code; the stream that comes back
+/// yields every piece.
 pub async fn start_answer(
     lease: Lease,
     request: GenerateRequest,
     dialect: Dialect,
     state: &AppState,
 ) -> Result<impl Stream<Item = Piece> + Send, ApiError> {
-    let mut pieces = Box::pin(start(lease, request, dialect, state));
+    state.metrics.started();
+    let in_flight = InFlight(state.metrics.clone());
+    let prepared = prepare(&lease, request, dialect).await.inspect_err(|_| state.metrics.failed())?;
+    let mut pieces = Box::pin(start(lease, prepared, in_flight, dialect, state));
     match pieces.next().await.expect("a stream ends with Done or Failed") {
         Piece::Failed(e) => Err(e),
         first => Ok(stream::once(async move { first }).chain(pieces)),

@@ -2,7 +2,7 @@
 //! (catalog, Hugging Face, plain URL, Ollama-protocol registry) and creating one from a
 //! Modelfile (a local GGUF, a URL or a stored model, plus parameters, messages and text).
 
-use hearth_engine::{GgufError, GgufHeader};
+use hearth_engine::{ChatTemplate, EngineSettings, GgufError, GgufHeader};
 use hearth_store::{
     catalog_lookup, is_gguf_url, manifest, name_for_url, CatalogSources, HfFile, ImportMode, Layer, Manifest,
     ModelConfig, ModelName, Modelfile, NameError, Pip, Progress, Store, StoreError, HUGGING_FACE_HOSTS,
@@ -20,6 +20,9 @@ pub enum ModelError {
     NotGguf { what: String, source: GgufError },
     #[error("FROM {from}: {why}")]
     From { from: String, why: String },
+    /// A parameter, template or setting the model would be stored with is invalid.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// How to reach the sources a pull may use, from the environment:
@@ -157,6 +160,7 @@ pub fn create(
         None => serde_json::Map::new(),
     };
     parameters.extend(modelfile.parameters.clone());
+    check_recipe(store, &layers, &parameters, modelfile.template.as_deref())?;
     let mut set = |media_type: &str, bytes: Option<Vec<u8>>| -> Result<(), ModelError> {
         if let Some(bytes) = bytes {
             layers.retain(|l| l.media_type != media_type);
@@ -179,6 +183,48 @@ pub fn create(
     set(manifest::LICENSE, (!modelfile.license.is_empty()).then(|| modelfile.license.join("\n\n").into_bytes()))?;
     report(Progress::Step("writing manifest"));
     write_model(store, name, layers)
+}
+
+/// What can be checked of a model's recipe without its GGUF: the parameters' names, types
+/// and ranges, the bounds of its engine settings, and that its chat template parses.
+pub fn check_settings(parameters: &serde_json::Map<String, Value>, template: Option<&str>) -> Result<(), ModelError> {
+    hearth_core::parameters::check_stored(parameters).map_err(ModelError::Invalid)?;
+    EngineSettings::stored(parameters, None)
+        .and_then(|settings| settings.check())
+        .map_err(|e| ModelError::Invalid(e.to_string()))?;
+    if let Some(template) = template {
+        ChatTemplate::new(Some(template), "", "").map_err(|e| ModelError::Invalid(format!("TEMPLATE: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Refuses a model that would fail when it runs: parameters of the wrong name, type or
+/// range, a chat template that does not parse, or engine settings out of bounds for its
+/// GGUF or too large for this machine's memory even with one slot.
+fn check_recipe(
+    store: &Store,
+    layers: &[Layer],
+    parameters: &serde_json::Map<String, Value>,
+    template: Option<&str>,
+) -> Result<(), ModelError> {
+    check_settings(parameters, template)?;
+    let Some(model) = layers.iter().find(|l| l.media_type == manifest::MODEL) else { return Ok(()) };
+    let settings = EngineSettings::stored(parameters, template.map(str::to_string))
+        .map_err(|e| ModelError::Invalid(e.to_string()))?;
+    let needed = match hearth_engine::memory_needed(&store.blob_path(&model.digest), &settings) {
+        Ok(needed) => needed,
+        Err(e @ hearth_engine::EngineError::InvalidSetting(_)) => return Err(ModelError::Invalid(e.to_string())),
+        // An unreadable GGUF is reported by the steps that read it.
+        Err(_) => return Ok(()),
+    };
+    match hearth_engine::total_memory() {
+        Some(total) if needed > total => Err(ModelError::Invalid(format!(
+            "with these settings the model needs {:.1} GiB of memory and this machine has {:.1} GiB; lower num_ctx or num_batch",
+            needed as f64 / f64::from(1u32 << 30),
+            total as f64 / f64::from(1u32 << 30)
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// The layers to start from: a GGUF file's, a URL's, an uploaded blob's, or those of a

@@ -5,7 +5,7 @@
 
 use crate::error::{ApiError, Dialect};
 use hearth_core::EnergyMeter;
-use hearth_engine::{Engine, EngineSettings};
+use hearth_engine::{Engine, EngineError, EngineSettings};
 use hearth_store::{ModelName, ModelSpec, Store, StoreError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -184,14 +184,19 @@ impl Residency {
             };
             unload(loaded.remove(idle));
         }
-        let settings = self.engine_settings(&spec);
+        let settings = self.engine_settings(name, &spec, dialect)?;
         self.make_room(&mut loaded, name, &spec, &settings, dialect).await?;
         let started = Instant::now();
         let (path, meter) = (spec.path.clone(), (self.config.meter)());
         let engine = tokio::task::spawn_blocking(move || Engine::load_metered(&path, &settings, meter))
             .await
             .map_err(|e| ApiError::internal(dialect, format!("loading the model failed: {e}")))?
-            .map_err(|e| ApiError::internal(dialect, format!("loading {name} failed: {e}")))?;
+            .map_err(|e| match e {
+                // A setting stored with the model (or given with the request) is out of
+                // bounds: the client's to fix.
+                EngineError::InvalidSetting(_) => ApiError::bad_request(dialect, format!("{name}: {e}")),
+                e => ApiError::internal(dialect, format!("loading {name} failed: {e}")),
+            })?;
         tracing::info!(model = %name, seconds = started.elapsed().as_secs_f64(), "model loaded");
         let model = Arc::new(LoadedModel {
             name: name.clone(),
@@ -214,7 +219,14 @@ impl Residency {
         settings: &EngineSettings,
         dialect: Dialect,
     ) -> Result<(), ApiError> {
-        let Ok(needed) = hearth_engine::memory_needed(&spec.path, settings) else { return Ok(()) };
+        let needed = match hearth_engine::memory_needed(&spec.path, settings) {
+            Ok(needed) => needed,
+            Err(e @ EngineError::InvalidSetting(_)) => {
+                return Err(ApiError::bad_request(dialect, format!("{name}: {e}")))
+            }
+            // The load itself reports a model it cannot read.
+            Err(_) => return Ok(()),
+        };
         let gib = |bytes: u64| bytes as f64 / f64::from(1u32 << 30);
         loop {
             let Some(available) = (self.config.available_memory)() else { return Ok(()) };
@@ -265,16 +277,17 @@ impl Residency {
         })
     }
 
-    fn engine_settings(&self, spec: &ModelSpec) -> EngineSettings {
-        let stored = |key: &str| hearth_core::parameters::stored_u32(&spec.parameters, key);
-        EngineSettings {
-            threads: self.config.threads.or_else(|| stored("num_thread")),
-            context_size: stored("num_ctx"),
-            batch_size: stored("num_batch"),
-            gpu_layers: None,
-            chat_template: spec.template.clone(),
-            parallel: Some(self.config.parallel),
-        }
+    fn engine_settings(
+        &self,
+        name: &ModelName,
+        spec: &ModelSpec,
+        dialect: Dialect,
+    ) -> Result<EngineSettings, ApiError> {
+        let mut settings = EngineSettings::stored(&spec.parameters, spec.template.clone())
+            .map_err(|e| ApiError::bad_request(dialect, format!("{name}: {e}")))?;
+        settings.threads = self.config.threads.or(settings.threads);
+        settings.parallel = Some(self.config.parallel);
+        Ok(settings)
     }
 
     /// Unloads `name` now if no request holds it; returns whether it was loaded.
@@ -317,9 +330,11 @@ impl Residency {
         }
     }
 
-    /// Unloads everything (at shutdown).
+    /// Unloads everything (at shutdown): requests still running end at their engine's
+    /// next step, so no engine thread outlives the server.
     pub async fn unload_all(&self) {
         for model in self.loaded.lock().await.drain(..) {
+            model.engine.stop();
             unload(model);
         }
     }

@@ -30,7 +30,9 @@ fn bad(message: impl Into<String>) -> ApiError {
 
 fn status_of(error: &ModelError) -> StatusCode {
     match error {
-        ModelError::Name(_) | ModelError::NotGguf { .. } | ModelError::From { .. } => StatusCode::BAD_REQUEST,
+        ModelError::Name(_) | ModelError::NotGguf { .. } | ModelError::From { .. } | ModelError::Invalid(_) => {
+            StatusCode::BAD_REQUEST
+        }
         ModelError::Store(StoreError::NotFound(_) | StoreError::MissingBlob(_)) => StatusCode::NOT_FOUND,
         ModelError::Store(StoreError::DigestMismatch { .. } | StoreError::Name(_)) => StatusCode::BAD_REQUEST,
         ModelError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -162,6 +164,9 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     }
     let streaming = body.stream.unwrap_or(true);
     let (modelfile, base) = recipe(body)?;
+    // What can be checked without the model's file is refused now, with a status code,
+    // rather than on the progress stream.
+    models::check_settings(&modelfile.parameters, modelfile.template.as_deref()).map_err(|e| bad(e.to_string()))?;
     let store: Arc<Store> = state.residency.store().clone();
     // A model that is loaded under this name must pick up the new definition.
     state.residency.unload(&name).await;

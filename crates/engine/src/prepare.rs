@@ -1,0 +1,129 @@
+//! One validation step between a caller's request and the engine thread: sampling ranges,
+//! the chat template rendered under limits, the prompt tokenized, token ids and the context
+//! checked. It runs on the caller's thread; the engine thread accepts only its result.
+
+use crate::engine::Model;
+use crate::limits;
+use crate::template::RenderLimits;
+use hearth_core::{GenerateError, GenerateRequest, Prompt, MAX_TOP_LOGPROBS};
+use llama_cpp_2::token::LlamaToken;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Tells work done for a caller that the caller went away. Cloning shares the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancellation(Option<Arc<AtomicBool>>);
+
+impl Cancellation {
+    /// A flag to raise with [`Cancellation::cancel`].
+    pub fn new() -> Self {
+        Self(Some(Arc::new(AtomicBool::new(false))))
+    }
+
+    /// For callers that never give up (the terminal chat stops answers another way).
+    pub fn never() -> Self {
+        Self(None)
+    }
+
+    pub fn cancel(&self) {
+        if let Some(flag) = &self.0 {
+            flag.store(true, Ordering::SeqCst);
+        }
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst))
+    }
+}
+
+/// A request ready for the engine thread: valid settings and a prompt that fits.
+#[derive(Debug)]
+pub struct Prepared {
+    pub(crate) request: GenerateRequest,
+    pub(crate) prompt: Vec<LlamaToken>,
+    /// When preparation began: time to first token counts from here.
+    pub(crate) submitted: Instant,
+}
+
+impl Prepared {
+    /// Tokens of the prompt, as the model will see them.
+    pub fn prompt_tokens(&self) -> usize {
+        self.prompt.len()
+    }
+}
+
+pub(crate) fn prepare(
+    model: &Model,
+    context_size: u32,
+    mut request: GenerateRequest,
+    cancel: &Cancellation,
+) -> Result<Prepared, GenerateError> {
+    let submitted = Instant::now();
+    request.sampling.validate().map_err(GenerateError::InvalidRequest)?;
+    if let Some(top) = request.logprobs {
+        if top > MAX_TOP_LOGPROBS {
+            return Err(GenerateError::InvalidRequest(format!(
+                "top_logprobs must be at most {MAX_TOP_LOGPROBS}, got {top}"
+            )));
+        }
+    }
+    let vocab = model.llama.vocab();
+    let prompt = match &request.prompt {
+        Prompt::Chat(messages) => {
+            let limits = RenderLimits::new(limits::render_bytes(context_size), cancel);
+            let text = model
+                .template
+                .render_limited(messages, &request.tools, &limits)
+                .map_err(|e| GenerateError::InvalidRequest(e.to_string()))?;
+            tokenize(model, &text)
+        }
+        Prompt::Raw(text) => {
+            // Text far longer than the context cannot fit however it tokenizes.
+            if text.len() > limits::render_bytes(context_size) {
+                return Err(GenerateError::InvalidRequest(format!(
+                    "the prompt is {} bytes, more than a context of {context_size} tokens can hold",
+                    text.len()
+                )));
+            }
+            tokenize(model, text)
+        }
+        Prompt::Tokens(ids) => {
+            if ids.len() >= context_size as usize {
+                return Err(too_long(ids.len() as u32, context_size));
+            }
+            let n_vocab = vocab.n_tokens();
+            ids.iter()
+                .map(|&id| match i32::try_from(id) {
+                    Ok(id) if id < n_vocab => Ok(LlamaToken(id)),
+                    _ => Err(GenerateError::InvalidRequest(format!(
+                        "token id {id} is outside the vocabulary (0..{n_vocab})"
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        }
+    };
+    // Only ids are kept: the text or messages are not needed past this point.
+    request.prompt = Prompt::Tokens(Vec::new());
+    if prompt.is_empty() {
+        return Err(GenerateError::InvalidRequest("the prompt is empty".into()));
+    }
+    if prompt.len() >= context_size as usize {
+        return Err(too_long(prompt.len() as u32, context_size));
+    }
+    Ok(Prepared { request, prompt, submitted })
+}
+
+fn too_long(prompt_tokens: u32, context_size: u32) -> GenerateError {
+    GenerateError::PromptTooLong { prompt_tokens, context_size }
+}
+
+fn tokenize(model: &Model, text: &str) -> Vec<LlamaToken> {
+    let vocab = model.llama.vocab();
+    let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
+    // A template that writes the BOS token itself, on a vocabulary that adds one too.
+    if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
+        tokens.remove(0);
+    }
+    tokens
+}
