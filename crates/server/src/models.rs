@@ -160,7 +160,8 @@ pub fn create(
         None => serde_json::Map::new(),
     };
     parameters.extend(modelfile.parameters.clone());
-    check_recipe(store, &layers, &parameters, modelfile.template.as_deref())?;
+    let gguf = layers.iter().find(|l| l.media_type == manifest::MODEL).map(|l| store.blob_path(&l.digest));
+    check_settings(&parameters, modelfile.template.as_deref(), gguf.as_deref())?;
     let mut set = |media_type: &str, bytes: Option<Vec<u8>>| -> Result<(), ModelError> {
         if let Some(bytes) = bytes {
             layers.retain(|l| l.media_type != media_type);
@@ -185,33 +186,23 @@ pub fn create(
     write_model(store, name, layers)
 }
 
-/// What can be checked of a model's recipe without its GGUF: the parameters' names, types
-/// and ranges, the bounds of its engine settings, and that its chat template parses.
-pub fn check_settings(parameters: &serde_json::Map<String, Value>, template: Option<&str>) -> Result<(), ModelError> {
+/// Refuses a model that would fail when it runs: parameters of the wrong name, type or
+/// range, a chat template that does not parse, or engine settings out of bounds (for the
+/// model's GGUF at `gguf`, when it is known) or too large for this machine's memory even
+/// with one slot.
+pub fn check_settings(
+    parameters: &serde_json::Map<String, Value>,
+    template: Option<&str>,
+    gguf: Option<&Path>,
+) -> Result<(), ModelError> {
     hearth_core::parameters::check_stored(parameters).map_err(ModelError::Invalid)?;
-    EngineSettings::stored(parameters, None)
-        .and_then(|settings| settings.check())
-        .map_err(|e| ModelError::Invalid(e.to_string()))?;
+    let settings = EngineSettings::stored(parameters, None).map_err(|e| ModelError::Invalid(e.to_string()))?;
+    settings.check().map_err(|e| ModelError::Invalid(e.to_string()))?;
     if let Some(template) = template {
         ChatTemplate::new(Some(template), "", "").map_err(|e| ModelError::Invalid(format!("TEMPLATE: {e}")))?;
     }
-    Ok(())
-}
-
-/// Refuses a model that would fail when it runs: parameters of the wrong name, type or
-/// range, a chat template that does not parse, or engine settings out of bounds for its
-/// GGUF or too large for this machine's memory even with one slot.
-fn check_recipe(
-    store: &Store,
-    layers: &[Layer],
-    parameters: &serde_json::Map<String, Value>,
-    template: Option<&str>,
-) -> Result<(), ModelError> {
-    check_settings(parameters, template)?;
-    let Some(model) = layers.iter().find(|l| l.media_type == manifest::MODEL) else { return Ok(()) };
-    let settings = EngineSettings::stored(parameters, template.map(str::to_string))
-        .map_err(|e| ModelError::Invalid(e.to_string()))?;
-    let needed = match hearth_engine::memory_needed(&store.blob_path(&model.digest), &settings) {
+    let Some(gguf) = gguf else { return Ok(()) };
+    let needed = match hearth_engine::memory_needed(gguf, &settings) {
         Ok(needed) => needed,
         Err(e @ hearth_engine::EngineError::InvalidSetting(_)) => return Err(ModelError::Invalid(e.to_string())),
         // An unreadable GGUF is reported by the steps that read it.

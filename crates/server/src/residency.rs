@@ -1,7 +1,9 @@
 //! Which models are loaded: a model loads on its first request and stays for `keep_alive`
 //! after its last one (default 5 minutes; 0 unloads at once, negative keeps it), at most
 //! `max_loaded` at a time (the least recently used one goes first). A request holds a
-//! [`Lease`] on its model, so nothing unloads under a running answer.
+//! [`Lease`] on its model, so nothing unloads under a running answer. A lease carries a
+//! permit of the model's admission semaphore (slots plus queue): a model is idle when all
+//! its permits are back, whoever else holds a reference to it (a `/metrics` scrape, `ps`).
 
 use crate::error::{ApiError, Dialect};
 use hearth_core::EnergyMeter;
@@ -99,11 +101,29 @@ pub struct LoadedModel {
     /// When it unloads if no request holds it; `None`: never.
     expires: Mutex<Option<Instant>>,
     keep_alive: Mutex<KeepAlive>,
+    /// One permit per request that may run or wait: slots plus the queue.
+    admission: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
 }
 
 impl LoadedModel {
     pub fn expires_at(&self) -> Option<Instant> {
         *self.expires.lock().expect("not poisoned")
+    }
+
+    /// Requests running or waiting on this model.
+    pub fn requests(&self) -> usize {
+        self.capacity - self.admission.available_permits()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.requests() == 0
+    }
+
+    /// A lease, if the model has room for one more request.
+    fn lease(self: &Arc<Self>, load_duration: Duration) -> Option<Lease> {
+        let permit = self.admission.clone().try_acquire_owned().ok()?;
+        Some(Lease { model: self.clone(), load_duration, _permit: permit })
     }
 }
 
@@ -112,6 +132,9 @@ pub struct Lease {
     pub model: Arc<LoadedModel>,
     /// Time spent loading the model for this request (zero when it was loaded already).
     pub load_duration: Duration,
+    /// Given back after `drop` has set the expiry, so a sweep never sees an idle model
+    /// without it.
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Drop for Lease {
@@ -151,10 +174,8 @@ impl Residency {
         let mut loaded = self.loaded.lock().await;
         let spec = self.spec(name, dialect)?;
         if let Some(at) = loaded.iter().position(|m| m.name.same_as(name) && m.spec.path == spec.path) {
-            // Each request holds one reference; the list holds one more.
-            let requests = Arc::strong_count(&loaded[at]) - 1;
-            let limit = self.config.parallel as usize + self.config.max_queue;
-            if requests >= limit {
+            let Some(lease) = loaded[at].lease(Duration::ZERO) else {
+                let requests = loaded[at].requests();
                 return Err(ApiError::new(
                     dialect,
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -164,15 +185,15 @@ impl Residency {
                         self.config.parallel, self.config.max_queue
                     ),
                 ));
-            }
+            };
             let model = loaded.remove(at);
             *model.keep_alive.lock().expect("not poisoned") = keep_alive;
-            loaded.push(model.clone());
-            return Ok(Lease { model, load_duration: Duration::ZERO });
+            loaded.push(model);
+            return Ok(lease);
         }
         // Room for one more: unload idle models, least recently used first.
         while loaded.len() >= self.config.max_loaded.max(1) {
-            let Some(idle) = loaded.iter().position(|m| Arc::strong_count(m) == 1) else {
+            let Some(idle) = loaded.iter().position(|m| m.is_idle()) else {
                 return Err(ApiError::new(
                     dialect,
                     axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -198,15 +219,19 @@ impl Residency {
                 e => ApiError::internal(dialect, format!("loading {name} failed: {e}")),
             })?;
         tracing::info!(model = %name, seconds = started.elapsed().as_secs_f64(), "model loaded");
+        let capacity = self.config.parallel as usize + self.config.max_queue;
         let model = Arc::new(LoadedModel {
             name: name.clone(),
             spec,
             engine,
             expires: Mutex::new(None),
             keep_alive: Mutex::new(keep_alive),
+            admission: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
         });
-        loaded.push(model.clone());
-        Ok(Lease { model, load_duration: started.elapsed() })
+        let lease = model.lease(started.elapsed()).expect("a new model has room");
+        loaded.push(model);
+        Ok(lease)
     }
 
     /// Unloads idle models, least recently used first, until the model fits in memory; a
@@ -233,7 +258,7 @@ impl Residency {
             if needed <= available {
                 return Ok(());
             }
-            match loaded.iter().position(|m| Arc::strong_count(m) == 1) {
+            match loaded.iter().position(|m| m.is_idle()) {
                 Some(idle) => {
                     let model = loaded.remove(idle);
                     tracing::info!(model = %model.name, for_model = %name, "unloading to free memory");
@@ -296,7 +321,7 @@ impl Residency {
         match loaded.iter().position(|m| m.name.same_as(name)) {
             Some(at) => {
                 let model = loaded.remove(at);
-                if Arc::strong_count(&model) == 1 {
+                if model.is_idle() {
                     unload(model);
                 } else {
                     // Answering still: it goes when its last request ends.
@@ -322,7 +347,7 @@ impl Residency {
         let mut at = 0;
         while at < loaded.len() {
             let model = &loaded[at];
-            if Arc::strong_count(model) == 1 && model.expires_at().is_some_and(|t| t <= now) {
+            if model.is_idle() && model.expires_at().is_some_and(|t| t <= now) {
                 unload(loaded.remove(at));
             } else {
                 at += 1;

@@ -12,7 +12,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::StreamExt;
-use hearth_store::{Digest, Modelfile, Progress, Store, StoreError};
+use hearth_store::{Digest, ModelName, Modelfile, Progress, Store, StoreError};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -33,9 +33,19 @@ fn status_of(error: &ModelError) -> StatusCode {
         ModelError::Name(_) | ModelError::NotGguf { .. } | ModelError::From { .. } | ModelError::Invalid(_) => {
             StatusCode::BAD_REQUEST
         }
-        ModelError::Store(StoreError::NotFound(_) | StoreError::MissingBlob(_)) => StatusCode::NOT_FOUND,
-        ModelError::Store(StoreError::DigestMismatch { .. } | StoreError::Name(_)) => StatusCode::BAD_REQUEST,
-        ModelError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        ModelError::Store(e) => store_status(e),
+    }
+}
+
+fn store_status(error: &StoreError) -> StatusCode {
+    match error {
+        StoreError::NotFound(_) | StoreError::MissingBlob(_) | StoreError::NoSuchModel { .. } => StatusCode::NOT_FOUND,
+        // The upstream a pull fetches from failed: a gateway's error, naming the upstream.
+        StoreError::Upstream { .. } => StatusCode::BAD_GATEWAY,
+        StoreError::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        StoreError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        StoreError::DigestMismatch { .. } | StoreError::Name(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -164,10 +174,18 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     }
     let streaming = body.stream.unwrap_or(true);
     let (modelfile, base) = recipe(body)?;
-    // What can be checked without the model's file is refused now, with a status code,
-    // rather than on the progress stream.
-    models::check_settings(&modelfile.parameters, modelfile.template.as_deref()).map_err(|e| bad(e.to_string()))?;
     let store: Arc<Store> = state.residency.store().clone();
+    // What is wrong with the recipe is refused now, with a status code, rather than on
+    // the progress stream.
+    let gguf = match &base {
+        Base::Blob(digest) => Some(store.blob_path(digest)),
+        Base::Stored => {
+            ModelName::parse(&modelfile.from).ok().and_then(|from| store.model_spec(&from).ok()).map(|s| s.path)
+        }
+        Base::Files { .. } => None,
+    };
+    models::check_settings(&modelfile.parameters, modelfile.template.as_deref(), gguf.as_deref())
+        .map_err(|e| bad(e.to_string()))?;
     // A model that is loaded under this name must pick up the new definition.
     state.residency.unload(&name).await;
     with_progress(streaming, move |report| models::create(&store, &name, &modelfile, base, report)).await
@@ -255,8 +273,7 @@ pub async fn upload_blob(
     drop(chunks);
     match writer.await {
         Ok(Ok(_)) => Ok(StatusCode::CREATED),
-        Ok(Err(e @ StoreError::DigestMismatch { .. })) => Err(bad(e.to_string())),
-        Ok(Err(e)) => Err(ApiError::internal(DIALECT, e.to_string())),
+        Ok(Err(e)) => Err(ApiError::new(DIALECT, store_status(&e), e.to_string())),
         Err(e) => Err(ApiError::internal(DIALECT, format!("the upload task failed: {e}"))),
     }
 }
