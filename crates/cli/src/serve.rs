@@ -1,10 +1,11 @@
 //! `hearth serve`: Ollama's and OpenAI's APIs on one port (`HEARTH_HOST`, default
-//! 127.0.0.1:11434), until Ctrl-C or SIGTERM; answers in flight then get time to finish.
+//! 127.0.0.1:11434), until Ctrl-C or SIGTERM; answers in flight then get time to finish,
+//! and the process ends soon after whatever is still running.
 
 use crate::models::open_store;
 use anyhow::{Context, Result};
 use hearth_core::EnergyMeter;
-use hearth_server::{AppState, KeepAlive, Origins, ResidencyConfig};
+use hearth_server::{AppState, KeepAlive, Origins, ResidencyConfig, ServeLimits};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,9 +34,40 @@ pub struct ServeArgs {
     #[arg(long, env = "HEARTH_ORIGINS", default_value = "")]
     origins: String,
     /// Seconds answers in flight get to finish at shutdown
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "HEARTH_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
+    /// Time a client has to send a request's headers ("60s", "1m", "500ms"; a bare number is seconds)
+    #[arg(long, env = "HEARTH_HEADER_TIMEOUT", default_value = "60s", value_parser = timeout)]
+    header_timeout: Duration,
+    /// Time a request body may go without a byte arriving before it gets 408
+    #[arg(long, env = "HEARTH_BODY_TIMEOUT", default_value = "60s", value_parser = timeout)]
+    body_timeout: Duration,
+    /// Time a kept-alive connection may wait for its next request
+    #[arg(long, env = "HEARTH_IDLE_TIMEOUT", default_value = "75s", value_parser = timeout)]
+    idle_timeout: Duration,
+    /// Time an answer may wait for the client to take any of it (streams the client reads are never cut)
+    #[arg(long, env = "HEARTH_SEND_TIMEOUT", default_value = "60s", value_parser = timeout)]
+    send_timeout: Duration,
+    /// Connections served at once; more wait until one closes
+    #[arg(long, env = "HEARTH_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Largest request body in bytes (blob uploads aside); larger gets 413
+    #[arg(long, env = "HEARTH_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    max_body_bytes: u64,
 }
+
+/// A timeout in Ollama's duration forms ("75s", "1m30s", "500ms", or seconds); it must be
+/// positive, since a connection that may never wait could never be served.
+fn timeout(text: &str) -> Result<Duration, String> {
+    match KeepAlive::parse(&serde_json::Value::String(text.to_string()))? {
+        KeepAlive::For(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err(format!("{text}: a timeout must be more than zero")),
+    }
+}
+
+/// After `serve` returns, how long blocking work (a model still loading, an engine being
+/// dropped) gets before the process exits without it.
+const EXIT_WAIT: Duration = Duration::from_secs(1);
 
 pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let keep_alive = KeepAlive::parse(&serde_json::Value::String(args.keep_alive.clone()))
@@ -60,11 +92,20 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         meter,
         available_memory: hearth_server::system_memory(),
     };
+    let limits = ServeLimits {
+        header_timeout: args.header_timeout,
+        body_timeout: args.body_timeout,
+        idle_timeout: args.idle_timeout,
+        send_timeout: args.send_timeout,
+        max_connections: args.max_connections as usize,
+        max_body_bytes: usize::try_from(args.max_body_bytes).unwrap_or(usize::MAX),
+    };
     let state = AppState::new(store, config)
         .with_origins(Origins::local().with(&args.origins))
-        .with_prices(crate::energy::prices()?);
+        .with_prices(crate::energy::prices()?)
+        .with_limits(limits);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.host)
             .await
             .with_context(|| format!("listening on {} (HEARTH_HOST)", args.host))?;
@@ -73,7 +114,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         eprintln!("hearth {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
         hearth_server::serve(listener, state, shutdown_signal(), Duration::from_secs(args.shutdown_grace)).await?;
         Ok(ExitCode::SUCCESS)
-    })
+    });
+    // Dropping the runtime would wait for every blocking task however long it runs (a
+    // template render, an embedding batch, a model load): SIGTERM must end hearth within
+    // the grace period, so they get a moment and the exit takes the rest.
+    runtime.shutdown_timeout(EXIT_WAIT);
+    served
 }
 
 /// Ctrl-C or SIGTERM.

@@ -13,6 +13,18 @@ pub enum Dialect {
     OpenAi,
 }
 
+impl Dialect {
+    /// The dialect a path speaks: OpenAI's under `/v1`, Ollama's everywhere else, so errors
+    /// raised before any handler runs (routing, limits, timeouts) still take the right shape.
+    pub fn for_path(path: &str) -> Self {
+        if path == "/v1" || path.starts_with("/v1/") {
+            Dialect::OpenAi
+        } else {
+            Dialect::Ollama
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,

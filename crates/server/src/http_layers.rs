@@ -1,15 +1,27 @@
 //! What every request goes through: an id (the client's `X-Request-Id`, or one made here)
-//! on its log lines and its response, one log line when it ends, and CORS: browsers may
-//! call from the origins allowed (`HEARTH_ORIGINS` adds to the local ones Ollama allows).
+//! on its log lines and its response, one log line when it ends; CORS: browsers may call
+//! from the origins allowed (`HEARTH_ORIGINS` adds to the local ones Ollama allows); its
+//! body read under the limits (size, time, UTF-8); and every error answered as JSON in the
+//! dialect of its path, whoever raised it (a handler, an extractor, the router, a panic).
 
-use axum::body::Body;
+use crate::error::{ApiError, Dialect};
+use crate::listener::ServeLimits;
+use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::sync::atomic::{AtomicU64, Ordering};
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::time::Sleep;
 use tracing::Instrument;
 
 const REQUEST_ID: &str = "x-request-id";
@@ -63,8 +75,8 @@ pub async fn cors(State(origins): State<Arc<Origins>>, request: Request, next: N
         return next.run(request).await;
     };
     if !origin.to_str().is_ok_and(|o| origins.allows(o)) {
-        let body = serde_json::json!({"error": "this origin may not call hearth; add it to HEARTH_ORIGINS"});
-        return (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+        let message = "this origin may not call hearth; add it to HEARTH_ORIGINS";
+        return ApiError::new(Dialect::for_path(request.uri().path()), StatusCode::FORBIDDEN, message).into_response();
     }
     let mut response = if request.method() == Method::OPTIONS {
         let mut preflight = Response::new(Body::empty());
@@ -119,6 +131,198 @@ pub async fn request_id(request: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// Reads the request's body before any handler, so that no handler waits on a client:
+/// at most `max_body_bytes` (413 past it, at once when `Content-Length` says so), each part
+/// within `body_timeout` of the last (408 otherwise), and valid UTF-8, which JSON must be
+/// and serde only checks in the fields it keeps (400). Blob uploads stream to the store
+/// instead, under the same timeout between parts and no size limit.
+pub async fn bodies(State(limits): State<Arc<ServeLimits>>, request: Request, next: Next) -> Response {
+    let dialect = Dialect::for_path(request.uri().path());
+    if request.uri().path().starts_with("/api/blobs/") {
+        let stalled = Arc::new(AtomicBool::new(false));
+        let request = request.map(|body| Body::new(StallTimeout::new(body, limits.body_timeout, stalled.clone())));
+        let response = next.run(request).await;
+        // The handler saw a failed read; the client should see why.
+        return if stalled.load(Ordering::Relaxed) { body_timed_out(dialect, &limits) } else { response };
+    }
+    if request.body().is_end_stream() {
+        return next.run(request).await;
+    }
+    let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > limits.max_body_bytes as u64) {
+        return too_large(dialect, &limits);
+    }
+    let (parts, mut body) = request.into_parts();
+    let mut bytes = Vec::with_capacity(announced.unwrap_or(0) as usize);
+    loop {
+        match tokio::time::timeout(limits.body_timeout, body.frame()).await {
+            Err(_) => return body_timed_out(dialect, &limits),
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return closing(ApiError::bad_request(dialect, format!("the request body could not be read: {e}")));
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if bytes.len() + data.len() > limits.max_body_bytes {
+                        return too_large(dialect, &limits);
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
+        }
+    }
+    if let Err(e) = std::str::from_utf8(&bytes) {
+        let message = format!("the request body is not valid UTF-8 (at byte {}); JSON must be", e.valid_up_to());
+        return ApiError::bad_request(dialect, message).into_response();
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+fn too_large(dialect: Dialect, limits: &ServeLimits) -> Response {
+    let message = format!("the request body is over {} bytes (HEARTH_MAX_BODY_BYTES)", limits.max_body_bytes);
+    closing(ApiError::new(dialect, StatusCode::PAYLOAD_TOO_LARGE, message))
+}
+
+fn body_timed_out(dialect: Dialect, limits: &ServeLimits) -> Response {
+    let message =
+        format!("the request body stopped arriving: nothing came for {:?} (HEARTH_BODY_TIMEOUT)", limits.body_timeout);
+    closing(ApiError::new(dialect, StatusCode::REQUEST_TIMEOUT, message))
+}
+
+/// An error answered before the body was read whole: the rest of it would be taken for the
+/// next request, so the connection closes after the answer.
+fn closing(error: ApiError) -> Response {
+    let mut response = error.into_response();
+    response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A body that fails, and says so in `stalled`, when no part of it comes for `timeout`.
+struct StallTimeout {
+    body: Body,
+    timeout: Duration,
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
+    stalled: Arc<AtomicBool>,
+}
+
+impl StallTimeout {
+    fn new(body: Body, timeout: Duration, stalled: Arc<AtomicBool>) -> Self {
+        let timer = Box::pin(tokio::time::sleep(timeout));
+        Self { body, timeout, timer, armed: false, stalled }
+    }
+}
+
+impl HttpBody for StallTimeout {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(frame) => {
+                this.armed = false;
+                Poll::Ready(frame)
+            }
+            Poll::Pending => {
+                if !this.armed {
+                    this.armed = true;
+                    this.timer.as_mut().reset(tokio::time::Instant::now() + this.timeout);
+                }
+                if this.timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                this.stalled.store(true, Ordering::Relaxed);
+                let message = format!("nothing came for {:?} (HEARTH_BODY_TIMEOUT)", this.timeout);
+                Poll::Ready(Some(Err(axum::Error::new(message))))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Unknown routes: 404 in the dialect of the path.
+pub async fn no_route(method: Method, uri: Uri) -> Response {
+    route_error(
+        Dialect::for_path(uri.path()),
+        StatusCode::NOT_FOUND,
+        format!("no such endpoint: {method} {}", uri.path()),
+    )
+}
+
+/// An error about the request itself rather than a model: a 404's OpenAI `code` is then
+/// null (`model_not_found` is for 404s about models).
+fn route_error(dialect: Dialect, status: StatusCode, message: String) -> Response {
+    let mut body = ApiError::new(dialect, status, message).body();
+    if status == StatusCode::NOT_FOUND {
+        if let Some(code) = body.pointer_mut("/error/code") {
+            *code = serde_json::Value::Null;
+        }
+    }
+    (status, axum::Json(body)).into_response()
+}
+
+/// Error bodies small enough to read back into a message; axum's are a line.
+const ERROR_TEXT_LIMIT: usize = 16 * 1024;
+
+/// Every error as JSON in the dialect of its path: axum's extractor rejections (text),
+/// 405's empty body, anything else not JSON, keeping the status and headers (`Allow`); and
+/// a handler's panic as a 500 rather than a connection dropped without an answer.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let dialect = Dialect::for_path(request.uri().path());
+    let (method, path) = (request.method().clone(), request.uri().path().to_string());
+    let response = match AssertUnwindSafe(next.run(request)).catch_unwind().await {
+        Ok(response) => response,
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(%method, %path, "the request panicked: {what}");
+            return ApiError::internal(dialect, format!("hearth failed on this request (a bug): {what}"))
+                .into_response();
+        }
+    };
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, ERROR_TEXT_LIMIT).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let message = if !text.is_empty() {
+        text
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        let allowed = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
+        format!("{method} is not allowed on {path} (allowed: {allowed})")
+    } else if status == StatusCode::NOT_FOUND {
+        format!("no such endpoint: {method} {path}")
+    } else {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    };
+    let mut converted = route_error(dialect, status, message);
+    let headers = converted.headers_mut();
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            headers.append(name, value.clone());
+        }
+    }
+    converted
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod error;
 mod format;
 mod generate;
 mod http_layers;
+mod listener;
 mod metrics;
 pub mod models;
 mod ollama;
@@ -19,8 +20,10 @@ mod tools;
 
 pub use error::{ApiError, Dialect};
 pub use http_layers::Origins;
+pub use listener::ServeLimits;
 pub use residency::{system_memory, KeepAlive, MemoryProbe, MeterFactory, Residency, ResidencyConfig};
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use hearth_core::EnergyPrices;
@@ -38,6 +41,8 @@ pub struct AppState {
     pub origins: Arc<Origins>,
     /// Carbon intensity and electricity price, to report what answers cost.
     pub prices: Arc<EnergyPrices>,
+    /// Timeouts, the connection cap and the body size limit.
+    pub limits: Arc<ServeLimits>,
 }
 
 impl AppState {
@@ -48,6 +53,7 @@ impl AppState {
             metrics: Arc::new(metrics),
             origins: Arc::new(Origins::local()),
             prices: Arc::default(),
+            limits: Arc::default(),
         }
     }
 
@@ -58,6 +64,11 @@ impl AppState {
 
     pub fn with_origins(mut self, origins: Origins) -> Self {
         self.origins = Arc::new(origins);
+        self
+    }
+
+    pub fn with_limits(mut self, limits: ServeLimits) -> Self {
+        self.limits = Arc::new(limits);
         self
     }
 }
@@ -84,7 +95,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/metrics", get(metrics_text))
+        .fallback(http_layers::no_route)
+        // `bodies` has read the body whole under the limit already; this is a second fence.
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.limits.clone(), http_layers::bodies))
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), http_layers::cors))
+        .layer(axum::middleware::from_fn(http_layers::json_errors))
         .layer(axum::middleware::from_fn(http_layers::request_id))
         .with_state(state)
 }
@@ -100,8 +116,14 @@ async fn metrics_text(
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(loaded))
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves; answers in flight then
-/// get up to `grace` to finish. Expired models are unloaded once a second meanwhile.
+/// After the grace period, how long unloading may wait for the model list, which a model
+/// still loading holds.
+const UNLOAD_WAIT: Duration = Duration::from_millis(250);
+
+/// Serves `router(state)` on `listener`, under `state.limits` (timeouts, connection cap),
+/// until `shutdown` resolves; answers in flight then get up to `grace` to finish and the
+/// rest are cut off, so this returns within `grace` and half a second of the signal. Expired
+/// models are unloaded once a second meanwhile; all are unloaded at the end.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -109,6 +131,7 @@ pub async fn serve(
     grace: Duration,
 ) -> std::io::Result<()> {
     let residency = state.residency.clone();
+    let limits = state.limits.clone();
     let sweeper = tokio::spawn({
         let residency = residency.clone();
         async move {
@@ -119,24 +142,10 @@ pub async fn serve(
             }
         }
     });
-    let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: finishing answers in flight (up to {} s)", grace.as_secs());
-        let _ = stopping_tx.send(true);
-    });
-    let mut stopping = stopping_rx;
-    let result = tokio::select! {
-        result = server => result,
-        () = async {
-            let _ = stopping.wait_for(|s| *s).await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("answers still running after {} s were cut off", grace.as_secs());
-            Ok(())
-        }
-    };
+    listener::run(listener, router(state), &limits, shutdown, grace).await;
     sweeper.abort();
-    residency.unload_all().await;
-    result
+    if tokio::time::timeout(UNLOAD_WAIT, residency.unload_all()).await.is_err() {
+        tracing::warn!("a model was still loading at shutdown; not waiting for it");
+    }
+    Ok(())
 }
