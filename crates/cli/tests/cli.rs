@@ -913,3 +913,179 @@ fn quantize_writes_variants_whose_quality_cost_is_measured() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(!out.exists() && !left.iter().any(|n| n.to_string_lossy().contains("partial")), "{left:?}");
 }
+
+/// A small seeded generator for the kill test's random moments (no rand dependency).
+struct XorShift(u64);
+
+impl XorShift {
+    fn below(&mut self, n: u64) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x % n
+    }
+}
+
+/// `hearth serve` on a free port of 127.0.0.1 over an existing `store`, once it answers; its
+/// log is appended to `log`.
+fn serve_store(store: &Path, log: &Path) -> (std::process::Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let host = format!("127.0.0.1:{port}");
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_hearth"))
+        .args(["serve", "--threads", "1", "--parallel", "2"])
+        .env("HEARTH_MODELS", store)
+        .env("HEARTH_HOST", &host)
+        .stderr(log_file)
+        .spawn()
+        .unwrap();
+    for _ in 0..100 {
+        if Command::new("curl").args(["-sf", &format!("http://{host}")]).output().unwrap().status.success() {
+            return (server, host);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    panic!("the server did not come up: {}", std::fs::read_to_string(log).unwrap_or_default());
+}
+
+/// Checks what a killed server left: `hearth list` works and lists every model whose manifest
+/// is on disk, every manifest parses, and every blob it refers to is there with its digest
+/// and size. Returns the models' names.
+fn assert_store_is_whole(store: &Path) -> Vec<String> {
+    use hearth_store::{Digest, Manifest, ModelName};
+    let list = stdout_of(&in_store(store, &["list"]));
+    let mut names = Vec::new();
+    let mut verified = std::collections::HashSet::new();
+    let manifests = store.join("manifests");
+    let mut stack = vec![manifests.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let parts: Vec<String> = path
+                .strip_prefix(&manifests)
+                .unwrap()
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            // Temporaries of writes in progress (`.tmp-...`) are no model's manifest.
+            let [host, namespace, model, tag] = parts.as_slice() else { continue };
+            let Ok(name) = ModelName::parse(&format!("{host}/{namespace}/{model}:{tag}")) else { continue };
+            let bytes = std::fs::read(&path).unwrap();
+            let manifest: Manifest = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("{}: a half-written manifest? {e}", path.display()));
+            let layers = std::iter::once(&manifest.config).chain(&manifest.layers);
+            for layer in layers {
+                let blob = store.join("blobs").join(layer.digest.file_name());
+                assert!(blob.is_file(), "{name} refers to a missing blob {}", layer.digest);
+                if verified.insert(layer.digest.clone()) {
+                    let (digest, size) = Digest::of_reader(std::fs::File::open(&blob).unwrap()).unwrap();
+                    assert_eq!(
+                        (&digest, size),
+                        (&layer.digest, layer.size),
+                        "{name}: blob {} is damaged",
+                        blob.display()
+                    );
+                }
+            }
+            assert!(list.contains(&name.to_string()), "{name} is on disk but not listed:\n{list}");
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// A real `hearth serve` killed with SIGKILL at seeded random moments while it stores an
+/// upload (`/api/blobs`) and creates a model from it, creates a model from another, and pulls a
+/// GGUF from a server on 127.0.0.1: after each kill the store is whole (every manifest parses
+/// and every blob it names is there with its digest) and `hearth list` shows it; restarted, the
+/// same work then completes. `HEARTH_KILL_SEED` picks other moments.
+#[test]
+fn a_server_killed_while_it_writes_the_store_leaves_it_whole() {
+    use hearth_store::test_registry::{Registry, Route};
+    use hearth_store::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, mut host) = start_server(dir.path());
+    let store = dir.path().join("models");
+    let log = dir.path().join("serve.log");
+    // Two more GGUFs of the same size, other digests (a tensor byte changed; the header holds).
+    let gguf = std::fs::read(smollm2()).unwrap();
+    let variant = |at: usize| {
+        let mut bytes = gguf.clone();
+        bytes[at] ^= 0x5a;
+        bytes
+    };
+    let (uploaded, pulled) = (variant(gguf.len() - 1), variant(gguf.len() - 4096));
+    let upload_file = dir.path().join("upload.gguf");
+    std::fs::write(&upload_file, &uploaded).unwrap();
+    let upload_digest = Digest::of_bytes(&uploaded).to_string();
+    let web = Registry::start([("/files/smol-pulled.gguf".to_string(), Route::Body(pulled))].into());
+    let pull_url = format!("http://{}/files/smol-pulled.gguf", web.host);
+    drop(gguf);
+
+    // The three writers, as shell lines of curl (each bounded by --max-time).
+    let work = |host: &str, round: &str| {
+        let base = format!("http://{host}");
+        let curl = "curl -sS --max-time 120";
+        vec![
+            format!(
+                "{curl} -f --data-binary @{} {base}/api/blobs/{upload_digest} && \
+                 {curl} -d '{{\"model\":\"up-{round}\",\"files\":{{\"smol.gguf\":\"{upload_digest}\"}},\"stream\":false}}' {base}/api/create",
+                upload_file.display()
+            ),
+            format!("{curl} -d '{{\"model\":\"copy-{round}\",\"from\":\"smol\",\"stream\":false}}' {base}/api/create"),
+            format!("{curl} -d '{{\"model\":\"{pull_url}\",\"stream\":false}}' {base}/api/pull"),
+        ]
+    };
+    let seed = std::env::var("HEARTH_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
+    let mut random = XorShift(seed | 1);
+    for round in 0..4 {
+        let clients: Vec<std::process::Child> = work(&host, &round.to_string())
+            .into_iter()
+            .map(|line| {
+                Command::new("sh").args(["-c", &line]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+            })
+            .collect();
+        let delay = 20 + random.below(1500);
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        send_signal(server.id(), "KILL");
+        let _ = server.wait();
+        for mut client in clients {
+            let _ = client.kill();
+            let _ = client.wait();
+        }
+        let names = assert_store_is_whole(&store);
+        let partial =
+            std::fs::read_dir(store.join("blobs")).unwrap().filter(|e| !e.as_ref().unwrap().path().is_dir()).count();
+        eprintln!("round {round}: killed after {delay} ms; {files} files in blobs/, models {names:?}");
+        assert!(names.contains(&"smol:latest".to_string()), "round {round} (killed after {delay} ms): {names:?}");
+        (server, host) = serve_store(&store, &log);
+    }
+
+    // Restarted once more, the same work runs to its end.
+    let outputs: Vec<Output> = work(&host, "final")
+        .into_iter()
+        .map(|line| {
+            Command::new("sh").args(["-c", &line]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+        })
+        .map(|client| client.wait_with_output().unwrap())
+        .collect();
+    for output in &outputs {
+        let said = text(&output.stdout);
+        assert!(output.status.success() && said.contains("\"success\""), "{said} {}", text(&output.stderr));
+    }
+    let names = assert_store_is_whole(&store);
+    let pulled_name = format!("{}/files/smol-pulled:latest", web.host);
+    for model in ["up-final:latest", "copy-final:latest", pulled_name.as_str()] {
+        assert!(names.iter().any(|n| n == model), "{model} missing from {names:?}");
+    }
+    send_signal(server.id(), "TERM");
+    assert!(server.wait().unwrap().success());
+}
