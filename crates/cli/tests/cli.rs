@@ -1062,7 +1062,7 @@ fn a_server_killed_while_it_writes_the_store_leaves_it_whole() {
             let _ = client.wait();
         }
         let names = assert_store_is_whole(&store);
-        let partial =
+        let files =
             std::fs::read_dir(store.join("blobs")).unwrap().filter(|e| !e.as_ref().unwrap().path().is_dir()).count();
         eprintln!("round {round}: killed after {delay} ms; {files} files in blobs/, models {names:?}");
         assert!(names.contains(&"smol:latest".to_string()), "round {round} (killed after {delay} ms): {names:?}");
