@@ -328,6 +328,45 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower::ServiceExt;
+
+    /// Text errors (as axum's extractors give) and panics become JSON in the path's
+    /// dialect, keeping the status; JSON errors and successes pass as they are.
+    #[tokio::test]
+    async fn text_errors_and_panics_become_json_in_the_paths_dialect() {
+        async fn rejected() -> Response {
+            (StatusCode::UNPROCESSABLE_ENTITY, "Failed to deserialize the path").into_response()
+        }
+        async fn panics() -> Response {
+            panic!("a bug")
+        }
+        let app = axum::Router::new()
+            .route("/api/text", axum::routing::get(rejected))
+            .route("/v1/text", axum::routing::get(rejected))
+            .route("/api/panic", axum::routing::get(panics))
+            .route("/api/fine", axum::routing::get(|| async { "fine" }))
+            .layer(axum::middleware::from_fn(json_errors));
+        let call = |path: &'static str| {
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(Request::get(path).body(Body::empty()).unwrap()).await.unwrap();
+                let status = response.status();
+                let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+                (status, serde_json::from_slice::<serde_json::Value>(&bytes).unwrap_or_default())
+            }
+        };
+        let (status, body) = call("/api/text").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body, serde_json::json!({"error": "Failed to deserialize the path"}));
+        let (status, body) = call("/v1/text").await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["message"], "Failed to deserialize the path", "{body}");
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+        let (status, body) = call("/api/panic").await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(body["error"].as_str().unwrap().contains("a bug"), "{body}");
+        assert_eq!(call("/api/fine").await.0, StatusCode::OK);
+    }
 
     #[test]
     fn local_origins_and_listed_patterns_are_allowed() {
