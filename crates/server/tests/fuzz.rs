@@ -735,10 +735,10 @@ fn unsafe_case(target: Target, body: &[u8]) -> Option<String> {
                 }
             }
         }
-        Target::CreateFrom | Target::CreateFiles | Target::CreateModelfile | Target::Delete => {
-            if is_the_test_model(&field("model")) || is_the_test_model(&field("name")) {
-                return Some("would replace or delete the test model".into());
-            }
+        Target::CreateFrom | Target::CreateFiles | Target::CreateModelfile | Target::Delete
+            if is_the_test_model(&field("model")) || is_the_test_model(&field("name")) =>
+        {
+            return Some("would replace or delete the test model".into());
         }
         Target::Copy if is_the_test_model(&field("destination")) => {
             return Some("would replace the test model".into());
