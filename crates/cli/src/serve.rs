@@ -5,7 +5,7 @@
 use crate::models::open_store;
 use anyhow::{Context, Result};
 use hearth_core::EnergyMeter;
-use hearth_server::{AppState, KeepAlive, Origins, ResidencyConfig, ServeLimits};
+use hearth_server::{AdminPolicy, AppState, KeepAlive, Origins, ResidencyConfig, ServeLimits};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// Largest request body in bytes (blob uploads aside); larger gets 413
     #[arg(long, env = "HEARTH_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
     max_body_bytes: u64,
+    /// Allow pull, create, copy, delete and blob uploads from other machines too (without
+    /// it, only clients on this machine may change the store)
+    #[arg(long, env = "HEARTH_ALLOW_REMOTE_ADMIN", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_remote_admin: bool,
 }
 
 /// A timeout in Ollama's duration forms ("75s", "1m30s", "500ms", or seconds); it must be
@@ -103,7 +107,8 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let state = AppState::new(store, config)
         .with_origins(Origins::local().with(&args.origins))
         .with_prices(crate::energy::prices()?)
-        .with_limits(limits);
+        .with_limits(limits)
+        .with_admin(if args.allow_remote_admin { AdminPolicy::Anyone } else { AdminPolicy::Local });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.host)
@@ -112,6 +117,12 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         let address = listener.local_addr()?;
         tracing::info!(%address, parallel = args.parallel, "hearth is listening");
         eprintln!("hearth {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
+        if !address.ip().is_loopback() && !args.allow_remote_admin {
+            eprintln!(
+                "other machines can reach this address: they may chat and embed, but pull, create, copy and \
+                 delete only from this machine (HEARTH_ALLOW_REMOTE_ADMIN=1 allows them)"
+            );
+        }
         hearth_server::serve(listener, state, shutdown_signal(), Duration::from_secs(args.shutdown_grace)).await?;
         Ok(ExitCode::SUCCESS)
     });

@@ -3,6 +3,7 @@
 //! a request carrying its own response channel; models load on demand and stay resident
 //! for their keep-alive.
 
+mod admin;
 mod body;
 mod embed;
 mod error;
@@ -18,6 +19,7 @@ mod residency;
 mod store_api;
 mod tools;
 
+pub use admin::AdminPolicy;
 pub use error::{ApiError, Dialect};
 pub use http_layers::Origins;
 pub use listener::ServeLimits;
@@ -43,6 +45,8 @@ pub struct AppState {
     pub prices: Arc<EnergyPrices>,
     /// Timeouts, the connection cap and the body size limit.
     pub limits: Arc<ServeLimits>,
+    /// Who may pull, create, copy and delete.
+    pub admin: AdminPolicy,
 }
 
 impl AppState {
@@ -54,7 +58,13 @@ impl AppState {
             origins: Arc::new(Origins::local()),
             prices: Arc::default(),
             limits: Arc::default(),
+            admin: AdminPolicy::default(),
         }
+    }
+
+    pub fn with_admin(mut self, admin: AdminPolicy) -> Self {
+        self.admin = admin;
+        self
     }
 
     pub fn with_prices(mut self, prices: EnergyPrices) -> Self {
@@ -99,6 +109,8 @@ pub fn router(state: AppState) -> Router {
         // `bodies` has read the body whole under the limit already; this is a second fence.
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), http_layers::bodies))
+        // Before a body is read: a refused upload is not taken in first.
+        .layer(axum::middleware::from_fn_with_state(state.admin, admin::guard))
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), http_layers::cors))
         .layer(axum::middleware::from_fn(http_layers::json_errors))
         .layer(axum::middleware::from_fn(http_layers::request_id))
@@ -114,6 +126,20 @@ async fn metrics_text(
 ) -> impl axum::response::IntoResponse {
     let loaded = state.residency.loaded().await.len();
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(loaded))
+}
+
+/// How often blobs that no model uses are looked for, and how old one must be to go: an
+/// upload gets that long for the create that refers to it.
+const ORPHAN_SWEEP: Duration = Duration::from_secs(600);
+const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
+
+async fn collect_orphans(store: Arc<Store>) {
+    match tokio::task::spawn_blocking(move || store.collect_orphans(ORPHAN_GRACE)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(removed)) => tracing::info!(removed, "removed blobs no model uses"),
+        Ok(Err(e)) => tracing::warn!("collecting unused blobs: {e}"),
+        Err(e) => tracing::warn!("collecting unused blobs: {e}"),
+    }
 }
 
 /// After the grace period, how long unloading may wait for the model list, which a model
@@ -136,9 +162,12 @@ pub async fn serve(
         let residency = residency.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
+            for second in 0u64.. {
                 tick.tick().await;
                 residency.sweep().await;
+                if second % ORPHAN_SWEEP.as_secs() == 0 {
+                    collect_orphans(residency.store().clone()).await;
+                }
             }
         }
     });

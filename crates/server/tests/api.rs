@@ -943,3 +943,104 @@ async fn answers_report_carbon_and_cost_when_prices_are_configured() {
     assert!(reply["usage"]["energy_co2e_grams"].as_f64().unwrap() > 0.0, "{reply}");
     assert_eq!(reply["usage"]["energy_currency"], "EUR");
 }
+
+/// The hardening issue's requests, each answered with a 4xx and a message, after which
+/// the server still answers: settings that once crashed or swelled the process, a
+/// template that never ends, too many embedding inputs, Ollama's random seed, invalid
+/// UTF-8, and a pull from an upstream that is not there.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_requests_get_4xx_and_cannot_take_the_server_down() {
+    let (state, _dir) = server(2, five_minutes());
+    let create = |name: &str, extra: Value| {
+        let mut body = json!({"model": name, "from": "smollm2:135m", "stream": false});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (parameters, why) in [
+        (json!({"num_thread": 1_000_000}), "between 1 and 512"),
+        (json!({"num_batch": 1_000_000_000u64}), "num_batch"),
+        (json!({"num_ctx": 0}), "num_ctx"),
+        (json!({"num_batch": 0}), "num_batch"),
+        (json!({"num_thread": 0}), "num_thread"),
+        (json!({"num_ctx": 1_000_000_000u64}), "trained context"),
+        (json!({"num_ctx": -5}), "whole number"),
+        (json!({"temperature": "hot"}), "temperature"),
+        (json!({"temprature": 1}), "unknown parameter"),
+    ] {
+        for streaming in [false, true] {
+            let mut body = create("crash", json!({"parameters": parameters}));
+            body["stream"] = json!(streaming);
+            let (status, reply) = post(&state, "/api/create", body).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{parameters}: {reply}");
+            assert!(reply["error"].as_str().unwrap().contains(why), "{parameters}: {reply}");
+        }
+    }
+    let (status, reply) = post(&state, "/api/create", create("crash", json!({"template": "{% for %}"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("template"), "{reply}");
+    let (_, tags) = get(&state, "/api/tags").await;
+    assert_eq!(tags["models"].as_array().unwrap().len(), 1, "nothing was stored: {tags}");
+
+    // A template that parses but never ends fails its requests, not the server.
+    let looping = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
+    let (status, reply) = post(&state, "/api/create", create("loop", json!({"template": looping}))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let chat = |model: &str, extra: Value| {
+        let mut body = json!({"model": model, "messages": [{"role": "user", "content": "hi"}], "stream": false,
+                              "options": {"num_predict": 4}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, reply) = post(&state, "/api/chat", chat("loop", json!({}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("instructions"), "{reply}");
+
+    let inputs: Vec<String> = (0..2049).map(|i| format!("input {i}")).collect();
+    let (status, reply) = post(&state, "/api/embed", json!({"model": "smollm2:135m", "input": inputs})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("at most 2048 inputs"), "{reply}");
+
+    let (status, reply) =
+        post(&state, "/api/chat", chat("smollm2:135m", json!({"options": {"seed": -1, "num_predict": 2}}))).await;
+    assert_eq!(status, StatusCode::OK, "Ollama's random seed: {reply}");
+
+    let mut invalid = br#"{"model": "smollm2:135m", "prompt": "x", "note": ""#.to_vec();
+    invalid.extend_from_slice(&[0xff, 0xfe]);
+    invalid.extend_from_slice(br#""}"#);
+    let response =
+        router(state.clone()).oneshot(Request::post("/api/generate").body(Body::from(invalid)).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // Nothing listens on port 9 of this machine: the upstream is named, and it is a 502.
+    let (status, reply) =
+        post(&state, "/api/pull", json!({"model": "http://127.0.0.1:9/m/x.gguf", "stream": false})).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("127.0.0.1:9"), "{reply}");
+
+    let (status, reply) = post(&state, "/api/chat", chat("smollm2:135m", json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "still serving: {reply}");
+}
+
+/// Until API keys exist, a caller from another machine may not make the server fetch or
+/// change the store; chats are served.
+#[tokio::test(flavor = "multi_thread")]
+async fn store_changing_routes_are_refused_to_other_machines() {
+    let (state, _dir) = server(1, five_minutes());
+    let from = |peer: &str, path: &str, body: Value| {
+        let mut request = Request::post(path).header("content-type", "application/json");
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        request = request.extension(axum::extract::ConnectInfo(peer));
+        request.body(Body::from(body.to_string())).unwrap()
+    };
+    let copy = json!({"source": "smollm2:135m", "destination": "copied"});
+    let response = router(state.clone()).oneshot(from("192.168.1.20:5000", "/api/copy", copy.clone())).await.unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let reply: Value = serde_json::from_slice(&body).unwrap();
+    assert!(reply["error"].as_str().unwrap().contains("HEARTH_ALLOW_REMOTE_ADMIN"), "{reply}");
+    let chat = json!({"model": "smollm2:135m", "prompt": "hi", "stream": false, "options": {"num_predict": 2}});
+    let response = router(state.clone()).oneshot(from("192.168.1.20:5000", "/api/generate", chat)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = router(state.clone()).oneshot(from("127.0.0.1:5000", "/api/copy", copy)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "this machine may");
+}
