@@ -615,6 +615,11 @@ fn a_gguf_at_a_url_is_pulled_named_and_run() {
 /// as `smol` in a store under `dir`, once it answers; returns the process and `host:port`.
 /// Its log goes to `dir/serve.log`.
 fn start_server(dir: &Path) -> (std::process::Child, String) {
+    start_server_with(dir, &[])
+}
+
+/// [`start_server`] with more arguments for `hearth serve`.
+fn start_server_with(dir: &Path, extra: &[&str]) -> (std::process::Child, String) {
     let store = dir.join("models");
     let modelfile = dir.join("Modelfile");
     std::fs::write(&modelfile, format!("FROM {}\nPARAMETER num_ctx 1024\n", smollm2().display())).unwrap();
@@ -623,6 +628,7 @@ fn start_server(dir: &Path) -> (std::process::Child, String) {
     let host = format!("127.0.0.1:{port}");
     let mut server = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["serve", "--threads", "1", "--parallel", "2"])
+        .args(extra)
         .env("HEARTH_MODELS", &store)
         .env("HEARTH_HOST", &host)
         .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
@@ -687,6 +693,42 @@ fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(log.contains("shutting down"), "{log}");
+}
+
+/// Regression (the hardening issue): SIGTERM waited for whatever was running. Now the
+/// process ends within the grace period while an answer streams and a large embedding
+/// request is being worked through.
+#[test]
+fn sigterm_ends_the_server_within_the_grace_period_whatever_runs() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, host) = start_server_with(dir.path(), &["--shutdown-grace", "1"]);
+    let long = r#"{"model":"smol","prompt":"Once upon a time","max_tokens":900,"ignore_eos":true,"stream":true}"#;
+    let mut stream = Command::new("curl")
+        .args(["-sSN", "--max-time", "120", &format!("http://{host}/v1/completions"), "-d", long])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let inputs: Vec<String> = (0..2000).map(|i| format!("Sentence {i} about the weather.")).collect();
+    let embed = serde_json::json!({"model": "smol", "input": inputs}).to_string();
+    let mut embedding = Command::new("curl")
+        .args(["-sS", "--max-time", "120", &format!("http://{host}/api/embed"), "-d", &embed])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 16];
+    stream.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    assert!(first.starts_with(b"data: "), "{}", text(&first));
+
+    let signalled = std::time::Instant::now();
+    send_signal(server.id(), "TERM");
+    let status = server.wait().unwrap();
+    let took = signalled.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took < std::time::Duration::from_secs(4), "1 s of grace, exit after {took:?}");
+    for client in [&mut stream, &mut embedding] {
+        let _ = client.wait();
+    }
 }
 
 fn send_signal(pid: u32, signal: &str) {
