@@ -54,7 +54,9 @@ pub fn context_size(value: Option<u32>, trained: u32) -> Result<u32, EngineError
         Some(v) if v > trained => Err(EngineError::InvalidSetting(format!(
             "num_ctx (context size) {v} is more than the model's trained context of {trained} tokens"
         ))),
-        Some(v) if v < MIN_CONTEXT_SIZE => Err(out_of_range("num_ctx (context size)", v, MIN_CONTEXT_SIZE, trained)),
+        Some(v) if v < MIN_CONTEXT_SIZE => Err(EngineError::InvalidSetting(format!(
+            "num_ctx (context size) must be at least {MIN_CONTEXT_SIZE}, got {v}"
+        ))),
         Some(v) => Ok(v),
     }
 }

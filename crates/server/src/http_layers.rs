@@ -308,8 +308,11 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     let message = if !text.is_empty() {
         text
     } else if status == StatusCode::METHOD_NOT_ALLOWED {
-        let allowed = parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).unwrap_or("");
-        format!("{method} is not allowed on {path} (allowed: {allowed})")
+        // axum sets `Allow` outside this layer on some routes; name the methods when known.
+        match parts.headers.get(header::ALLOW).and_then(|v| v.to_str().ok()).filter(|a| !a.is_empty()) {
+            Some(allowed) => format!("{method} is not allowed on {path} (allowed: {allowed})"),
+            None => format!("{method} is not allowed on {path}"),
+        }
     } else if status == StatusCode::NOT_FOUND {
         format!("no such endpoint: {method} {path}")
     } else {
