@@ -982,3 +982,66 @@ fn the_checks_tell_good_answers_from_bad() {
     assert!(unsafe_case(Target::Delete, br#"{"model":"library/smollm2:135m"}"#).is_some());
     assert!(unsafe_case(Target::Delete, b"{\"model\":").is_none());
 }
+
+/// Cases the fuzzer found that take the whole process down (a stack overflow cannot be caught
+/// as a panic): each runs in a child process of this test binary, so the rest of the suite still
+/// runs and reports, and the failure names the case.
+#[test]
+fn schemas_with_long_non_ascii_names_do_not_bring_the_server_down() {
+    let mut failures = Vec::new();
+    for case in CRASH_CASES {
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "crash_case_in_a_child_process", "--ignored", "--nocapture", "--test-threads", "1"])
+            .env("HEARTH_FUZZ_CRASH_CASE", case)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&child.stderr);
+        let said: Vec<&str> = log.lines().filter(|l| l.contains("overflow") || l.contains("->")).collect();
+        if !child.status.success() {
+            failures.push(format!("{case}: {} {said:?}", child.status));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A JSON schema whose property name is 5,000 'é' (10 KB): as Ollama's `format`, as a tool's
+/// parameters in OpenAI's dialect and in Ollama's, and as OpenAI's `response_format`.
+const CRASH_CASES: &[&str] = &["ollama-format", "openai-tools", "ollama-tools", "openai-response-format"];
+
+fn crash_case_body(case: &str) -> (Target, Value) {
+    let schema = json!({"type": "object", "properties": {"é".repeat(5000): {"type": "string"}}});
+    let tool = json!([{"type": "function", "function": {"name": "f", "parameters": schema}}]);
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    match case {
+        "ollama-format" => (
+            Target::OllamaChat,
+            json!({"model": M, "stream": false, "messages": messages, "options": {"num_predict": 4}, "format": schema}),
+        ),
+        "openai-tools" => {
+            (Target::OpenAiChat, json!({"model": M, "max_tokens": 4, "messages": messages, "tools": tool}))
+        }
+        "ollama-tools" => (
+            Target::OllamaChat,
+            json!({"model": M, "stream": false, "messages": messages, "options": {"num_predict": 4}, "tools": tool}),
+        ),
+        _ => (
+            Target::OpenAiChat,
+            json!({"model": M, "max_tokens": 4, "messages": messages,
+                   "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}}),
+        ),
+    }
+}
+
+#[test]
+#[ignore = "run in a child process by schemas_with_long_non_ascii_names_do_not_bring_the_server_down"]
+fn crash_case_in_a_child_process() {
+    let Ok(case) = std::env::var("HEARTH_FUZZ_CRASH_CASE") else { return };
+    let harness = Harness::new();
+    let (target, body) = crash_case_body(&case);
+    let body = body.to_string().into_bytes();
+    let outcome = harness.send(&target.method(), target.path(), body.clone()).and_then(|r| check(target, &r));
+    if let Err(why) = outcome {
+        eprintln!("{:.200}\n  -> {why}", describe(target, &body));
+        panic!("{case} failed");
+    }
+}
