@@ -28,6 +28,9 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_CONTEXT_SIZE: u32 = 4096;
 pub const DEFAULT_BATCH_SIZE: u32 = 512;
 
+/// The engine thread's stack: reserved, and only used as deep as a grammar goes.
+const ENGINE_STACK: usize = 64 << 20;
+
 /// How to run a model. `None` means "pick for this machine and model".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EngineSettings {
@@ -191,6 +194,8 @@ impl Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
+            // llama.cpp parses a request's grammar on this thread, recursively by nesting.
+            .stack_size(ENGINE_STACK)
             .spawn({
                 let (model, stop) = (model.clone(), stop.clone());
                 move || {

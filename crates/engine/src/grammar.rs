@@ -7,13 +7,34 @@ use serde_json::Value;
 #[error("the JSON schema cannot be used to constrain the answer: {0}")]
 pub struct SchemaError(String);
 
+/// The largest schema accepted, as JSON text. OpenAI's structured outputs allow about
+/// 120,000 characters of names and values; this leaves room for the structure around them.
+pub const MAX_SCHEMA_BYTES: usize = 256 << 10;
+
+/// Stack for llama.cpp's converter. It escapes every literal with `std::regex`, whose
+/// matcher recurses once per character: about 500 bytes of stack per byte of a name, so a
+/// 10 KB property name overflowed a 2 MiB thread and aborted the process. A schema of
+/// [`MAX_SCHEMA_BYTES`] needs about 130 MiB; the stack is only reserved, not used, until then.
+const CONVERTER_STACK: usize = 512 << 20;
+
 /// The GBNF grammar whose sentences are exactly the JSON documents `schema` accepts.
 pub fn from_json_schema(schema: &Value) -> Result<String, SchemaError> {
     if !schema.is_object() && !schema.is_boolean() {
         return Err(SchemaError(format!("a schema is an object, got {schema}")));
     }
     let text = serde_json::to_string(schema).expect("a JSON value serializes");
-    llama_cpp_2::json_schema_to_grammar(&text).map_err(|e| SchemaError(e.to_string()))
+    if text.len() > MAX_SCHEMA_BYTES {
+        return Err(SchemaError(format!(
+            "the schema is {} bytes of JSON; at most {MAX_SCHEMA_BYTES} are accepted",
+            text.len()
+        )));
+    }
+    let converter = std::thread::Builder::new()
+        .name("hearth-schema".into())
+        .stack_size(CONVERTER_STACK)
+        .spawn(move || llama_cpp_2::json_schema_to_grammar(&text).map_err(|e| SchemaError(e.to_string())))
+        .map_err(|e| SchemaError(format!("no thread to convert it on: {e}")))?;
+    converter.join().map_err(|_| SchemaError("the converter failed".into()))?
 }
 
 /// `grammar` with the whitespace between JSON tokens cut to at most one space. The
@@ -55,6 +76,16 @@ mod tests {
         let grammar = compact(&json_object());
         assert!(grammar.lines().any(|l| l == "space ::= | \" \""), "{grammar}");
         assert_eq!(grammar.matches("space ::=").count(), 1);
+    }
+
+    /// Regression (found by the server's fuzzer): a long non-ASCII property name overflowed
+    /// the converter's stack and aborted the server.
+    #[test]
+    fn long_names_convert_and_oversized_schemas_are_refused() {
+        let long = json!({"type": "object", "properties": {"é".repeat(60_000): {"type": "string"}}});
+        assert!(from_json_schema(&long).unwrap().contains("root ::="));
+        let huge = json!({"type": "object", "properties": {"x".repeat(MAX_SCHEMA_BYTES): {"type": "string"}}});
+        assert!(from_json_schema(&huge).unwrap_err().to_string().contains("at most"));
     }
 
     #[test]
