@@ -336,6 +336,21 @@ mod tests {
         assert!(matches!(err, TemplateError::Cancelled), "{err}");
     }
 
+    /// A template that recurses without end stops at minijinja's recursion limit, within
+    /// the 2 MiB stack of the blocking threads prompts are rendered on.
+    #[test]
+    fn a_template_that_recurses_without_end_is_an_error_on_a_small_stack() {
+        let source = "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}";
+        let t = ChatTemplate::new(Some(source), "", "").unwrap();
+        let result = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || t.render(&[ChatMessage::user("x")]).map_err(|e| e.to_string()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(result.unwrap_err().contains("recursion limit"));
+    }
+
     #[test]
     fn a_broken_template_is_a_parse_error() {
         assert!(matches!(ChatTemplate::new(Some("{% for %}"), "", ""), Err(TemplateError::Parse(_))));
