@@ -269,31 +269,29 @@ class Soak:
         body = {"model": model or self.args.model, "messages": self.messages(rng), "stream": stream,
                 "options": {"num_predict": self.predict(rng), "seed": rng.randint(0, 1000)}}
         body.update(extra or {})
-        raw = json.dumps(body).encode()
-        if stream:
-            status, lines = self.client.request("POST", "/api/chat", raw, read_lines)
-            self.expect_ok("/api/chat stream", status, lines if status != 200 else b"")
-            self.check_ndjson("/api/chat stream", lines, "message")
-        else:
-            status, reply = self.client.request("POST", "/api/chat", raw)
-            self.expect_ok("/api/chat", status, reply)
-            value = self.json_of("/api/chat", reply)
-            if value.get("done") is not True or not isinstance(value.get("message", {}).get("content"), str):
-                raise Failure(f"/api/chat: not an answer: {value}")
+        self.ollama_answer("/api/chat", body, stream, "message")
 
     def ollama_generate(self, rng, stream):
         body = self.body(rng, prompt=rng.choice(PROMPTS), stream=stream, options={"num_predict": self.predict(rng)})
+        self.ollama_answer("/api/generate", body, stream, "response")
+
+    def ollama_answer(self, path, body, stream, field):
+        """Sends an Ollama generation request and checks its answer: NDJSON lines carrying
+        `field` when streamed, else one object that is done and holds the text."""
         raw = json.dumps(body).encode()
         if stream:
-            status, lines = self.client.request("POST", "/api/generate", raw, read_lines)
-            self.expect_ok("/api/generate stream", status, lines if status != 200 else b"")
-            self.check_ndjson("/api/generate stream", lines, "response")
-        else:
-            status, reply = self.client.request("POST", "/api/generate", raw)
-            self.expect_ok("/api/generate", status, reply)
-            value = self.json_of("/api/generate", reply)
-            if value.get("done") is not True or not isinstance(value.get("response"), str):
-                raise Failure(f"/api/generate: not an answer: {value}")
+            status, lines = self.client.request("POST", path, raw, read_lines)
+            self.expect_ok(f"{path} stream", status, lines if status != 200 else b"")
+            self.check_ndjson(f"{path} stream", lines, field)
+            return
+        status, reply = self.client.request("POST", path, raw)
+        self.expect_ok(path, status, reply)
+        value = self.json_of(path, reply)
+        text = value.get(field)
+        if field == "message":
+            text = (text or {}).get("content")
+        if value.get("done") is not True or not isinstance(text, str):
+            raise Failure(f"{path}: not an answer: {value}")
 
     def openai_chat(self, rng, stream):
         body = self.body(rng, messages=self.messages(rng), max_tokens=self.predict(rng), stream=stream)
