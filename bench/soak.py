@@ -297,32 +297,28 @@ class Soak:
         body = self.body(rng, messages=self.messages(rng), max_tokens=self.predict(rng), stream=stream)
         if stream and rng.random() < 0.5:
             body["stream_options"] = {"include_usage": True}
-        raw = json.dumps(body).encode()
-        if stream:
-            status, lines = self.client.request("POST", "/v1/chat/completions", raw, read_lines)
-            self.expect_ok("/v1/chat/completions stream", status, lines if status != 200 else b"")
-            self.check_sse("/v1/chat/completions stream", lines)
-        else:
-            status, reply = self.client.request("POST", "/v1/chat/completions", raw)
-            self.expect_ok("/v1/chat/completions", status, reply)
-            value = self.json_of("/v1/chat/completions", reply)
-            choices = value.get("choices") or [{}]
-            if not isinstance(choices[0].get("message", {}).get("content"), str) or "usage" not in value:
-                raise Failure(f"/v1/chat/completions: not an answer: {value}")
+        self.openai_answer("/v1/chat/completions", body, stream,
+                           lambda value, choice: "usage" in value and choice.get("message", {}).get("content"))
 
     def openai_completion(self, rng, stream):
         body = self.body(rng, prompt=rng.choice(PROMPTS), max_tokens=self.predict(rng), stream=stream)
+        self.openai_answer("/v1/completions", body, stream, lambda value, choice: choice.get("text"))
+
+    def openai_answer(self, path, body, stream, text_of):
+        """Sends an OpenAI generation request and checks its answer: SSE events ending in
+        [DONE] when streamed, else one object whose first choice `text_of` finds text in."""
         raw = json.dumps(body).encode()
         if stream:
-            status, lines = self.client.request("POST", "/v1/completions", raw, read_lines)
-            self.expect_ok("/v1/completions stream", status, lines if status != 200 else b"")
-            self.check_sse("/v1/completions stream", lines)
-        else:
-            status, reply = self.client.request("POST", "/v1/completions", raw)
-            self.expect_ok("/v1/completions", status, reply)
-            value = self.json_of("/v1/completions", reply)
-            if not isinstance((value.get("choices") or [{}])[0].get("text"), str):
-                raise Failure(f"/v1/completions: not an answer: {value}")
+            status, lines = self.client.request("POST", path, raw, read_lines)
+            self.expect_ok(f"{path} stream", status, lines if status != 200 else b"")
+            self.check_sse(f"{path} stream", lines)
+            return
+        status, reply = self.client.request("POST", path, raw)
+        self.expect_ok(path, status, reply)
+        value = self.json_of(path, reply)
+        choice = (value.get("choices") or [{}])[0]
+        if not isinstance(text_of(value, choice), str):
+            raise Failure(f"{path}: not an answer: {value}")
 
     def disconnect(self, rng):
         path, body = rng.choice([
