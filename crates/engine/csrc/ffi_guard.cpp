@@ -51,7 +51,10 @@ const char* hearth_ffi_take_exception(void) {
 }
 
 #ifdef HEARTH_WRAP_LLAMA_DECODE
-// Weak: a build whose RUSTFLAGS leave out the --wrap flag still links (unguarded).
+// Weak, so that a build whose RUSTFLAGS leave out the --wrap flag still links (unguarded).
+// A weak reference does not pull an archive member in by itself; llama_decode's object is
+// linked all the same, since it also defines llama_init_from_model, which hearth calls (the
+// test in tests/ffi_guard.rs decodes through this wrapper).
 __attribute__((weak)) int32_t __real_llama_decode(llama_context* ctx, hearth_llama_batch batch);
 
 int32_t __wrap_llama_decode(llama_context* ctx, hearth_llama_batch batch) {
