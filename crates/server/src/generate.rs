@@ -61,8 +61,10 @@ impl Drop for InFlight {
 
 /// Renders, tokenizes and checks `request` on a blocking thread, so the async workers and
 /// the engine thread never wait on a template. If the client goes away meanwhile (this
-/// future is dropped), the render is told to stop.
-async fn prepare(lease: &Lease, request: GenerateRequest, dialect: Dialect) -> Result<Prepared, ApiError> {
+/// future is dropped), the render is told to stop; the lease, and with it the request's
+/// admission permit, stays with the blocking work until it ends, so abandoned renders
+/// can never outnumber the model's slots and queue.
+async fn prepare(lease: Lease, request: GenerateRequest, dialect: Dialect) -> Result<(Lease, Prepared), ApiError> {
     struct CancelOnDrop(Cancellation);
     impl Drop for CancelOnDrop {
         fn drop(&mut self) {
@@ -71,10 +73,13 @@ async fn prepare(lease: &Lease, request: GenerateRequest, dialect: Dialect) -> R
     }
     let cancel = Cancellation::new();
     let _cancel_on_drop = CancelOnDrop(cancel.clone());
-    let model = lease.model.clone();
-    match tokio::task::spawn_blocking(move || model.engine.prepare(request, &cancel)).await {
-        Ok(Ok(prepared)) => Ok(prepared),
-        Ok(Err(e)) => Err(ApiError::from_generate(dialect, &e)),
+    let prepared = tokio::task::spawn_blocking(move || {
+        let prepared = lease.model.engine.prepare(request, &cancel);
+        (lease, prepared)
+    });
+    match prepared.await {
+        Ok((lease, Ok(prepared))) => Ok((lease, prepared)),
+        Ok((_, Err(e))) => Err(ApiError::from_generate(dialect, &e)),
         Err(e) => Err(ApiError::internal(dialect, format!("preparing the request failed: {e}"))),
     }
 }
@@ -154,7 +159,7 @@ pub async fn start_answer(
 ) -> Result<impl Stream<Item = Piece> + Send, ApiError> {
     state.metrics.started();
     let in_flight = InFlight(state.metrics.clone());
-    let prepared = prepare(&lease, request, dialect).await.inspect_err(|_| state.metrics.failed())?;
+    let (lease, prepared) = prepare(lease, request, dialect).await.inspect_err(|_| state.metrics.failed())?;
     let mut pieces = Box::pin(start(lease, prepared, in_flight, dialect, state));
     match pieces.next().await.expect("a stream ends with Done or Failed") {
         Piece::Failed(e) => Err(e),
