@@ -2,6 +2,7 @@
 //! llama.cpp's own converter, so structured output always parses and validates.
 
 use serde_json::Value;
+use std::sync::{Condvar, Mutex};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the JSON schema cannot be used to constrain the answer: {0}")]
@@ -17,6 +18,38 @@ pub const MAX_SCHEMA_BYTES: usize = 256 << 10;
 /// [`MAX_SCHEMA_BYTES`] needs about 130 MiB; the stack is only reserved, not used, until then.
 const CONVERTER_STACK: usize = 512 << 20;
 
+/// Conversions that run at once; more wait their turn, so schemas sent together cannot
+/// take every core or reserve stacks without bound.
+const CONVERSIONS_AT_ONCE: usize = 4;
+
+static CONVERTING: Gate = Gate { running: Mutex::new(0), freed: Condvar::new() };
+
+/// A counting gate: at most [`CONVERSIONS_AT_ONCE`] holders at a time.
+struct Gate {
+    running: Mutex<usize>,
+    freed: Condvar,
+}
+
+struct Turn<'a>(&'a Gate);
+
+impl Gate {
+    fn enter(&self) -> Turn<'_> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        while *running >= CONVERSIONS_AT_ONCE {
+            running = self.freed.wait(running).unwrap_or_else(|e| e.into_inner());
+        }
+        *running += 1;
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.0.running.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        self.0.freed.notify_one();
+    }
+}
+
 /// The GBNF grammar whose sentences are exactly the JSON documents `schema` accepts.
 pub fn from_json_schema(schema: &Value) -> Result<String, SchemaError> {
     if !schema.is_object() && !schema.is_boolean() {
@@ -29,6 +62,7 @@ pub fn from_json_schema(schema: &Value) -> Result<String, SchemaError> {
             text.len()
         )));
     }
+    let _turn = CONVERTING.enter();
     let converter = std::thread::Builder::new()
         .name("hearth-schema".into())
         .stack_size(CONVERTER_STACK)
@@ -50,7 +84,10 @@ pub fn compact(grammar: &str) -> String {
 
 /// Any JSON object: Ollama's `format: "json"` and OpenAI's `json_object`.
 pub fn json_object() -> String {
-    from_json_schema(&serde_json::json!({"type": "object"})).expect("the plain object schema converts")
+    static GRAMMAR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let convert =
+        || from_json_schema(&serde_json::json!({"type": "object"})).expect("the plain object schema converts");
+    GRAMMAR.get_or_init(convert).clone()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Structured output: Ollama's `format` and OpenAI's `response_format` as a grammar the
-//! answer is decoded under, so it always parses and validates against the schema.
+//! answer is decoded under, so it always parses and validates against the schema. The
+//! conversion runs without holding up the async worker it is called on.
 
 use hearth_engine::grammar;
 use serde_json::Value;
@@ -11,7 +12,20 @@ pub fn ollama(format: Option<&Value>) -> Result<Option<String>, String> {
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) if s == "json" => Ok(Some(grammar::json_object())),
         Some(Value::String(other)) => Err(format!("format must be \"json\" or a JSON schema, got {other:?}")),
-        Some(schema) => grammar::from_json_schema(schema).map(Some).map_err(|e| e.to_string()),
+        Some(schema) => schema_grammar(schema).map(Some),
+    }
+}
+
+/// llama.cpp's converter on `schema`. A large schema takes a while (and a deep stack, on a
+/// thread of its own), so on a multi-threaded runtime tokio is told this worker blocks and
+/// moves its other tasks elsewhere meanwhile.
+pub fn schema_grammar(schema: &Value) -> Result<String, String> {
+    let convert = || grammar::from_json_schema(schema).map_err(|e| e.to_string());
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(convert)
+        }
+        _ => convert(),
     }
 }
 
@@ -25,7 +39,7 @@ pub fn openai(response_format: Option<&Value>) -> Result<Option<String>, String>
         Some("json_schema") => {
             let schema =
                 format.pointer("/json_schema/schema").ok_or("response_format json_schema needs json_schema.schema")?;
-            grammar::from_json_schema(schema).map(Some).map_err(|e| e.to_string())
+            schema_grammar(schema).map(Some)
         }
         Some(other) => Err(format!("response_format type {other:?} is not one of text, json_object, json_schema")),
         None => Err("response_format needs a type".into()),

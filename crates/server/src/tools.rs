@@ -3,6 +3,7 @@
 //! any other model is told the tools in a system message and answers in JSON under a
 //! grammar (llama.cpp's "generic" format), so even a small model's calls always parse.
 
+use crate::format::schema_grammar;
 use hearth_core::{ChatMessage, Role, SamplingParams, ToolCall};
 use hearth_engine::grammar;
 use serde_json::{json, Map, Value};
@@ -93,7 +94,7 @@ pub fn prepare(
     if native {
         if forced {
             let call = call_schema(&allowed, "arguments");
-            let call = grammar::compact(&grammar::from_json_schema(&call).map_err(|e| e.to_string())?);
+            let call = grammar::compact(&schema_grammar(&call)?);
             sampling.grammar = Some(if template.is_some_and(|t| t.contains("<tool_call>")) {
                 wrap_root(&call, "\"<tool_call>\\n\"", "\"\\n</tool_call>\"")
             } else {
@@ -119,7 +120,7 @@ pub fn prepare(
         }));
     }
     let schema = json!({"anyOf": variants});
-    sampling.grammar = Some(grammar::compact(&grammar::from_json_schema(&schema).map_err(|e| e.to_string())?));
+    sampling.grammar = Some(grammar::compact(&schema_grammar(&schema)?));
     let definitions: Vec<&Value> = allowed.iter().map(|t| t.get("function").unwrap_or(t)).collect();
     let instructions = format!(
         "You can call these tools:\n{}\n\nAnswer with one JSON object. To call tools: \
