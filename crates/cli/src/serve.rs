@@ -77,9 +77,11 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let keep_alive = KeepAlive::parse(&serde_json::Value::String(args.keep_alive.clone()))
         .map_err(anyhow::Error::msg)
         .context("HEARTH_KEEP_ALIVE")?;
-    if args.parallel == 0 {
-        anyhow::bail!("HEARTH_NUM_PARALLEL must be at least 1");
-    }
+    // The server's own settings are checked now: once serving, an engine setting out of
+    // bounds would fail every request as if the client had asked for it.
+    hearth_engine::EngineSettings { threads: args.threads, parallel: Some(args.parallel), ..Default::default() }
+        .check()
+        .context("HEARTH_NUM_THREADS / HEARTH_NUM_PARALLEL")?;
     let store = open_store()?;
     let meter: hearth_server::MeterFactory = Arc::new(|| -> Option<Box<dyn EnergyMeter>> {
         hearth_energy::detect(&crate::energy::roots(), crate::energy::watts_per_core_override())
