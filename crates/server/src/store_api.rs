@@ -177,14 +177,25 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     let store: Arc<Store> = state.residency.store().clone();
     // What is wrong with the recipe is refused now, with a status code, rather than on
     // the progress stream.
-    let gguf = match &base {
-        Base::Blob(digest) => Some(store.blob_path(digest)),
-        Base::Stored => {
-            ModelName::parse(&modelfile.from).ok().and_then(|from| store.model_spec(&from).ok()).map(|s| s.path)
-        }
-        Base::Files { .. } => None,
+    // (It reads the base's manifest and GGUF header: a blocking thread's work.)
+    let blob = match &base {
+        Base::Blob(digest) => Some(digest.clone()),
+        _ => None,
     };
-    models::check_settings(&modelfile.parameters, modelfile.template.as_deref(), gguf.as_deref())
+    let check = {
+        let (store, from) = (store.clone(), modelfile.from.clone());
+        let (parameters, template) = (modelfile.parameters.clone(), modelfile.template.clone());
+        tokio::task::spawn_blocking(move || {
+            let gguf = match blob {
+                Some(digest) => Some(store.blob_path(&digest)),
+                None => ModelName::parse(&from).ok().and_then(|from| store.model_spec(&from).ok()).map(|s| s.path),
+            };
+            models::check_settings(&parameters, template.as_deref(), gguf.as_deref())
+        })
+    };
+    check
+        .await
+        .map_err(|e| ApiError::internal(DIALECT, format!("checking the model failed: {e}")))?
         .map_err(|e| bad(e.to_string()))?;
     // A model that is loaded under this name must pick up the new definition.
     state.residency.unload(&name).await;

@@ -51,7 +51,10 @@ impl Store {
                 UpstreamFailure::Invalid(format!("the registry's manifest for {name} is not valid: {e}")),
             )
         })?;
-        let blobs = std::iter::once(&manifest.config).chain(&manifest.layers);
+        // The config last: a blob's age for orphan collection starts when it is complete,
+        // and the small config fetched first would age through a long model download,
+        // unreferenced until the manifest is written.
+        let blobs = manifest.layers.iter().chain(std::iter::once(&manifest.config));
         for layer in blobs {
             let url = format!("{base}/blobs/{}", layer.digest);
             if self.download_blob(&http, &url, &layer.digest, layer.size, progress)? {
