@@ -318,9 +318,7 @@ mod tests {
     fn a_template_that_never_ends_is_stopped() {
         let silent = "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}";
         let t = ChatTemplate::new(Some(silent), "", "").unwrap();
-        let started = Instant::now();
         assert!(matches!(t.render(&[ChatMessage::user("x")]), Err(TemplateError::OutOfFuel)));
-        assert!(started.elapsed() < limits::RENDER_TIME, "fuel ran out in {:?}", started.elapsed());
 
         let loud = "{% for a in range(100000) %}{% for b in range(100000) %}{{ a }}{% endfor %}{% endfor %}";
         let t = ChatTemplate::new(Some(loud), "", "").unwrap();

@@ -468,12 +468,14 @@ mod tests {
     #[tokio::test]
     async fn a_write_the_client_keeps_taking_never_times_out() {
         let (server, mut client) = tokio::io::duplex(64);
-        let limits = limits(60_000, 60_000, 100);
+        // A second of send timeout against 5 ms between reads: a loaded machine's pauses
+        // stay well inside it, while the whole answer (256 reads) outlasts it.
+        let limits = limits(60_000, 60_000, 1000);
         let mut watched = Watched::new(server, Arc::new(Activity::new(&limits)), limits.send_timeout);
         let reader = tokio::spawn(async move {
             let mut chunk = [0u8; 64];
             let mut total = 0;
-            while total < 4096 {
+            while total < 16_384 {
                 // Slower than the whole answer's send timeout, never one write's.
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 total += client.read(&mut chunk).await.unwrap();
@@ -481,9 +483,9 @@ mod tests {
             total
         });
         let started = std::time::Instant::now();
-        watched.write_all(&[b'x'; 4096]).await.unwrap();
-        assert!(started.elapsed() > Duration::from_millis(100), "the answer outlasted the send timeout");
-        assert_eq!(reader.await.unwrap(), 4096);
+        watched.write_all(&[b'x'; 16_384]).await.unwrap();
+        assert!(started.elapsed() > Duration::from_millis(1000), "the answer outlasted the send timeout");
+        assert_eq!(reader.await.unwrap(), 16_384);
     }
 
     /// Between requests a read gives up at the idle timeout; during one it waits.

@@ -313,11 +313,13 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     }
 
     let mut stream = server.connect().await;
+    // Before the request: the server's idle timer starts after its answer, so however late
+    // this test wakes, the connection cannot close sooner than `idle` after this instant.
+    let answered = Instant::now();
     stream.write_all(&request("GET", "/api/version", &[], b"")).await.unwrap();
     let answer = tokio::time::timeout(PATIENCE, read_answer(&mut stream)).await.expect("an answer");
     assert_eq!(answer.status, 200, "{answer:?}");
     assert_ne!(answer.header("connection"), Some("close"), "kept alive");
-    let answered = Instant::now();
     closed(&mut stream).await;
     let took = answered.elapsed();
     assert!(took >= idle - Duration::from_millis(20), "closed only after the idle timeout: {took:?}");
@@ -489,7 +491,7 @@ async fn shutdown_finishes_answers_within_the_grace_period_and_no_longer() {
     let seen = until_streaming(&mut stream).await;
     let took = server.shut_down().await;
     assert!(took >= grace - Duration::from_millis(20), "the answer got the grace period: {took:?}");
-    assert!(took < grace + Duration::from_millis(1500), "serve returned soon after the grace period: {took:?}");
+    assert!(took < grace + Duration::from_secs(3), "serve returned soon after the grace period: {took:?}");
     let text = rest(&mut stream, seen).await;
     assert!(!text.contains("data: [DONE]"), "the long answer was cut off: {text}");
 }
