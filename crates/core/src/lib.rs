@@ -14,6 +14,6 @@ pub use energy::{EnergyMeter, EnergyPrices, EnergyReport, EnergySource};
 pub use event::{FinishReason, GenerateError, StreamEvent, Timings, TokenLogprob, TopLogprob, Usage};
 pub use model::ModelInfo;
 pub use request::{
-    ChatMessage, EmbedInput, EmbedRequest, Embeddings, GenerateRequest, Prompt, Role, SamplingParams, ToolCall,
-    MAX_TOP_LOGPROBS,
+    check_top_logprobs, ChatMessage, EmbedInput, EmbedRequest, Embeddings, GenerateRequest, Prompt, Role,
+    SamplingParams, ToolCall, MAX_TOP_LOGPROBS,
 };

@@ -175,6 +175,14 @@ impl SamplingParams {
 /// The most alternatives a request may ask to see per token (OpenAI's limit).
 pub const MAX_TOP_LOGPROBS: u32 = 20;
 
+/// Checks how many alternatives per token a request asks to see.
+pub fn check_top_logprobs(top: u32) -> Result<(), String> {
+    if top > MAX_TOP_LOGPROBS {
+        return Err(format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}, got {top}"));
+    }
+    Ok(())
+}
+
 /// One request to the engine: everything needed to produce one answer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GenerateRequest {

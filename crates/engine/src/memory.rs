@@ -32,7 +32,7 @@ fn buffer_bytes(header: &GgufHeader, settings: &ResolvedSettings) -> u64 {
     // llama.cpp computes a batch in micro-batches of at most this many tokens (hearth sets
     // the micro-batch to the batch), and reserves its graph for the worst case: a logit
     // row for every token.
-    let ubatch = u64::from(settings.batch_size).min(context * parallel);
+    let ubatch = u64::from(settings.batch_size);
     let heads = value("attention.head_count").max(1);
     let per_token_scratch =
         4 * (vocab + heads * context + 2 * value("feed_forward_length") + 8 * value("embedding_length"));

@@ -5,7 +5,7 @@
 use crate::engine::Model;
 use crate::limits;
 use crate::template::RenderLimits;
-use hearth_core::{GenerateError, GenerateRequest, Prompt, MAX_TOP_LOGPROBS};
+use hearth_core::{check_top_logprobs, GenerateError, GenerateRequest, Prompt};
 use llama_cpp_2::token::LlamaToken;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -62,11 +62,7 @@ pub(crate) fn prepare(
     let submitted = Instant::now();
     request.sampling.validate().map_err(GenerateError::InvalidRequest)?;
     if let Some(top) = request.logprobs {
-        if top > MAX_TOP_LOGPROBS {
-            return Err(GenerateError::InvalidRequest(format!(
-                "top_logprobs must be at most {MAX_TOP_LOGPROBS}, got {top}"
-            )));
-        }
+        check_top_logprobs(top).map_err(GenerateError::InvalidRequest)?;
     }
     let vocab = model.llama.vocab();
     let prompt = match &request.prompt {

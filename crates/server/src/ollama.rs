@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
 use hearth_core::clock::rfc3339;
-use hearth_core::{ChatMessage, GenerateRequest, Prompt, Role, TokenLogprob, ToolCall, MAX_TOP_LOGPROBS};
+use hearth_core::{check_top_logprobs, ChatMessage, GenerateRequest, Prompt, Role, TokenLogprob, ToolCall};
 use hearth_store::{manifest, ModelName};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -131,9 +131,7 @@ impl MessageBody {
 /// `logprobs` and `top_logprobs`, as the engine takes them.
 fn logprobs(wanted: bool, top: Option<u32>) -> Result<Option<u32>, ApiError> {
     let top = top.unwrap_or(0);
-    if top > MAX_TOP_LOGPROBS {
-        return Err(ApiError::bad_request(DIALECT, format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}")));
-    }
+    check_top_logprobs(top).map_err(|e| ApiError::bad_request(DIALECT, e))?;
     Ok((wanted || top > 0).then_some(top))
 }
 

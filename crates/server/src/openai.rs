@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
 use hearth_core::{
-    ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, TokenLogprob, ToolCall, MAX_TOP_LOGPROBS,
+    check_top_logprobs, ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, TokenLogprob, ToolCall,
 };
 use hearth_store::ModelName;
 use serde::Deserialize;
@@ -162,9 +162,7 @@ impl Common {
             }
             Some(other) => return Err(bad(format!("logprobs must be a boolean or a number, got {other}"))),
         };
-        if top > MAX_TOP_LOGPROBS {
-            return Err(bad(format!("top_logprobs must be at most {MAX_TOP_LOGPROBS}, got {top}")));
-        }
+        check_top_logprobs(top).map_err(bad)?;
         Ok(Some(top))
     }
 
