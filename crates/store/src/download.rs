@@ -258,9 +258,6 @@ fn download_sequentially(
     Ok(())
 }
 
-/// Free space is checked again after this many bytes of a download of unknown size.
-const SPACE_CHECK_EVERY: u64 = 64 << 20;
-
 /// One request for the bytes of `url` from `have` on, appended to the target. More bytes
 /// than the target's declared size stop it at once.
 fn fetch_into(
@@ -299,7 +296,7 @@ fn fetch_into(
     }
     let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 1 << 20];
-    let mut unchecked = 0u64;
+    let mut recheck = crate::space::Recheck::default();
     loop {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
@@ -314,10 +311,8 @@ fn fetch_into(
         }
         file.write_all(&buf[..n]).map_err(|e| StoreError::io(partial, e))?;
         done += n as u64;
-        unchecked += n as u64;
-        if target.size.is_none() && unchecked >= SPACE_CHECK_EVERY {
+        if recheck.due(n as u64) && target.size.is_none() {
             crate::space::ensure_room(partial.parent().expect("blobs dir"), 0)?;
-            unchecked = 0;
         }
         progress(Progress::Bytes { blob: target.label, done, total: target.size });
     }

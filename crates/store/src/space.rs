@@ -21,6 +21,27 @@ pub(crate) fn available(path: &Path) -> Option<u64> {
     }
 }
 
+/// Says when a transfer whose end is not known in advance (an upload, a download of
+/// unknown size) should look at the free space again: after every 64 MiB written.
+#[derive(Debug, Default)]
+pub(crate) struct Recheck {
+    unchecked: u64,
+}
+
+impl Recheck {
+    const EVERY: u64 = 64 << 20;
+
+    /// Counts `bytes` more written; true when the free space is due to be checked.
+    pub fn due(&mut self, bytes: u64) -> bool {
+        self.unchecked += bytes;
+        if self.unchecked < Self::EVERY {
+            return false;
+        }
+        self.unchecked = 0;
+        true
+    }
+}
+
 /// Refuses a download of `needed` more bytes into `dir` when they would not fit.
 pub(crate) fn ensure_room(dir: &Path, needed: u64) -> Result<(), StoreError> {
     match available(dir) {

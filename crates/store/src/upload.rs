@@ -3,6 +3,7 @@
 //! the digest it was announced with. An abandoned upload leaves nothing behind.
 
 use crate::digest::HashingWriter;
+use crate::space::Recheck;
 use crate::{Digest, Store, StoreError};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -10,9 +11,6 @@ use std::path::PathBuf;
 
 /// Kept free beyond an upload: manifests, temporaries, everyone else.
 const FREE_MARGIN: u64 = 256 << 20;
-
-/// Free space is checked again after this many bytes, for uploads running side by side.
-const SPACE_CHECK_EVERY: u64 = 64 << 20;
 
 pub struct BlobUpload<'s> {
     store: &'s Store,
@@ -22,7 +20,7 @@ pub struct BlobUpload<'s> {
     written: u64,
     limit: u64,
     why: String,
-    unchecked: u64,
+    recheck: Recheck,
 }
 
 impl Store {
@@ -34,7 +32,7 @@ impl Store {
         let temp = self.temp_path();
         let file = crate::temp::create(&temp).map_err(|e| StoreError::io(&temp, e))?;
         let writer = Some(Digest::hashing(BufWriter::with_capacity(1 << 20, file)));
-        Ok(BlobUpload { store: self, expected, temp, writer, written: 0, limit, why, unchecked: 0 })
+        Ok(BlobUpload { store: self, expected, temp, writer, written: 0, limit, why, recheck: Recheck::default() })
     }
 
     /// The most an upload may hold now, and why that much.
@@ -64,9 +62,7 @@ impl BlobUpload<'_> {
         if self.written.saturating_add(len) > self.limit {
             return Err(StoreError::UploadTooLarge { limit: self.limit, why: self.why.clone() });
         }
-        self.unchecked += len;
-        if self.unchecked >= SPACE_CHECK_EVERY {
-            self.unchecked = 0;
+        if self.recheck.due(len) {
             let blobs = self.store.root().join("blobs");
             if crate::space::available(&blobs).is_some_and(|free| free < len.saturating_add(FREE_MARGIN)) {
                 return Err(StoreError::UploadTooLarge { limit: self.written, why: free_space_reason(&blobs) });
