@@ -212,12 +212,7 @@ impl Residency {
         let engine = tokio::task::spawn_blocking(move || Engine::load_metered(&path, &settings, meter))
             .await
             .map_err(|e| ApiError::internal(dialect, format!("loading the model failed: {e}")))?
-            .map_err(|e| match e {
-                // A setting stored with the model (or given with the request) is out of
-                // bounds: the client's to fix.
-                EngineError::InvalidSetting(_) => ApiError::bad_request(dialect, format!("{name}: {e}")),
-                e => ApiError::internal(dialect, format!("loading {name} failed: {e}")),
-            })?;
+            .map_err(|e| load_error(dialect, name, e))?;
         tracing::info!(model = %name, seconds = started.elapsed().as_secs_f64(), "model loaded");
         let capacity = self.config.parallel as usize + self.config.max_queue;
         let model = Arc::new(LoadedModel {
@@ -246,9 +241,7 @@ impl Residency {
     ) -> Result<(), ApiError> {
         let needed = match hearth_engine::memory_needed(&spec.path, settings) {
             Ok(needed) => needed,
-            Err(e @ EngineError::InvalidSetting(_)) => {
-                return Err(ApiError::bad_request(dialect, format!("{name}: {e}")))
-            }
+            Err(e @ EngineError::InvalidSetting(_)) => return Err(load_error(dialect, name, e)),
             // The load itself reports a model it cannot read.
             Err(_) => return Ok(()),
         };
@@ -309,7 +302,7 @@ impl Residency {
         dialect: Dialect,
     ) -> Result<EngineSettings, ApiError> {
         let mut settings = EngineSettings::stored(&spec.parameters, spec.template.clone())
-            .map_err(|e| ApiError::bad_request(dialect, format!("{name}: {e}")))?;
+            .map_err(|e| load_error(dialect, name, e))?;
         settings.threads = self.config.threads.or(settings.threads);
         settings.parallel = Some(self.config.parallel);
         Ok(settings)
@@ -362,6 +355,15 @@ impl Residency {
             model.engine.stop();
             unload(model);
         }
+    }
+}
+
+/// Why `name` cannot load, as the request's error: a setting out of bounds (stored with the
+/// model) is the client's to fix, anything else the server's.
+fn load_error(dialect: Dialect, name: &ModelName, e: EngineError) -> ApiError {
+    match e {
+        EngineError::InvalidSetting(_) => ApiError::bad_request(dialect, format!("{name}: {e}")),
+        e => ApiError::internal(dialect, format!("loading {name} failed: {e}")),
     }
 }
 
