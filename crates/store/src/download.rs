@@ -6,13 +6,11 @@
 use crate::digest::Digest;
 use crate::http::{check_status, content_length, upstream, Http};
 use crate::parts::{self, Parallel};
+use crate::retry::{self, Failed};
 use crate::{Progress, Store, StoreError, UpstreamFailure};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-
-/// Dropped connections are resumed this many times within one pull.
-pub(crate) const ATTEMPTS: usize = 4;
 
 /// How large blobs are split into ranged parts fetched at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,13 +36,6 @@ pub(crate) struct Fetch<'a> {
     /// becomes visible; `None` for a plain URL, whose digest is what arrives.
     pub digest: Option<&'a Digest>,
     pub size: Option<u64>,
-}
-
-/// Outcome of one attempt at the body of a blob.
-enum Attempt {
-    Complete,
-    /// The connection broke; what arrived is kept for the next attempt.
-    Interrupted,
 }
 
 impl Store {
@@ -233,7 +224,7 @@ fn download_sequentially(
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(), StoreError> {
     let described = target.size.map_or_else(String::new, |s| format!(" ({s} bytes)"));
-    for attempt in 1..=ATTEMPTS {
+    retry::resuming(url, |attempt| {
         let mut have = target.file.metadata().map_err(|e| StoreError::io(target.path, e))?.len();
         if target.size.is_some_and(|size| have > size) {
             // Not from this version of hearth: start over rather than trust it.
@@ -249,13 +240,8 @@ fn download_sequentially(
         } else if attempt == 1 {
             progress(Progress::Step(&format!("downloading {}{described}", target.label)));
         }
-        match fetch_into(http, url, target, have, progress)? {
-            Attempt::Complete => return Ok(()),
-            Attempt::Interrupted if attempt == ATTEMPTS => return Err(upstream(url, UpstreamFailure::BrokeOff)),
-            Attempt::Interrupted => {}
-        }
-    }
-    Ok(())
+        fetch_into(http, url, target, have, progress)
+    })
 }
 
 /// One request for the bytes of `url` from `have` on, appended to the target. More bytes
@@ -266,23 +252,19 @@ fn fetch_into(
     target: &Target<'_>,
     have: u64,
     progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<Attempt, StoreError> {
+) -> Result<(), Failed<StoreError>> {
     let (mut file, partial) = (target.file, target.path);
     let range = format!("bytes={have}-");
     let headers: &[(&str, &str)] = if have > 0 { &[("Range", &range)] } else { &[] };
-    let mut response = match http.get(url, headers) {
-        Ok(response) => response,
-        Err(StoreError::Upstream { failure: UpstreamFailure::Unreachable, .. }) => return Ok(Attempt::Interrupted),
-        Err(e) => return Err(e),
-    };
+    let mut response = http.get(url, headers).map_err(Failed::of_request)?;
     let status = response.status().as_u16();
     // Asking for bytes past the end of a file whose size we did not know: it is all here.
     if status == 416 && have > 0 && target.size.is_none() {
-        return Ok(Attempt::Complete);
+        return Ok(());
     }
     check_status(url, status)?;
     let mut done = if status == 206 { have } else { 0 };
-    let too_large = |declared| Err(upstream(url, UpstreamFailure::TooLarge { declared }));
+    let too_large = |declared| Err(upstream(url, UpstreamFailure::TooLarge { declared }).into());
     if let (Some(declared), Some(length)) = (target.size, content_length(&response)) {
         if done.saturating_add(length) > declared {
             return too_large(declared);
@@ -303,7 +285,7 @@ fn fetch_into(
             Ok(n) => n,
             Err(_) => {
                 file.flush().map_err(|e| StoreError::io(partial, e))?;
-                return Ok(Attempt::Interrupted);
+                return Err(Failed::Interrupted);
             }
         };
         if let Some(declared) = target.size.filter(|&declared| done + n as u64 > declared) {
@@ -317,5 +299,5 @@ fn fetch_into(
         progress(Progress::Bytes { blob: target.label, done, total: target.size });
     }
     file.flush().map_err(|e| StoreError::io(partial, e))?;
-    Ok(Attempt::Complete)
+    Ok(())
 }

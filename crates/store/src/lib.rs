@@ -12,6 +12,7 @@ mod modelfile;
 mod name;
 mod parts;
 mod registry;
+mod retry;
 mod space;
 mod spec;
 mod store;

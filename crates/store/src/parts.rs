@@ -3,8 +3,9 @@
 //! counts are synced, so an interrupted pull (a dropped connection, a killed process)
 //! resumes every part where it stopped.
 
-use crate::download::{ParallelDownloads, ATTEMPTS};
+use crate::download::ParallelDownloads;
 use crate::http::{check_status, upstream, Http};
+use crate::retry::{self, Failed};
 use crate::{Progress, StoreError, UpstreamFailure};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
@@ -52,10 +53,16 @@ pub(crate) struct Target<'a> {
     pub label: &'a str,
 }
 
+/// What ends a parallel download (an interruption is retried, see `retry`).
 enum PartError {
     RangesRefused,
-    Interrupted,
-    Fatal(StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for PartError {
+    fn from(error: StoreError) -> Self {
+        Self::Store(error)
+    }
 }
 
 /// What the workers share.
@@ -121,8 +128,7 @@ pub(crate) fn download(
     match shared.failure.into_inner().expect("no worker panics holding it") {
         None => Ok(Parallel::Complete),
         Some(PartError::RangesRefused) => Ok(Parallel::RangesRefused),
-        Some(PartError::Fatal(e)) => Err(e),
-        Some(PartError::Interrupted) => Err(upstream(target.url, UpstreamFailure::BrokeOff)),
+        Some(PartError::Store(e)) => Err(e),
     }
 }
 
@@ -141,22 +147,16 @@ fn work(shared: &Shared<'_>, sender: &mpsc::Sender<u64>) {
         if index >= shared.parts.lock().expect("not poisoned").len() {
             return;
         }
-        let mut attempt = 1;
-        loop {
-            match fetch_part(shared, index, sender) {
-                Ok(()) => break,
-                Err(PartError::Interrupted) if attempt < ATTEMPTS => attempt += 1,
-                Err(error) => {
-                    shared.stop.store(true, Ordering::Relaxed);
-                    shared.failure.lock().expect("not poisoned").get_or_insert(error);
-                    return;
-                }
-            }
+        if let Err(error) = retry::resuming(shared.target.url, |_| fetch_part(shared, index, sender)) {
+            shared.stop.store(true, Ordering::Relaxed);
+            shared.failure.lock().expect("not poisoned").get_or_insert(error);
+            return;
         }
     }
 }
 
-fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> Result<(), PartError> {
+/// One request for what part `index` still lacks, from where it stopped.
+fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> Result<(), Failed<PartError>> {
     let target = shared.target;
     let part = shared.parts.lock().expect("not poisoned")[index];
     if part.remaining() == 0 {
@@ -164,17 +164,13 @@ fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> 
     }
     let from = part.start + part.done;
     let range = format!("bytes={from}-{}", part.end - 1);
-    let mut response = match shared.http.get(target.url, &[("Range", &range)]) {
-        Ok(response) => response,
-        Err(StoreError::Upstream { failure: UpstreamFailure::Unreachable, .. }) => return Err(PartError::Interrupted),
-        Err(e) => return Err(PartError::Fatal(e)),
-    };
+    let mut response = shared.http.get(target.url, &[("Range", &range)]).map_err(Failed::of_request)?;
     match response.status().as_u16() {
         206 => {}
-        200 => return Err(PartError::RangesRefused),
+        200 => return Err(Failed::Final(PartError::RangesRefused)),
         status => {
-            check_status(target.url, status).map_err(PartError::Fatal)?;
-            return Err(PartError::Fatal(upstream(target.url, UpstreamFailure::Status(status))));
+            check_status(target.url, status)?;
+            return Err(upstream(target.url, UpstreamFailure::Status(status)).into());
         }
     }
     // `Content-Range: bytes a-b/<total>`: a blob of another size than declared is refused
@@ -191,19 +187,19 @@ fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> 
         } else {
             UpstreamFailure::WrongSize { declared: target.size, actual }
         };
-        return Err(PartError::Fatal(upstream(target.url, failure)));
+        return Err(upstream(target.url, failure).into());
     }
     let mut body = response.body_mut().with_config().limit(u64::MAX).reader();
     let mut buf = vec![0u8; 256 << 10];
     let (mut done, mut unsynced) = (part.done, 0u64);
-    let io_error = |e: io::Error| PartError::Fatal(StoreError::io(target.state, e));
+    let io_error = |e: io::Error| StoreError::io(target.state, e);
     while done < part.end - part.start && !shared.stop.load(Ordering::Relaxed) {
         let n = match body.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => (n as u64).min(part.end - part.start - done),
             Err(_) => {
                 checkpoint(shared, index, done)?;
-                return Err(PartError::Interrupted);
+                return Err(Failed::Interrupted);
             }
         };
         write_at(target.file, &buf[..n as usize], part.start + done).map_err(io_error)?;
@@ -217,18 +213,17 @@ fn fetch_part(shared: &Shared<'_>, index: usize, sender: &mpsc::Sender<u64>) -> 
     }
     checkpoint(shared, index, done)?;
     if done < part.end - part.start && !shared.stop.load(Ordering::Relaxed) {
-        return Err(PartError::Interrupted);
+        return Err(Failed::Interrupted);
     }
     Ok(())
 }
 
 /// Makes a part's bytes durable, then records them.
-fn checkpoint(shared: &Shared<'_>, index: usize, done: u64) -> Result<(), PartError> {
-    let fatal = |e| PartError::Fatal(e);
-    shared.target.file.sync_data().map_err(|e| fatal(StoreError::io(shared.target.state, e)))?;
+fn checkpoint(shared: &Shared<'_>, index: usize, done: u64) -> Result<(), StoreError> {
+    shared.target.file.sync_data().map_err(|e| StoreError::io(shared.target.state, e))?;
     let mut parts = shared.parts.lock().expect("not poisoned");
     parts[index].done = done;
-    write_state(shared.target.state, &parts).map_err(fatal)
+    write_state(shared.target.state, &parts)
 }
 
 fn read_state(path: &Path, size: u64) -> Option<Vec<Part>> {
