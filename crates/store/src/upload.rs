@@ -144,19 +144,4 @@ mod tests {
         let free = crate::space::available(&dir.path().join("blobs")).unwrap();
         assert!(upload.limit < free && upload.why.contains("free space"), "{} of {free}", upload.limit);
     }
-
-    #[test]
-    fn a_prune_during_an_upload_leaves_it_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let digest = Digest::of_bytes(b"hello world");
-        let mut upload = store.upload_blob(digest.clone()).unwrap();
-        upload.write(b"hello ").unwrap();
-        // `hearth rm` of another model, and the server's `open`, while the upload runs.
-        assert_eq!(store.prune().unwrap(), 0);
-        assert_eq!(Store::open(dir.path()).unwrap().remove_abandoned_temporaries(), 0);
-        upload.write(b"world").unwrap();
-        assert_eq!(upload.finish().unwrap(), 11);
-        assert!(store.has_blob(&digest));
-    }
 }
