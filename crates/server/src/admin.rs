@@ -3,11 +3,12 @@
 //! clients on this machine may ask for them, unless the operator allows every caller
 //! (`HEARTH_ALLOW_REMOTE_ADMIN=1`). A server bound to loopback sees only such clients.
 
-use crate::error::{ApiError, Dialect};
+use crate::dialects::Dialect;
+use crate::service::ServiceError;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use std::net::SocketAddr;
 
 /// Who may call the routes that change the store.
@@ -32,7 +33,7 @@ pub async fn guard(State(policy): State<AdminPolicy>, request: Request, next: Ne
     if policy == AdminPolicy::Local && remote && is_admin_route(request.uri().path()) {
         let message = "pull, create, copy, delete and blob uploads are allowed only from this machine \
                        (set HEARTH_ALLOW_REMOTE_ADMIN=1 to allow them from anywhere)";
-        return ApiError::new(Dialect::Ollama, StatusCode::FORBIDDEN, message).into_response();
+        return Dialect::Ollama.error_response(ServiceError::protocol(StatusCode::FORBIDDEN, message));
     }
     next.run(request).await
 }

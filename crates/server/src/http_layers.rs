@@ -4,13 +4,14 @@
 //! body read under the limits (size, time, UTF-8); and every error answered as JSON in the
 //! dialect of its path, whoever raised it (a handler, an extractor, the router, a panic).
 
-use crate::error::{ApiError, Dialect};
+use crate::dialects::Dialect;
 use crate::listener::ServeLimits;
+use crate::service::ServiceError;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
@@ -76,7 +77,8 @@ pub async fn cors(State(origins): State<Arc<Origins>>, request: Request, next: N
     };
     if !origin.to_str().is_ok_and(|o| origins.allows(o)) {
         let message = "this origin may not call hearth; add it to HEARTH_ORIGINS";
-        return ApiError::new(Dialect::for_path(request.uri().path()), StatusCode::FORBIDDEN, message).into_response();
+        return Dialect::for_path(request.uri().path())
+            .error_response(ServiceError::protocol(StatusCode::FORBIDDEN, message));
     }
     let mut response = if request.method() == Method::OPTIONS {
         let mut preflight = Response::new(Body::empty());
@@ -161,7 +163,8 @@ pub async fn bodies(State(limits): State<Arc<ServeLimits>>, request: Request, ne
             Err(_) => return body_timed_out(dialect, &limits),
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return closing(ApiError::bad_request(dialect, format!("the request body could not be read: {e}")));
+                let message = format!("the request body could not be read: {e}");
+                return closing(dialect, ServiceError::invalid(message));
             }
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
@@ -175,26 +178,26 @@ pub async fn bodies(State(limits): State<Arc<ServeLimits>>, request: Request, ne
     }
     if let Err(e) = std::str::from_utf8(&bytes) {
         let message = format!("the request body is not valid UTF-8 (at byte {}); JSON must be", e.valid_up_to());
-        return ApiError::bad_request(dialect, message).into_response();
+        return dialect.error_response(ServiceError::invalid(message));
     }
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
 fn too_large(dialect: Dialect, limits: &ServeLimits) -> Response {
     let message = format!("the request body is over {} bytes (HEARTH_MAX_BODY_BYTES)", limits.max_body_bytes);
-    closing(ApiError::new(dialect, StatusCode::PAYLOAD_TOO_LARGE, message))
+    closing(dialect, ServiceError::protocol(StatusCode::PAYLOAD_TOO_LARGE, message))
 }
 
 fn body_timed_out(dialect: Dialect, limits: &ServeLimits) -> Response {
     let message =
         format!("the request body stopped arriving: nothing came for {:?} (HEARTH_BODY_TIMEOUT)", limits.body_timeout);
-    closing(ApiError::new(dialect, StatusCode::REQUEST_TIMEOUT, message))
+    closing(dialect, ServiceError::protocol(StatusCode::REQUEST_TIMEOUT, message))
 }
 
 /// An error answered before the body was read whole: the rest of it would be taken for the
 /// next request, so the connection closes after the answer.
-fn closing(error: ApiError) -> Response {
-    let mut response = error.into_response();
+fn closing(dialect: Dialect, error: ServiceError) -> Response {
+    let mut response = dialect.error_response(error);
     response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
     response
 }
@@ -252,23 +255,8 @@ impl HttpBody for StallTimeout {
 
 /// Unknown routes: 404 in the dialect of the path.
 pub async fn no_route(method: Method, uri: Uri) -> Response {
-    route_error(
-        Dialect::for_path(uri.path()),
-        StatusCode::NOT_FOUND,
-        format!("no such endpoint: {method} {}", uri.path()),
-    )
-}
-
-/// An error about the request itself rather than a model: a 404's OpenAI `code` is then
-/// null (`model_not_found` is for 404s about models).
-fn route_error(dialect: Dialect, status: StatusCode, message: String) -> Response {
-    let mut body = ApiError::new(dialect, status, message).body();
-    if status == StatusCode::NOT_FOUND {
-        if let Some(code) = body.pointer_mut("/error/code") {
-            *code = serde_json::Value::Null;
-        }
-    }
-    (status, axum::Json(body)).into_response()
+    let message = format!("no such endpoint: {method} {}", uri.path());
+    Dialect::for_path(uri.path()).error_response(ServiceError::protocol(StatusCode::NOT_FOUND, message))
 }
 
 /// Error bodies small enough to read back into a message; axum's are a line.
@@ -289,8 +277,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
             tracing::error!(%method, %path, "the request panicked: {what}");
-            return ApiError::internal(dialect, format!("hearth failed on this request (a bug): {what}"))
-                .into_response();
+            return dialect.error_response(ServiceError::Internal(format!("the request panicked: {what}")));
         }
     };
     let status = response.status();
@@ -318,7 +305,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     } else {
         status.canonical_reason().unwrap_or("error").to_lowercase()
     };
-    let mut converted = route_error(dialect, status, message);
+    let mut converted = dialect.error_response(ServiceError::protocol(status, message));
     let headers = converted.headers_mut();
     for (name, value) in &parts.headers {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -331,6 +318,7 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::response::IntoResponse;
     use tower::ServiceExt;
 
     /// Text errors (as axum's extractors give) and panics become JSON in the path's
@@ -367,7 +355,8 @@ mod tests {
         assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
         let (status, body) = call("/api/panic").await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(body["error"].as_str().unwrap().contains("a bug"), "{body}");
+        let message = body["error"].as_str().unwrap();
+        assert!(message.contains("the server's log has the details") && !message.contains("panicked"), "{body}");
         assert_eq!(call("/api/fine").await.0, StatusCode::OK);
     }
 

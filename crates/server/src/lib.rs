@@ -1,29 +1,30 @@
-//! hearth's HTTP server: Ollama's `/api/*` and OpenAI's `/v1/*` on one port, both
-//! translated into the engine's neutral requests. Handlers talk to the engines only through
-//! a request carrying its own response channel; models load on demand and stay resident
-//! for their keep-alive.
+//! hearth's HTTP server: Ollama's `/api/*` and OpenAI's `/v1/*` on one port. Each dialect
+//! (`dialects/`) translates its wire format into calls of one service layer (`service`),
+//! which reaches the engines only through a validated request carrying its own response
+//! channel; models load on demand and stay resident for their keep-alive (`residency`).
 
 mod admin;
-mod body;
-mod embed;
-mod error;
+mod dialects;
 mod format;
-mod generate;
 mod http_layers;
 mod listener;
 mod metrics;
 pub mod models;
-mod ollama;
-mod openai;
 mod residency;
-mod store_api;
+mod service;
 mod tools;
 
 pub use admin::AdminPolicy;
-pub use error::{ApiError, Dialect};
+pub use dialects::Dialect;
 pub use http_layers::Origins;
 pub use listener::ServeLimits;
-pub use residency::{system_memory, KeepAlive, MemoryProbe, MeterFactory, Residency, ResidencyConfig};
+pub use residency::{
+    system_memory, KeepAlive, LlamaLoader, Loader, MemoryProbe, MeterFactory, Residency, ResidencyConfig,
+    ResidencyError,
+};
+pub use service::{ErrorKind, Service, ServiceError};
+
+use dialects::{ollama, openai};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -37,12 +38,9 @@ use std::time::Duration;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
-    pub residency: Arc<Residency>,
-    pub metrics: Arc<metrics::Metrics>,
+    pub service: Arc<Service>,
     /// Browser origins allowed to call (CORS).
     pub origins: Arc<Origins>,
-    /// Carbon intensity and electricity price, to report what answers cost.
-    pub prices: Arc<EnergyPrices>,
     /// Timeouts, the connection cap and the body size limit.
     pub limits: Arc<ServeLimits>,
     /// Who may pull, create, copy and delete.
@@ -51,12 +49,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(store: Store, config: ResidencyConfig) -> Self {
-        let metrics = metrics::Metrics::with_meter((config.meter)());
+        let metrics = Arc::new(metrics::Metrics::with_meter((config.meter)()));
+        let service =
+            Service { residency: Residency::new(config), store: Arc::new(store), metrics, prices: Arc::default() };
         Self {
-            residency: Arc::new(Residency::new(Arc::new(store), config)),
-            metrics: Arc::new(metrics),
+            service: Arc::new(service),
             origins: Arc::new(Origins::local()),
-            prices: Arc::default(),
             limits: Arc::default(),
             admin: AdminPolicy::default(),
         }
@@ -67,8 +65,9 @@ impl AppState {
         self
     }
 
+    /// Set before the state is shared (the service is not yet cloned).
     pub fn with_prices(mut self, prices: EnergyPrices) -> Self {
-        self.prices = Arc::new(prices);
+        Arc::get_mut(&mut self.service).expect("prices are set before serving").prices = Arc::new(prices);
         self
     }
 
@@ -92,16 +91,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/ps", get(ollama::ps))
         .route("/api/generate", post(ollama::generate))
         .route("/api/chat", post(ollama::chat))
-        .route("/api/embed", post(embed::ollama_embed))
-        .route("/api/embeddings", post(embed::ollama_embeddings))
+        .route("/api/embed", post(ollama::embed))
+        .route("/api/embeddings", post(ollama::embeddings))
         .route("/api/delete", delete(ollama::delete))
-        .route("/api/pull", post(store_api::pull))
-        .route("/api/create", post(store_api::create))
-        .route("/api/blobs/{digest}", post(store_api::upload_blob).head(store_api::has_blob))
+        .route("/api/pull", post(ollama::pull))
+        .route("/api/create", post(ollama::create))
+        .route("/api/blobs/{digest}", post(ollama::upload_blob).head(ollama::has_blob))
         .route("/api/copy", post(ollama::copy))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
-        .route("/v1/embeddings", post(embed::openai_embeddings))
+        .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
         .route("/metrics", get(metrics_text))
@@ -124,8 +123,8 @@ async fn root() -> &'static str {
 async fn metrics_text(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> impl axum::response::IntoResponse {
-    let loaded = state.residency.loaded().await.len();
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render(loaded))
+    let loaded = state.service.residency.loaded().len();
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.service.metrics.render(loaded))
 }
 
 /// How often blobs that no model uses are looked for, and how old one must be to go: an
@@ -142,10 +141,6 @@ async fn collect_orphans(store: Arc<Store>) {
     }
 }
 
-/// After the grace period, how long unloading may wait for the model list, which a model
-/// still loading holds.
-const UNLOAD_WAIT: Duration = Duration::from_millis(250);
-
 /// Serves `router(state)` on `listener`, under `state.limits` (timeouts, connection cap),
 /// until `shutdown` resolves; answers in flight then get up to `grace` to finish and the
 /// rest are cut off, so this returns within `grace` and half a second of the signal. Expired
@@ -156,25 +151,24 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> std::io::Result<()> {
-    let residency = state.residency.clone();
+    let service = state.service.clone();
     let limits = state.limits.clone();
     let sweeper = tokio::spawn({
-        let residency = residency.clone();
+        let service = service.clone();
         async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             for second in 0u64.. {
                 tick.tick().await;
-                residency.sweep().await;
+                service.residency.sweep();
                 if second % ORPHAN_SWEEP.as_secs() == 0 {
-                    collect_orphans(residency.store().clone()).await;
+                    collect_orphans(service.store.clone()).await;
                 }
             }
         }
     });
     listener::run(listener, router(state), &limits, shutdown, grace).await;
     sweeper.abort();
-    if tokio::time::timeout(UNLOAD_WAIT, residency.unload_all()).await.is_err() {
-        tracing::warn!("a model was still loading at shutdown; not waiting for it");
-    }
+    // A model still loading is dropped when its load ends; nothing waits for it.
+    service.residency.unload_all();
     Ok(())
 }

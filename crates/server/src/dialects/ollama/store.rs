@@ -2,51 +2,30 @@
 //! NDJSON status lines, or one reply with `stream: false`) and `/api/blobs/:digest` (the
 //! upload `create` refers to by digest). The store's work runs on blocking threads.
 
-use crate::body;
-use crate::error::{ApiError, Dialect};
+use super::generate::{ndjson, ndjson_response};
+use super::wire::{CreateBody, ProgressLine, PullBody};
+use super::OllamaError;
+use crate::dialects::request;
 use crate::models::{self, Base, ModelError, Sources};
+use crate::service::ServiceError;
 use crate::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::StreamExt;
 use hearth_store::{Digest, ModelName, Modelfile, Progress, Store, StoreError};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const DIALECT: Dialect = Dialect::Ollama;
-
 /// Byte counts go out at most this often per blob, so a fast download is not a flood.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
 
-fn bad(message: impl Into<String>) -> ApiError {
-    ApiError::bad_request(DIALECT, message)
-}
-
-fn status_of(error: &ModelError) -> StatusCode {
-    match error {
-        ModelError::Name(_) | ModelError::NotGguf { .. } | ModelError::From { .. } | ModelError::Invalid(_) => {
-            StatusCode::BAD_REQUEST
-        }
-        ModelError::Store(e) => store_status(e),
-    }
-}
-
-fn store_status(error: &StoreError) -> StatusCode {
-    match error {
-        StoreError::NotFound(_) | StoreError::MissingBlob(_) | StoreError::NoSuchModel { .. } => StatusCode::NOT_FOUND,
-        // The upstream a pull fetches from failed: a gateway's error, naming the upstream.
-        StoreError::Upstream { .. } => StatusCode::BAD_GATEWAY,
-        StoreError::UploadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        StoreError::NoSpace { .. } => StatusCode::INSUFFICIENT_STORAGE,
-        StoreError::DigestMismatch { .. } | StoreError::Name(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+fn bad(message: impl Into<String>) -> ServiceError {
+    ServiceError::invalid(message)
 }
 
 /// Runs `work` on a blocking thread, its progress as Ollama's status lines: NDJSON ending
@@ -55,13 +34,13 @@ fn store_status(error: &StoreError) -> StatusCode {
 async fn with_progress(
     streaming: bool,
     work: impl FnOnce(&mut dyn FnMut(Progress<'_>)) -> Result<(), ModelError> + Send + 'static,
-) -> Result<Response, ApiError> {
-    let (lines, receiver) = flume::unbounded::<Value>();
+) -> Result<Response, OllamaError> {
+    let (lines, receiver) = flume::unbounded::<ProgressLine>();
     let task = tokio::task::spawn_blocking(move || {
         let mut last_sent: HashMap<String, Instant> = HashMap::new();
         let mut report = |progress: Progress<'_>| {
             let line = match progress {
-                Progress::Step(step) => json!({"status": step}),
+                Progress::Step(step) => ProgressLine::Status { status: step.to_string() },
                 Progress::Bytes { blob, done, total } => {
                     let finished = Some(done) == total;
                     let now = Instant::now();
@@ -70,58 +49,44 @@ async fn with_progress(
                     }
                     last_sent.insert(blob.to_string(), now);
                     let short = blob.strip_prefix("sha256:").map_or(blob, |hex| &hex[..hex.len().min(12)]);
-                    let mut line = json!({"status": format!("pulling {short}"), "digest": blob, "completed": done});
-                    if let Some(total) = total {
-                        line["total"] = json!(total);
-                    }
-                    line
+                    let status = format!("pulling {short}");
+                    ProgressLine::Bytes { status, digest: blob.to_string(), completed: done, total }
                 }
             };
             let _ = lines.send(line);
         };
-        let result = work(&mut report);
+        let result = work(&mut report).map_err(ServiceError::Model);
         let last = match &result {
-            Ok(()) => json!({"status": "success"}),
-            Err(e) => json!({"error": e.to_string()}),
+            Ok(()) => success(),
+            Err(e) => ProgressLine::Error { error: e.client_message() },
         };
         let _ = lines.send(last);
-        result.map_err(|e| (status_of(&e), e.to_string()))
+        result
     });
     if !streaming {
         return match task.await {
-            Ok(Ok(())) => Ok(Json(json!({"status": "success"})).into_response()),
-            Ok(Err((status, message))) => Err(ApiError::new(DIALECT, status, message)),
-            Err(e) => Err(ApiError::internal(DIALECT, format!("the store task failed: {e}"))),
+            Ok(Ok(())) => Ok(Json(success()).into_response()),
+            Ok(Err(e)) => Err(e.into()),
+            Err(e) => Err(ServiceError::Internal(format!("the store task failed: {e}")).into()),
         };
     }
-    let body = receiver.into_stream().map(|line| {
-        let mut bytes = serde_json::to_vec(&line).expect("json");
-        bytes.push(b'\n');
-        Ok::<_, std::convert::Infallible>(Bytes::from(bytes))
-    });
-    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response())
+    let body = receiver.into_stream().map(|line| Ok::<_, std::convert::Infallible>(ndjson(&line)));
+    Ok(ndjson_response(Body::from_stream(body)))
 }
 
-#[derive(Deserialize)]
-pub struct PullBody {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    insecure: bool,
-    stream: Option<bool>,
+fn success() -> ProgressLine {
+    ProgressLine::Status { status: "success".into() }
 }
 
 /// `POST /api/pull`: fetches a model by any name `hearth pull` takes.
-pub async fn pull(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let body: PullBody = body::parse(DIALECT, &body)?;
+pub async fn pull(State(state): State<AppState>, body: Bytes) -> Result<Response, OllamaError> {
+    let body: PullBody = request::parse(&body)?;
     let arg = if body.model.is_empty() { body.name } else { body.model };
     if arg.is_empty() {
-        return Err(bad("model is required"));
+        return Err(bad("model is required").into());
     }
     models::name_to_pull(&arg).map_err(|e| bad(e.to_string()))?;
-    let store: Arc<Store> = state.residency.store().clone();
+    let store: Arc<Store> = state.service.store.clone();
     let sources = Sources { insecure: body.insecure, ..Sources::from_env() };
     with_progress(body.stream.unwrap_or(true), move |report| {
         report(Progress::Step("pulling manifest"));
@@ -130,51 +95,21 @@ pub async fn pull(State(state): State<AppState>, body: Bytes) -> Result<Response
     .await
 }
 
-#[derive(Deserialize)]
-pub struct CreateBody {
-    #[serde(default)]
-    model: String,
-    #[serde(default)]
-    name: String,
-    from: Option<String>,
-    /// File name → digest of blobs uploaded with `/api/blobs`; one GGUF is understood.
-    #[serde(default)]
-    files: HashMap<String, String>,
-    template: Option<String>,
-    system: Option<String>,
-    #[serde(default)]
-    parameters: Map<String, Value>,
-    #[serde(default)]
-    messages: Vec<MessageBody>,
-    license: Option<Value>,
-    quantize: Option<String>,
-    adapters: Option<Map<String, Value>>,
-    /// Older clients send the Modelfile's text.
-    modelfile: Option<String>,
-    stream: Option<bool>,
-}
-
-#[derive(Deserialize)]
-struct MessageBody {
-    role: String,
-    content: String,
-}
-
 /// `POST /api/create`: a model from another, or from an uploaded GGUF, with parameters,
 /// template, system message, messages and license.
-pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    let body: CreateBody = body::parse(DIALECT, &body)?;
+pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Response, OllamaError> {
+    let body: CreateBody = request::parse(&body)?;
     let name = if body.model.is_empty() { &body.name } else { &body.model };
-    let name = body::model_name(DIALECT, name)?;
+    let name = request::model_name(name)?;
     if body.quantize.is_some() {
-        return Err(bad("quantize is not supported by create; pull or create from a quantized GGUF"));
+        return Err(bad("quantize is not supported by create; pull or create from a quantized GGUF").into());
     }
     if body.adapters.as_ref().is_some_and(|a| !a.is_empty()) {
-        return Err(bad("adapters (LoRA) are not supported"));
+        return Err(bad("adapters (LoRA) are not supported").into());
     }
     let streaming = body.stream.unwrap_or(true);
     let (modelfile, base) = recipe(body)?;
-    let store: Arc<Store> = state.residency.store().clone();
+    let store: Arc<Store> = state.service.store.clone();
     // What is wrong with the recipe is refused now, with a status code, rather than on
     // the progress stream.
     // (It reads the base's manifest and GGUF header: a blocking thread's work.)
@@ -195,14 +130,14 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     };
     check
         .await
-        .map_err(|e| ApiError::internal(DIALECT, format!("checking the model failed: {e}")))?
-        .map_err(|e| bad(e.to_string()))?;
+        .map_err(|e| ServiceError::Internal(format!("checking the model failed: {e}")))?
+        .map_err(ServiceError::Model)?;
     // A model that is loaded under this name must pick up the new definition.
-    state.residency.unload(&name).await;
+    state.service.unload(&name);
     with_progress(streaming, move |report| models::create(&store, &name, &modelfile, base, report)).await
 }
 
-fn recipe(body: CreateBody) -> Result<(Modelfile, Base<'static>), ApiError> {
+fn recipe(body: CreateBody) -> Result<(Modelfile, Base<'static>), ServiceError> {
     let mut modelfile = match &body.modelfile {
         Some(text) => Modelfile::parse(text).map_err(|e| bad(e.to_string()))?,
         None => Modelfile::default(),
@@ -245,14 +180,15 @@ fn recipe(body: CreateBody) -> Result<(Modelfile, Base<'static>), ApiError> {
     Ok((modelfile, base))
 }
 
-fn digest_of(text: &str) -> Result<Digest, ApiError> {
+fn digest_of(text: &str) -> Result<Digest, ServiceError> {
     Digest::parse(text).ok_or_else(|| bad(format!("{text} is not a digest (sha256:<64 hex digits>)")))
 }
 
 /// `HEAD /api/blobs/:digest`: 200 when the store has the blob, else 404.
-pub async fn has_blob(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn has_blob(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, OllamaError> {
     let digest = digest_of(&digest)?;
-    Ok(if state.residency.store().has_blob(&digest) { StatusCode::OK } else { StatusCode::NOT_FOUND })
+    let found = state.service.with_store(move |store| Ok(store.has_blob(&digest))).await?;
+    Ok(if found { StatusCode::OK } else { StatusCode::NOT_FOUND })
 }
 
 /// `POST /api/blobs/:digest`: stores the body as that blob, if its bytes match.
@@ -260,10 +196,11 @@ pub async fn upload_blob(
     State(state): State<AppState>,
     Path(digest): Path<String>,
     body: Body,
-) -> Result<StatusCode, ApiError> {
+) -> Result<StatusCode, OllamaError> {
     let digest = digest_of(&digest)?;
-    let store: Arc<Store> = state.residency.store().clone();
-    if store.has_blob(&digest) {
+    let store: Arc<Store> = state.service.store.clone();
+    let known = digest.clone();
+    if state.service.with_store(move |store| Ok(store.has_blob(&known))).await? {
         return Ok(StatusCode::OK);
     }
     let (chunks, receiver) = flume::bounded::<Bytes>(16);
@@ -284,7 +221,7 @@ pub async fn upload_blob(
     drop(chunks);
     match writer.await {
         Ok(Ok(_)) => Ok(StatusCode::CREATED),
-        Ok(Err(e)) => Err(ApiError::new(DIALECT, store_status(&e), e.to_string())),
-        Err(e) => Err(ApiError::internal(DIALECT, format!("the upload task failed: {e}"))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(ServiceError::Internal(format!("the upload task failed: {e}")).into()),
     }
 }

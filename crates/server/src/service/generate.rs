@@ -1,12 +1,10 @@
-//! What both dialects share once a request is understood: sampling parameters from the
-//! model's stored ones and the request's, preparation on a blocking thread (given up when
-//! the client goes away), and the engine's events as a stream (which holds the model's
-//! lease, and cancels the request when the client goes away).
+//! Generation, whatever the dialect: sampling parameters from the model's stored ones and
+//! the request's, preparation on a blocking thread (given up when the client goes away),
+//! and the engine's events as a stream (which holds the model's lease, and cancels the
+//! request when the client goes away).
 
-use crate::error::{ApiError, Dialect};
+use super::{Lease, Service, ServiceError};
 use crate::metrics::Metrics;
-use crate::residency::Lease;
-use crate::AppState;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::parameters;
 use hearth_core::{
@@ -15,7 +13,7 @@ use hearth_core::{
 };
 use hearth_engine::{Cancellation, Prepared};
 use hearth_store::ModelSpec;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,7 +30,7 @@ pub fn sampling(stored: &Map<String, Value>, options: &Map<String, Value>) -> Re
     Ok(params)
 }
 
-/// The end of an answer, as both dialects report it.
+/// The end of an answer, as every dialect reports it.
 pub struct Finished {
     pub finish_reason: FinishReason,
     pub usage: Usage,
@@ -47,7 +45,7 @@ pub enum Piece {
     /// Text, with the log-probabilities of the tokens it completes (when asked for).
     Text(String, Vec<TokenLogprob>),
     Done(Finished),
-    Failed(ApiError),
+    Failed(ServiceError),
 }
 
 /// Counts a request in flight until it is dropped, however it ends.
@@ -64,7 +62,7 @@ impl Drop for InFlight {
 /// future is dropped), the render is told to stop; the lease, and with it the request's
 /// admission permit, stays with the blocking work until it ends, so abandoned renders
 /// can never outnumber the model's slots and queue.
-async fn prepare(lease: Lease, request: GenerateRequest, dialect: Dialect) -> Result<(Lease, Prepared), ApiError> {
+async fn prepare(lease: Lease, request: GenerateRequest) -> Result<(Lease, Prepared), ServiceError> {
     struct CancelOnDrop(Cancellation);
     impl Drop for CancelOnDrop {
         fn drop(&mut self) {
@@ -79,8 +77,8 @@ async fn prepare(lease: Lease, request: GenerateRequest, dialect: Dialect) -> Re
     });
     match prepared.await {
         Ok((lease, Ok(prepared))) => Ok((lease, prepared)),
-        Ok((_, Err(e))) => Err(ApiError::from_generate(dialect, &e)),
-        Err(e) => Err(ApiError::internal(dialect, format!("preparing the request failed: {e}"))),
+        Ok((_, Err(e))) => Err(e.into()),
+        Err(e) => Err(ServiceError::Internal(format!("preparing the request failed: {e}"))),
     }
 }
 
@@ -91,16 +89,10 @@ fn start(
     lease: Lease,
     prepared: Prepared,
     in_flight: InFlight,
-    dialect: Dialect,
-    state: &AppState,
+    prices: Arc<EnergyPrices>,
 ) -> impl Stream<Item = Piece> + Send {
-    let running = Running {
-        events: lease.model.engine.submit(prepared),
-        _lease: lease,
-        in_flight,
-        prices: state.prices.clone(),
-        last_text: None,
-    };
+    let running =
+        Running { events: lease.model.engine.submit(prepared), _lease: lease, in_flight, prices, last_text: None };
     stream::unfold(Some(running), move |running| async move {
         let mut running = running?;
         let metrics = &running.in_flight.0;
@@ -127,11 +119,11 @@ fn start(
             }
             Ok(StreamEvent::Error(e)) => {
                 metrics.failed();
-                Some((Piece::Failed(ApiError::from_generate(dialect, &e)), None))
+                Some((Piece::Failed(e.into()), None))
             }
             Err(_) => {
                 metrics.failed();
-                Some((Piece::Failed(ApiError::internal(dialect, "the engine stopped mid-answer")), None))
+                Some((Piece::Failed(ServiceError::Internal("the engine stopped mid-answer".into())), None))
             }
         }
     })
@@ -151,19 +143,20 @@ struct Running {
 /// Prepares and starts `request`. An error that comes before any text is returned as the
 /// error itself, so the response can carry its status code; the stream that comes back
 /// yields every piece.
-pub async fn start_answer(
-    lease: Lease,
-    request: GenerateRequest,
-    dialect: Dialect,
-    state: &AppState,
-) -> Result<impl Stream<Item = Piece> + Send, ApiError> {
-    state.metrics.started();
-    let in_flight = InFlight(state.metrics.clone());
-    let (lease, prepared) = prepare(lease, request, dialect).await.inspect_err(|_| state.metrics.failed())?;
-    let mut pieces = Box::pin(start(lease, prepared, in_flight, dialect, state));
-    match pieces.next().await.expect("a stream ends with Done or Failed") {
-        Piece::Failed(e) => Err(e),
-        first => Ok(stream::once(async move { first }).chain(pieces)),
+impl Service {
+    pub async fn generate(
+        &self,
+        lease: Lease,
+        request: GenerateRequest,
+    ) -> Result<impl Stream<Item = Piece> + Send, ServiceError> {
+        self.metrics.started();
+        let in_flight = InFlight(self.metrics.clone());
+        let (lease, prepared) = prepare(lease, request).await.inspect_err(|_| self.metrics.failed())?;
+        let mut pieces = Box::pin(start(lease, prepared, in_flight, self.prices.clone()));
+        match pieces.next().await.expect("a stream ends with Done or Failed") {
+            Piece::Failed(e) => Err(e),
+            first => Ok(stream::once(async move { first }).chain(pieces)),
+        }
     }
 }
 
@@ -187,7 +180,7 @@ pub struct Answer {
 }
 
 /// Runs a stream to its end.
-pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<Answer, ApiError> {
+pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<Answer, ServiceError> {
     let mut pieces = std::pin::pin!(pieces);
     let mut text = String::new();
     let mut logprobs = Vec::new();
@@ -204,70 +197,10 @@ pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<Answer, ApiErr
     unreachable!("a stream ends with Done or Failed")
 }
 
-/// Token log-probabilities in the shape OpenAI's chat completions and Ollama use:
-/// `[{"token", "logprob", "bytes", "top_logprobs": [...]}]`.
-pub fn logprobs_json(logprobs: &[TokenLogprob]) -> Value {
-    let entry = |text: String, logprob: f32, bytes: &[u8]| json!({"token": text, "logprob": logprob, "bytes": bytes});
-    logprobs
-        .iter()
-        .map(|l| {
-            let mut item = entry(l.text(), l.logprob, &l.bytes);
-            item["top_logprobs"] = l.top.iter().map(|t| entry(t.text(), t.logprob, &t.bytes)).collect();
-            item
-        })
-        .collect()
-}
-
-/// hearth's energy fields, added beside each dialect's token counts: total joules, joules
-/// per generated token, average watts, net of the idle baseline when known, whether the
-/// figures are measured or estimated, and the carbon and cost when prices are configured.
-pub fn energy_fields(finished: &Finished) -> Map<String, Value> {
-    let (usage, prices) = (&finished.usage, &finished.prices);
-    let mut fields = Map::new();
-    let Some(energy) = finished.energy.as_ref() else { return fields };
-    let round = |x: f64| (x * 1e6).round() / 1e6;
-    fields.insert("energy_joules".into(), json!(round(energy.total_joules())));
-    fields.insert("energy_prefill_joules".into(), json!(round(energy.prefill_joules)));
-    fields.insert("energy_decode_joules".into(), json!(round(energy.decode_joules)));
-    if let Some(j) = energy.joules_per_generated_token(usage.completion_tokens) {
-        fields.insert("energy_per_token_joules".into(), json!(round(j)));
-    }
-    if let Some(j) = energy.joules_per_token(usage.prompt_tokens, usage.completion_tokens) {
-        fields.insert("energy_per_total_token_joules".into(), json!(round(j)));
-    }
-    if let Some(w) = energy.average_watts() {
-        fields.insert("energy_watts".into(), json!(round(w)));
-    }
-    if let Some(net) = energy.net_joules() {
-        fields.insert("energy_net_joules".into(), json!(round(net)));
-    }
-    fields.insert("energy_source".into(), json!(energy.source.as_str()));
-    if let Some(grams) = prices.co2e_grams(energy.total_joules()) {
-        fields.insert("energy_co2e_grams".into(), json!(round(grams)));
-    }
-    if let Some(cost) = prices.cost(energy.total_joules()) {
-        fields.insert("energy_cost".into(), json!(cost));
-        fields.insert("energy_currency".into(), json!(prices.currency));
-    }
-    fields
-}
-
-/// Seconds since the Unix epoch, for `created` fields.
-pub fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// An Ollama `done_reason` / OpenAI `finish_reason`.
-pub fn finish_reason(reason: FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Stop | FinishReason::Cancelled => "stop",
-        FinishReason::Length => "length",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn map(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()

@@ -1,0 +1,37 @@
+//! The wire formats hearth speaks, one folder each: typed request and response bodies, the
+//! handlers that translate them into calls of the service layer, and one mapping from the
+//! service's error kinds to the dialect's statuses and error bodies.
+
+pub mod hearth;
+pub mod ollama;
+pub mod openai;
+pub mod request;
+
+use crate::service::ServiceError;
+use axum::response::{IntoResponse, Response};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Ollama,
+    OpenAi,
+}
+
+impl Dialect {
+    /// The dialect a path speaks: OpenAI's under `/v1`, Ollama's everywhere else, so errors
+    /// raised before any handler runs (routing, limits, timeouts) still take the right shape.
+    pub fn for_path(path: &str) -> Self {
+        if path == "/v1" || path.starts_with("/v1/") {
+            Dialect::OpenAi
+        } else {
+            Dialect::Ollama
+        }
+    }
+
+    /// `error` as this dialect answers it.
+    pub fn error_response(self, error: ServiceError) -> Response {
+        match self {
+            Dialect::Ollama => ollama::OllamaError(error).into_response(),
+            Dialect::OpenAi => openai::OpenAiError(error).into_response(),
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! An answer in OpenAI's shapes: one `chat.completion` / `text_completion` object, or SSE
+//! chunks ending in `data: [DONE]` (with a usage chunk when `stream_options.include_usage`).
+//! An answer that may hold tool calls is read whole first, then sent.
+
+use super::error;
+use super::wire::{
+    Choice, Common, Completion, Delta, FunctionOut, Logprobs, Message, PromptTokensDetails, ToolCallOut, Usage,
+};
+use super::OpenAiError;
+use crate::dialects::hearth::{self, Energy};
+use crate::service::{self, Finished, Lease, Piece};
+use crate::tools::ToolUse;
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, StreamExt};
+use hearth_core::{GenerateRequest, TokenLogprob, ToolCall};
+use serde_json::{json, Map};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Chat,
+    Completion,
+}
+
+/// What every object of one answer shares, and how it goes back.
+pub struct Reply {
+    kind: Kind,
+    id: String,
+    created: u64,
+    model: String,
+    streaming: bool,
+    include_usage: bool,
+    logprobs: bool,
+}
+
+impl Reply {
+    pub fn new(kind: Kind, common: &Common) -> Self {
+        let prefix = match kind {
+            Kind::Chat => "chatcmpl",
+            Kind::Completion => "cmpl",
+        };
+        Self {
+            kind,
+            id: format!("{prefix}-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            created: hearth::unix_seconds(SystemTime::now()),
+            model: common.model.clone(),
+            streaming: common.stream.unwrap_or(false),
+            include_usage: common.stream_options.as_ref().is_some_and(|o| o.include_usage),
+            logprobs: common.logprobs.as_ref().is_some_and(|l| !l.is_null() && l != &json!(false)),
+        }
+    }
+
+    fn object(&self, choices: Vec<Choice>, usage: Option<Usage>) -> Completion {
+        let object = match (self.kind, self.streaming) {
+            (Kind::Chat, false) => "chat.completion",
+            (Kind::Chat, true) => "chat.completion.chunk",
+            (Kind::Completion, _) => "text_completion",
+        };
+        Completion {
+            id: self.id.clone(),
+            object,
+            created: self.created,
+            model: self.model.clone(),
+            system_fingerprint: format!("hearth-{}", env!("CARGO_PKG_VERSION")),
+            choices,
+            usage,
+        }
+    }
+
+    fn logprobs_of(&self, logprobs: &[TokenLogprob]) -> Option<Logprobs> {
+        if !self.logprobs {
+            return None;
+        }
+        Some(match self.kind {
+            Kind::Chat => Logprobs::Chat { content: hearth::logprobs(logprobs) },
+            Kind::Completion => completion_logprobs(logprobs),
+        })
+    }
+
+    /// A choice: a whole message, or a delta of one, or a completion's text.
+    fn choice(&self, delta: Delta, logprobs: &[TokenLogprob], finish_reason: Option<&'static str>) -> Choice {
+        let logprobs = self.logprobs_of(logprobs);
+        let mut choice = Choice { index: 0, message: None, delta: None, text: None, logprobs, finish_reason };
+        match (self.kind, self.streaming) {
+            (Kind::Completion, _) => choice.text = Some(delta.content.flatten().unwrap_or_default()),
+            (Kind::Chat, true) => choice.delta = Some(delta),
+            (Kind::Chat, false) => {
+                let content = delta.content.flatten();
+                let content = if delta.tool_calls.is_empty() { Some(content.unwrap_or_default()) } else { content };
+                choice.message = Some(Message { role: "assistant", content, tool_calls: delta.tool_calls });
+            }
+        }
+        choice
+    }
+
+    /// The chunks that end a stream: the finish reason, the usage if asked for, `[DONE]`.
+    fn ending(&self, finished: &Finished, calls: &[ToolCall]) -> Vec<Bytes> {
+        let last = self.choice(Delta::default(), &[], Some(finish_reason(finished, calls)));
+        let mut out = vec![sse(&self.object(vec![last], None))];
+        if self.include_usage {
+            out.push(sse(&self.object(Vec::new(), Some(usage(finished)))));
+        }
+        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        out
+    }
+
+    /// Chat streams open with the assistant's role.
+    fn opening(&self) -> Option<Bytes> {
+        let delta = Delta { role: Some("assistant"), content: Some(Some(String::new())), tool_calls: Vec::new() };
+        (self.kind == Kind::Chat).then(|| sse(&self.object(vec![self.choice(delta, &[], None)], None)))
+    }
+}
+
+/// What the model said, split into text and tool calls.
+fn said(text: String, calls: &[ToolCall], indexed: bool) -> Delta {
+    if calls.is_empty() {
+        return Delta { role: None, content: Some(Some(text)), tool_calls: Vec::new() };
+    }
+    let content = if text.is_empty() { None } else { Some(text) };
+    Delta { role: None, content: Some(content), tool_calls: tool_calls(calls, indexed) }
+}
+
+pub async fn answer(
+    state: &AppState,
+    lease: Lease,
+    request: GenerateRequest,
+    tool_use: Option<ToolUse>,
+    reply: Reply,
+) -> Result<Response, OpenAiError> {
+    let pieces = state.service.generate(lease, request).await?;
+    if !reply.streaming || tool_use.is_some() {
+        // Calls are known only once the answer is whole: it is read first, then sent.
+        let answer = service::collect(pieces).await?;
+        let (text, calls) = match &tool_use {
+            Some(tool_use) => tool_use.parse(&answer.text),
+            None => (answer.text, Vec::new()),
+        };
+        let reason = finish_reason(&answer.finished, &calls);
+        if !reply.streaming {
+            let choice = reply.choice(said(text, &calls, false), &answer.logprobs, Some(reason));
+            return Ok(Json(reply.object(vec![choice], Some(usage(&answer.finished)))).into_response());
+        }
+        let mut out: Vec<Bytes> = reply.opening().into_iter().collect();
+        let choice = reply.choice(said(text, &calls, true), &answer.logprobs, None);
+        out.push(sse(&reply.object(vec![choice], None)));
+        out.extend(reply.ending(&answer.finished, &calls));
+        return Ok(event_stream(Body::from_stream(stream::iter(
+            out.into_iter().map(Ok::<_, std::convert::Infallible>),
+        ))));
+    }
+    let opening = reply.opening();
+    let events = pieces.flat_map(move |piece| {
+        let out: Vec<Bytes> = match piece {
+            Piece::Text(text, logprobs) => {
+                vec![sse(&reply.object(vec![reply.choice(said(text, &[], true), &logprobs, None)], None))]
+            }
+            Piece::Done(finished) => reply.ending(&finished, &[]),
+            Piece::Failed(e) => vec![sse(&error::body(&e)), Bytes::from_static(b"data: [DONE]\n\n")],
+        };
+        stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>))
+    });
+    let body = stream::iter(opening.into_iter().map(Ok)).chain(events);
+    Ok(event_stream(Body::from_stream(body)))
+}
+
+fn event_stream(body: Body) -> Response {
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+/// `tool_calls` when the model called tools, else why it stopped.
+fn finish_reason(finished: &Finished, calls: &[ToolCall]) -> &'static str {
+    if calls.is_empty() {
+        hearth::finish_reason(finished.finish_reason)
+    } else {
+        "tool_calls"
+    }
+}
+
+fn tool_calls(calls: &[ToolCall], indexed: bool) -> Vec<ToolCallOut> {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| ToolCallOut {
+            index: indexed.then_some(index),
+            id: call.id.clone(),
+            kind: "function",
+            function: FunctionOut { name: call.name.clone(), arguments: call.arguments.to_string() },
+        })
+        .collect()
+}
+
+fn completion_logprobs(logprobs: &[TokenLogprob]) -> Logprobs {
+    let mut offset = 0;
+    let mut text_offset = Vec::with_capacity(logprobs.len());
+    for l in logprobs {
+        text_offset.push(offset);
+        offset += l.text().chars().count();
+    }
+    Logprobs::Completion {
+        tokens: logprobs.iter().map(TokenLogprob::text).collect(),
+        token_logprobs: logprobs.iter().map(|l| l.logprob).collect(),
+        top_logprobs: logprobs
+            .iter()
+            .map(|l| l.top.iter().map(|t| (t.text(), json!(t.logprob))).collect::<Map<_, _>>())
+            .collect(),
+        text_offset,
+    }
+}
+
+fn sse(value: &impl serde::Serialize) -> Bytes {
+    Bytes::from(format!("data: {}\n\n", serde_json::to_string(value).expect("json")))
+}
+
+fn usage(finished: &Finished) -> Usage {
+    let usage = &finished.usage;
+    Usage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.prompt_tokens + usage.completion_tokens,
+        prompt_tokens_details: PromptTokensDetails { cached_tokens: usage.cached_prompt_tokens },
+        energy: Energy::of(finished),
+    }
+}

@@ -1,0 +1,63 @@
+//! `/v1/chat/completions` and `/v1/completions`: a request becomes a lease and an engine
+//! request; [`super::answer`] sends back what the engine says.
+
+use super::answer::{answer, Kind, Reply};
+use super::wire::{ChatBody, CompletionBody, PromptBody};
+use super::OpenAiError;
+use crate::dialects::request;
+use crate::service::{self, ServiceError};
+use crate::tools;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use hearth_core::{GenerateRequest, Prompt};
+
+pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Result<Response, OpenAiError> {
+    let body: ChatBody = request::parse(&body)?;
+    let common = &body.common;
+    let name = common.model_name()?;
+    common.refuse_unsupported()?;
+    let messages = body.chat_messages()?;
+    let choice = tools::Choice::parse(common.tool_choice.as_ref()).map_err(ServiceError::Invalid)?;
+    let logprobs = common.logprobs()?;
+    let lease = state.service.lease(&name, None).await?;
+    let mut sampling = common.sampling(&lease.model.spec.parameters)?;
+    let mut conversation = service::conversation(&lease.model.spec, messages);
+    let template = lease.model.engine.info().chat_template.as_deref();
+    let tools = common.tools.clone().unwrap_or_default();
+    let parallel_calls = common.parallel_tool_calls.unwrap_or(true);
+    let tool_use = tools::prepare(&tools, &choice, parallel_calls, template, &mut conversation, &mut sampling)
+        .map_err(ServiceError::Invalid)?;
+    let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);
+    request.logprobs = logprobs;
+    let tool_use = tool_use.map(|(tool_use, shown)| {
+        request.tools = shown;
+        tool_use
+    });
+    answer(&state, lease, request, tool_use, Reply::new(Kind::Chat, common)).await
+}
+
+pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<Response, OpenAiError> {
+    let body: CompletionBody = request::parse(&body)?;
+    let common = &body.common;
+    let name = common.model_name()?;
+    common.refuse_unsupported()?;
+    if common.tools.as_ref().is_some_and(|t| !t.is_empty()) {
+        return Err(ServiceError::invalid("tools are for /v1/chat/completions").into());
+    }
+    let logprobs = common.logprobs()?;
+    let prompt = match body.prompt {
+        PromptBody::Text(text) => Prompt::Raw(text),
+        PromptBody::Tokens(ids) => Prompt::Tokens(ids),
+        PromptBody::Texts(mut texts) if texts.len() == 1 => Prompt::Raw(texts.remove(0)),
+        PromptBody::Texts(_) => {
+            return Err(ServiceError::invalid("prompt must be one string: hearth answers one prompt per request").into())
+        }
+    };
+    let lease = state.service.lease(&name, None).await?;
+    let sampling = common.sampling(&lease.model.spec.parameters)?;
+    let mut request = GenerateRequest::new(prompt, sampling);
+    request.logprobs = logprobs;
+    answer(&state, lease, request, None, Reply::new(Kind::Completion, common)).await
+}

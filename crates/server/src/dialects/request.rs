@@ -1,0 +1,51 @@
+//! Reading a request body's common parts, whatever the dialect: the JSON itself, the
+//! model's name, Ollama's `keep_alive`, and embedding inputs.
+
+use crate::residency::KeepAlive;
+use crate::service::ServiceError;
+use hearth_core::EmbedInput;
+use hearth_store::ModelName;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
+    // JSON is UTF-8 (RFC 8259), and serde_json does not check inside values it skips.
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ServiceError::invalid(format!("invalid request body: not UTF-8 ({e})")))?;
+    serde_json::from_str(text).map_err(|e| ServiceError::invalid(format!("invalid request body: {e}")))
+}
+
+pub fn model_name(text: &str) -> Result<ModelName, ServiceError> {
+    if text.is_empty() {
+        return Err(ServiceError::invalid("model is required"));
+    }
+    ModelName::parse(text).map_err(|e| ServiceError::invalid(e.to_string()))
+}
+
+pub fn keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive>, ServiceError> {
+    let value = value.filter(|v| !v.is_null());
+    value.map(KeepAlive::parse).transpose().map_err(ServiceError::Invalid)
+}
+
+/// What to embed, in the forms Ollama and OpenAI both take: a text, texts, token ids, or
+/// lists of them.
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Inputs {
+    One(String),
+    Many(Vec<String>),
+    Tokens(Vec<u32>),
+    ManyTokens(Vec<Vec<u32>>),
+}
+
+impl Inputs {
+    pub fn into_inputs(self) -> Vec<EmbedInput> {
+        match self {
+            Inputs::One(text) => vec![EmbedInput::Text(text)],
+            Inputs::Many(texts) => texts.into_iter().map(EmbedInput::Text).collect(),
+            Inputs::Tokens(ids) => vec![EmbedInput::Tokens(ids)],
+            Inputs::ManyTokens(lists) => lists.into_iter().map(EmbedInput::Tokens).collect(),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! Which models are loaded: a model loads on its first request and stays for `keep_alive`
+//! after its last one (default 5 minutes; 0 unloads at once, negative keeps it), at most
+//! `max_loaded` at a time (the least recently used one goes first), unloading idle models
+//! while a model to load needs their memory. A request holds a [`Lease`] on its model, so
+//! nothing unloads under a running answer. A lease carries a permit of the model's
+//! admission semaphore (slots plus queue): a model is idle when all its permits are back,
+//! whoever else holds a reference to it (a `/metrics` scrape, `ps`).
+//!
+//! The list of loaded models is behind a lock held only for moments, never across a load:
+//! loads take turns on a lock of their own, so a request for a loaded model is answered
+//! while another model loads. Nothing here knows HTTP or the engine's type ([`Loader`]).
+
+mod error;
+mod keep_alive;
+mod loader;
+#[cfg(test)]
+mod tests;
+
+pub use error::ResidencyError;
+pub use keep_alive::KeepAlive;
+pub use loader::{LlamaLoader, Loader, MeterFactory};
+
+use hearth_engine::{EngineError, EngineSettings};
+use hearth_store::{ModelName, ModelSpec};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Bytes of memory the system can give now (`None`: unknown, so never the reason to unload).
+pub type MemoryProbe = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
+
+/// The system's `MemAvailable`.
+pub fn system_memory() -> MemoryProbe {
+    Arc::new(hearth_engine::available_memory)
+}
+
+#[derive(Clone)]
+pub struct ResidencyConfig {
+    /// Sequences each engine decodes at once.
+    pub parallel: u32,
+    pub max_loaded: usize,
+    /// Requests that may wait for a slot of a model; past that, [`ResidencyError::Busy`].
+    pub max_queue: usize,
+    pub keep_alive: KeepAlive,
+    pub threads: Option<u32>,
+    pub meter: MeterFactory,
+    /// Idle models unload, least recently used first, while a model to load needs more.
+    pub available_memory: MemoryProbe,
+}
+
+/// A loaded model.
+pub struct LoadedModel<E> {
+    pub name: ModelName,
+    pub spec: ModelSpec,
+    pub engine: E,
+    /// When it unloads if no request holds it; `None`: never.
+    expires: Mutex<Option<Instant>>,
+    keep_alive: Mutex<KeepAlive>,
+    /// One permit per request that may run or wait: slots plus the queue.
+    admission: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
+}
+
+impl<E> LoadedModel<E> {
+    pub fn expires_at(&self) -> Option<Instant> {
+        *self.expires.lock().expect("not poisoned")
+    }
+
+    /// Requests running or waiting on this model.
+    pub fn requests(&self) -> usize {
+        self.capacity - self.admission.available_permits()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.requests() == 0
+    }
+
+    /// A lease, if the model has room for one more request.
+    fn lease(self: &Arc<Self>, load_duration: Duration) -> Option<Lease<E>> {
+        let permit = self.admission.clone().try_acquire_owned().ok()?;
+        Some(Lease { model: self.clone(), load_duration, _permit: permit })
+    }
+
+    fn expire_now(&self) {
+        *self.keep_alive.lock().expect("not poisoned") = KeepAlive::For(Duration::ZERO);
+        *self.expires.lock().expect("not poisoned") = Some(Instant::now());
+    }
+}
+
+/// A request's hold on a loaded model; when it ends, the model's keep-alive starts over.
+pub struct Lease<E> {
+    pub model: Arc<LoadedModel<E>>,
+    /// Time spent loading the model for this request (zero when it was loaded already).
+    pub load_duration: Duration,
+    /// Given back after `drop` has set the expiry, so a sweep never sees an idle model
+    /// without it.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl<E> Drop for Lease<E> {
+    fn drop(&mut self) {
+        let keep_alive = *self.model.keep_alive.lock().expect("not poisoned");
+        *self.model.expires.lock().expect("not poisoned") = match keep_alive {
+            KeepAlive::For(d) => Some(Instant::now() + d),
+            KeepAlive::Forever => None,
+        };
+    }
+}
+
+pub struct Residency<L: Loader = LlamaLoader> {
+    loader: Arc<L>,
+    config: ResidencyConfig,
+    /// Loaded models, most recently used last. Held only for moments, never across an await.
+    loaded: Mutex<Vec<Arc<LoadedModel<L::Engine>>>>,
+    /// Loads take turns: each measures memory and unloads for itself.
+    loading: tokio::sync::Mutex<()>,
+    /// Set at shutdown: a load that finishes later is dropped rather than kept.
+    closed: AtomicBool,
+}
+
+impl Residency<LlamaLoader> {
+    /// Residency of llama.cpp engines, metered with `config.meter`.
+    pub fn new(config: ResidencyConfig) -> Self {
+        Self::with_loader(LlamaLoader { meter: config.meter.clone() }, config)
+    }
+}
+
+impl<L: Loader> Residency<L> {
+    pub fn with_loader(loader: L, config: ResidencyConfig) -> Self {
+        Self {
+            loader: Arc::new(loader),
+            config,
+            loaded: Mutex::new(Vec::new()),
+            loading: tokio::sync::Mutex::new(()),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn config(&self) -> &ResidencyConfig {
+        &self.config
+    }
+
+    fn models(&self) -> MutexGuard<'_, Vec<Arc<LoadedModel<L::Engine>>>> {
+        self.loaded.lock().expect("not poisoned")
+    }
+
+    /// A lease on `name` (stored as `spec`), loading it if it is not loaded yet;
+    /// `keep_alive` applies from now on.
+    pub async fn acquire(
+        &self,
+        name: &ModelName,
+        spec: ModelSpec,
+        keep_alive: Option<KeepAlive>,
+    ) -> Result<Lease<L::Engine>, ResidencyError> {
+        let keep_alive = keep_alive.unwrap_or(self.config.keep_alive);
+        if let Some(lease) = self.lease_loaded(name, &spec, keep_alive)? {
+            return Ok(lease);
+        }
+        let _turn = self.loading.lock().await;
+        // It may have loaded while this request waited for its turn.
+        if let Some(lease) = self.lease_loaded(name, &spec, keep_alive)? {
+            return Ok(lease);
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(ResidencyError::ShuttingDown);
+        }
+        let settings = self.engine_settings(name, &spec)?;
+        self.keep_under_max_loaded()?;
+        self.make_room(name, &spec, &settings).await?;
+        let started = Instant::now();
+        let (loader, path) = (self.loader.clone(), spec.path.clone());
+        let engine = tokio::task::spawn_blocking(move || loader.load(&path, &settings))
+            .await
+            .map_err(|e| {
+                ResidencyError::load(name, EngineError::Load { path: spec.path.clone(), detail: e.to_string() })
+            })?
+            .map_err(|e| ResidencyError::load(name, e))?;
+        tracing::info!(model = %name, seconds = started.elapsed().as_secs_f64(), "model loaded");
+        let capacity = self.config.parallel as usize + self.config.max_queue;
+        let model = Arc::new(LoadedModel {
+            name: name.clone(),
+            spec,
+            engine,
+            expires: Mutex::new(None),
+            keep_alive: Mutex::new(keep_alive),
+            admission: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            capacity,
+        });
+        let lease = model.lease(started.elapsed()).expect("a new model has room");
+        let mut loaded = self.models();
+        if self.closed.load(Ordering::SeqCst) {
+            drop(loaded);
+            drop(lease);
+            unload(model);
+            return Err(ResidencyError::ShuttingDown);
+        }
+        loaded.push(model);
+        Ok(lease)
+    }
+
+    /// A lease on `name` if it is loaded from the same file (made most recently used), or
+    /// why it has no room; `None` when it is not loaded.
+    fn lease_loaded(
+        &self,
+        name: &ModelName,
+        spec: &ModelSpec,
+        keep_alive: KeepAlive,
+    ) -> Result<Option<Lease<L::Engine>>, ResidencyError> {
+        let mut loaded = self.models();
+        let Some(at) = loaded.iter().position(|m| m.name.same_as(name) && m.spec.path == spec.path) else {
+            return Ok(None);
+        };
+        let Some(lease) = loaded[at].lease(Duration::ZERO) else {
+            return Err(ResidencyError::Busy {
+                model: name.clone(),
+                requests: loaded[at].requests(),
+                slots: self.config.parallel,
+                queue: self.config.max_queue,
+            });
+        };
+        let model = loaded.remove(at);
+        *model.keep_alive.lock().expect("not poisoned") = keep_alive;
+        loaded.push(model);
+        Ok(Some(lease))
+    }
+
+    /// Room for one more model: idle ones unload, least recently used first.
+    fn keep_under_max_loaded(&self) -> Result<(), ResidencyError> {
+        let mut loaded = self.models();
+        while loaded.len() >= self.config.max_loaded.max(1) {
+            let Some(idle) = loaded.iter().position(|m| m.is_idle()) else {
+                return Err(ResidencyError::AllBusy { loaded: loaded.len() });
+            };
+            unload(loaded.remove(idle));
+        }
+        Ok(())
+    }
+
+    /// Unloads idle models, least recently used first, until the model fits in memory; a
+    /// model that cannot fit even alone is refused rather than pushing the machine to swap.
+    async fn make_room(
+        &self,
+        name: &ModelName,
+        spec: &ModelSpec,
+        settings: &EngineSettings,
+    ) -> Result<(), ResidencyError> {
+        let (loader, path, for_estimate) = (self.loader.clone(), spec.path.clone(), settings.clone());
+        let needed = match tokio::task::spawn_blocking(move || loader.memory_needed(&path, &for_estimate)).await {
+            Ok(Ok(needed)) => needed,
+            Ok(Err(e @ EngineError::InvalidSetting(_))) => return Err(ResidencyError::load(name, e)),
+            // The load itself reports a model it cannot read.
+            Ok(Err(_)) | Err(_) => return Ok(()),
+        };
+        loop {
+            let Some(available) = (self.config.available_memory)() else { return Ok(()) };
+            if needed <= available {
+                return Ok(());
+            }
+            let idle = {
+                let mut loaded = self.models();
+                match loaded.iter().position(|m| m.is_idle()) {
+                    Some(idle) => loaded.remove(idle),
+                    None if loaded.is_empty() => {
+                        let slots = self.config.parallel;
+                        return Err(ResidencyError::DoesNotFit { model: name.clone(), needed, available, slots });
+                    }
+                    None => return Err(ResidencyError::NoRoomNow { model: name.clone(), needed, available }),
+                }
+            };
+            tracing::info!(model = %idle.name, for_model = %name, "unloading to free memory");
+            // Wait for the memory to be given back before measuring again.
+            let _ = tokio::task::spawn_blocking(move || drop(idle)).await;
+        }
+    }
+
+    fn engine_settings(&self, name: &ModelName, spec: &ModelSpec) -> Result<EngineSettings, ResidencyError> {
+        let mut settings = EngineSettings::stored(&spec.parameters, spec.template.clone())
+            .map_err(|e| ResidencyError::load(name, e))?;
+        settings.threads = self.config.threads.or(settings.threads);
+        settings.parallel = Some(self.config.parallel);
+        settings.check().map_err(|e| ResidencyError::load(name, e))?;
+        Ok(settings)
+    }
+
+    /// Unloads `name` now if no request holds it; returns whether it was loaded.
+    pub fn unload(&self, name: &ModelName) -> bool {
+        let mut loaded = self.models();
+        let Some(at) = loaded.iter().position(|m| m.name.same_as(name)) else { return false };
+        let model = loaded.remove(at);
+        if model.is_idle() {
+            unload(model);
+        } else {
+            // Answering still: it goes when its last request ends.
+            model.expire_now();
+            loaded.push(model);
+        }
+        true
+    }
+
+    /// The loaded models, most recently used first.
+    pub fn loaded(&self) -> Vec<Arc<LoadedModel<L::Engine>>> {
+        self.models().iter().rev().cloned().collect()
+    }
+
+    /// Unloads every model whose keep-alive ran out and that no request holds.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let mut loaded = self.models();
+        let mut at = 0;
+        while at < loaded.len() {
+            let model = &loaded[at];
+            if model.is_idle() && model.expires_at().is_some_and(|t| t <= now) {
+                unload(loaded.remove(at));
+            } else {
+                at += 1;
+            }
+        }
+    }
+
+    /// Unloads everything (at shutdown): requests still running end at their engine's
+    /// next step, so no engine thread outlives the server; a load still going is dropped
+    /// when it ends.
+    pub fn unload_all(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        for model in self.models().drain(..) {
+            L::stop(&model.engine);
+            unload(model);
+        }
+    }
+}
+
+/// Dropping an engine joins its thread: done off the async workers.
+fn unload<E: Send + Sync + 'static>(model: Arc<LoadedModel<E>>) {
+    tracing::info!(model = %model.name, "model unloaded");
+    tokio::task::spawn_blocking(move || drop(model));
+}

@@ -1,0 +1,55 @@
+//! The layer between the dialects and the engines: leases on models, generation,
+//! embeddings and the model operations, in hearth's own terms and with one error type.
+//! Dialects translate their wire formats into these calls and [`ServiceError`]'s kinds
+//! into their statuses; nothing here knows HTTP. Store calls run on blocking threads.
+
+pub mod embed;
+mod error;
+mod generate;
+mod models;
+
+pub use error::{ErrorKind, ServiceError};
+pub use generate::{collect, conversation, sampling, Finished, Piece};
+pub use models::StoredModel;
+
+use crate::metrics::Metrics;
+use crate::residency::{KeepAlive, Residency};
+use hearth_core::EnergyPrices;
+use hearth_engine::Engine;
+use hearth_store::{ModelName, Store, StoreError};
+use std::sync::Arc;
+
+/// A request's hold on a loaded llama.cpp engine.
+pub type Lease = crate::residency::Lease<Engine>;
+
+pub struct Service {
+    pub residency: Residency,
+    pub store: Arc<Store>,
+    pub metrics: Arc<Metrics>,
+    /// Carbon intensity and electricity price, to report what answers cost.
+    pub prices: Arc<EnergyPrices>,
+}
+
+impl Service {
+    /// A lease on the model `name`, loaded if it is not yet; `keep_alive` applies from now on.
+    pub async fn lease(&self, name: &ModelName, keep_alive: Option<KeepAlive>) -> Result<Lease, ServiceError> {
+        let spec = {
+            let name = name.clone();
+            self.with_store(move |store| store.model_spec(&name)).await
+        };
+        let spec = spec.map_err(|e| e.about_model(name))?;
+        Ok(self.residency.acquire(name, spec, keep_alive).await?)
+    }
+
+    /// Runs `work` on the store on a blocking thread.
+    pub async fn with_store<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || work(&store)).await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(ServiceError::Internal(format!("a store task failed: {e}"))),
+        }
+    }
+}
