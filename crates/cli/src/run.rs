@@ -4,7 +4,7 @@ use crate::answer::{self, Answer};
 use crate::models;
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
-use hearth_core::parameters;
+use hearth_core::parameters::StoredParameters;
 use hearth_core::{ChatMessage, EnergyPrices, FinishReason, GenerateRequest, Prompt, SamplingParams};
 use hearth_engine::{Engine, EngineSettings};
 use hearth_store::ModelSpec;
@@ -80,12 +80,12 @@ impl RunArgs {
 
 /// Sampling parameters a Modelfile stored, over the defaults; values that do not parse are
 /// reported and skipped.
-fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> SamplingParams {
-    let (params, ignored) = parameters::stored_sampling(stored);
+fn stored_sampling(stored: &StoredParameters) -> SamplingParams {
+    let (params, ignored) = stored.sampling();
     for message in ignored {
         tracing::warn!("stored parameter ignored: {message}");
     }
-    params
+    params.clone()
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {

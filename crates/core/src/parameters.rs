@@ -51,7 +51,7 @@ pub fn apply(params: &mut SamplingParams, name: &str, values: &[String]) -> Resu
 /// Sampling parameters a model was stored with (`PARAMETER temperature 0.2`, ...) over the
 /// defaults. Keys that are not sampling parameters (engine settings such as `num_ctx`) are
 /// skipped; the messages of values that do not parse come back for the caller to report.
-pub fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> (SamplingParams, Vec<String>) {
+fn stored_sampling(stored: &serde_json::Map<String, serde_json::Value>) -> (SamplingParams, Vec<String>) {
     let mut params = SamplingParams::default();
     let mut ignored = Vec::new();
     for (name, value) in stored {
@@ -77,7 +77,7 @@ pub const LOAD_SETTINGS: &[&str] = &["num_ctx", "num_batch", "num_thread", "num_
 
 /// The engine settings in a model's stored parameters. A value that is not a whole number
 /// from 0 to 2^32-1 is an error, not a setting silently left at its default.
-pub fn stored_settings(stored: &serde_json::Map<String, serde_json::Value>) -> Result<StoredSettings, String> {
+fn stored_settings(stored: &serde_json::Map<String, serde_json::Value>) -> Result<StoredSettings, String> {
     let whole = |name: &str| -> Result<Option<u32>, String> {
         match stored.get(name) {
             None | Some(serde_json::Value::Null) => Ok(None),
@@ -99,6 +99,48 @@ pub fn check_stored(stored: &serde_json::Map<String, serde_json::Value>) -> Resu
     apply_all(&mut params, stored, Unknown::Refuse)?;
     params.validate()?;
     stored_settings(stored)
+}
+
+/// A model's stored parameters, read once when its spec is: the sampling defaults every
+/// request starts from, the settings its engine loads with, and the values as stored (for
+/// `show` and the Modelfile). The fields are private so the three never disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredParameters {
+    values: serde_json::Map<String, serde_json::Value>,
+    sampling: SamplingParams,
+    ignored: Vec<String>,
+    /// A bad load setting fails the model's load with this message, not the reading of it.
+    settings: Result<StoredSettings, String>,
+}
+
+impl StoredParameters {
+    pub fn read(values: serde_json::Map<String, serde_json::Value>) -> Self {
+        let (sampling, ignored) = stored_sampling(&values);
+        let settings = stored_settings(&values);
+        Self { values, sampling, ignored, settings }
+    }
+
+    /// The values as stored, by Ollama's names.
+    pub fn values(&self) -> &serde_json::Map<String, serde_json::Value> {
+        &self.values
+    }
+
+    /// The stored sampling parameters over the defaults, and the messages of stored values
+    /// that did not parse and were skipped (for the caller to report).
+    pub fn sampling(&self) -> (&SamplingParams, &[String]) {
+        (&self.sampling, &self.ignored)
+    }
+
+    /// The engine settings stored with the model.
+    pub fn settings(&self) -> Result<StoredSettings, String> {
+        self.settings.clone()
+    }
+}
+
+impl Default for StoredParameters {
+    fn default() -> Self {
+        Self::read(serde_json::Map::new())
+    }
 }
 
 /// What [`apply_all`] does with a name that is neither a sampling parameter nor a load
@@ -216,5 +258,22 @@ mod tests {
         assert_eq!(texts(&serde_json::json!(0.2)), ["0.2"]);
         assert_eq!(texts(&serde_json::json!(24)), ["24"]);
         assert_eq!(texts(&serde_json::json!(["a", "b"])), ["a", "b"]);
+    }
+
+    #[test]
+    fn a_stored_model_s_parameters_are_read_once_into_sampling_and_settings() {
+        let values = serde_json::json!({"temperature": 0.2, "top_k": "many", "num_ctx": 2048, "stop": ["a"]});
+        let stored = StoredParameters::read(values.as_object().unwrap().clone());
+        let (sampling, ignored) = stored.sampling();
+        assert_eq!(
+            (sampling.temperature, sampling.top_k, sampling.stop.as_slice()),
+            (0.2, 40, ["a".to_string()].as_slice())
+        );
+        assert_eq!(ignored.len(), 1, "{ignored:?}");
+        assert!(ignored[0].contains("top_k"), "{ignored:?}");
+        assert_eq!(stored.settings().unwrap().num_ctx, Some(2048));
+        assert_eq!(stored.values()["num_ctx"], 2048);
+        let bad = StoredParameters::read(serde_json::json!({"num_batch": -4}).as_object().unwrap().clone());
+        assert!(bad.settings().unwrap_err().contains("num_batch"));
     }
 }

@@ -65,10 +65,10 @@ impl EngineSettings {
     /// `num_batch`, `num_thread`) and its chat template. Callers put their own overrides
     /// (command-line flags, server settings) over these.
     pub fn stored(
-        parameters: &serde_json::Map<String, serde_json::Value>,
+        parameters: &hearth_core::parameters::StoredParameters,
         chat_template: Option<String>,
     ) -> Result<Self, EngineError> {
-        let stored = hearth_core::parameters::stored_settings(parameters).map_err(EngineError::InvalidSetting)?;
+        let stored = parameters.settings().map_err(EngineError::InvalidSetting)?;
         Ok(Self {
             threads: stored.num_thread,
             context_size: stored.num_ctx,

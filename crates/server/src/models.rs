@@ -196,7 +196,8 @@ pub fn check_settings(
     gguf: Option<&Path>,
 ) -> Result<(), ModelError> {
     hearth_core::parameters::check_stored(parameters).map_err(ModelError::Invalid)?;
-    let settings = EngineSettings::stored(parameters, None).map_err(|e| ModelError::Invalid(e.to_string()))?;
+    let stored = hearth_core::parameters::StoredParameters::read(parameters.clone());
+    let settings = EngineSettings::stored(&stored, None).map_err(|e| ModelError::Invalid(e.to_string()))?;
     settings.check().map_err(|e| ModelError::Invalid(e.to_string()))?;
     if let Some(template) = template {
         ChatTemplate::new(Some(template), "", "").map_err(|e| ModelError::Invalid(format!("TEMPLATE: {e}")))?;

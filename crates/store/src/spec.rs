@@ -3,8 +3,9 @@
 
 use crate::manifest::{self, Manifest};
 use crate::{Digest, ModelName, Store, StoreError};
+use hearth_core::parameters::StoredParameters;
 use hearth_core::ChatMessage;
-use serde_json::{Map, Value};
+use serde_json::Map;
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Default)]
@@ -13,8 +14,8 @@ pub struct ModelSpec {
     /// The digest of the GGUF: two names with the same one are the same weights.
     pub digest: Option<Digest>,
     pub size: u64,
-    /// Ollama-named parameters (`temperature`, `num_ctx`, `stop`, ...).
-    pub parameters: Map<String, Value>,
+    /// Ollama-named parameters (`temperature`, `num_ctx`, `stop`, ...), read once.
+    pub parameters: StoredParameters,
     pub system: Option<String>,
     /// A Jinja chat template to use instead of the GGUF's.
     pub template: Option<String>,
@@ -25,7 +26,7 @@ impl ModelSpec {
     /// The Modelfile that would create this model (what `show --modelfile` prints).
     pub fn modelfile(&self, name: &ModelName) -> String {
         let mut text = format!("# Modelfile of {name}\nFROM {}\n", self.path.display());
-        for (key, value) in &self.parameters {
+        for (key, value) in self.parameters.values() {
             for value in hearth_core::parameters::texts(value) {
                 text.push_str(&format!("PARAMETER {key} {value}\n"));
             }
@@ -73,7 +74,7 @@ impl Store {
             path: self.blob_path(&model.digest),
             digest: Some(model.digest.clone()),
             size: model.size,
-            parameters,
+            parameters: StoredParameters::read(parameters),
             system: text(manifest::SYSTEM)?,
             template: text(manifest::TEMPLATE_JINJA)?,
             messages,

@@ -220,7 +220,7 @@ fn a_shown_modelfile_parses_back_to_the_same_model() {
         }
         let spec = ModelSpec {
             path: "/models/blobs/sha256-x".into(),
-            parameters: parameters.clone(),
+            parameters: hearth_core::parameters::StoredParameters::read(parameters.clone()),
             system: Some(system.clone()),
             template: template.clone(),
             messages: messages

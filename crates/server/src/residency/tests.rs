@@ -303,7 +303,9 @@ async fn a_failed_load_is_the_requests_error_and_leaves_nothing_behind() {
     let refused = machine.acquire("broken").await.err().unwrap();
     assert!(matches!(refused, ResidencyError::LoadFailed { .. }), "{refused}");
     let mut stored = spec("a");
-    stored.parameters.insert("num_thread".into(), 1_000_000.into());
+    let mut parameters = serde_json::Map::new();
+    parameters.insert("num_thread".into(), 1_000_000.into());
+    stored.parameters = hearth_core::parameters::StoredParameters::read(parameters);
     let refused = machine.residency.acquire(&name("a"), stored, None).await.err().unwrap();
     assert!(matches!(refused, ResidencyError::InvalidSetting { .. }), "{refused}");
     assert!(machine.loaded().is_empty());

@@ -6,7 +6,7 @@
 use super::{Lease, Service, ServiceError};
 use crate::metrics::Metrics;
 use futures_util::stream::{self, Stream, StreamExt};
-use hearth_core::parameters;
+use hearth_core::parameters::{self, StoredParameters};
 use hearth_core::{
     ChatMessage, EnergyPrices, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings,
     TokenLogprob, Usage,
@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// The model's stored parameters, then the request's (Ollama names), over the defaults.
-pub fn sampling(stored: &Map<String, Value>, options: &Map<String, Value>) -> Result<SamplingParams, String> {
-    let (mut params, ignored) = parameters::stored_sampling(stored);
+pub fn sampling(stored: &StoredParameters, options: &Map<String, Value>) -> Result<SamplingParams, String> {
+    let (params, ignored) = stored.sampling();
+    let mut params = params.clone();
     for message in ignored {
         tracing::warn!("stored parameter ignored: {message}");
     }
@@ -208,7 +209,7 @@ mod tests {
 
     #[test]
     fn options_override_stored_parameters_and_bad_ones_are_refused() {
-        let stored = map(json!({"temperature": 0.2, "top_k": 10}));
+        let stored = StoredParameters::read(map(json!({"temperature": 0.2, "top_k": 10})));
         let params = sampling(&stored, &map(json!({"temperature": 0.5, "num_predict": 7, "num_ctx": 2048}))).unwrap();
         assert_eq!((params.temperature, params.top_k, params.max_tokens), (0.5, 10, Some(7)));
         let params = sampling(&stored, &map(json!({"stop": ["a", "b"], "seed": 3, "num_predict": -1}))).unwrap();

@@ -48,6 +48,7 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Sho
     let parameters: Vec<String> = model
         .spec
         .parameters
+        .values()
         .iter()
         .flat_map(|(k, v)| hearth_core::parameters::texts(v).into_iter().map(move |t| format!("{k:<16}{t}")))
         .collect();

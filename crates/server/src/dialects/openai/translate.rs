@@ -5,6 +5,7 @@ use super::wire::{ChatBody, Common, Content, MessageBody, Stop};
 use crate::dialects::request;
 use crate::format;
 use crate::service::{self, ServiceError};
+use hearth_core::parameters::StoredParameters;
 use hearth_core::{check_top_logprobs, ChatMessage, Role, SamplingParams, ToolCall};
 use hearth_store::ModelName;
 use serde_json::{json, Map, Value};
@@ -42,7 +43,7 @@ impl Common {
     }
 
     /// The model's stored parameters (`stored`), then the request's OpenAI-named ones.
-    pub fn sampling(&self, stored: &Map<String, Value>) -> Result<SamplingParams, ServiceError> {
+    pub fn sampling(&self, stored: &StoredParameters) -> Result<SamplingParams, ServiceError> {
         let mut params = service::sampling(stored, &Map::new()).map_err(bad)?;
         if let Some(t) = self.temperature {
             params.temperature = t;
