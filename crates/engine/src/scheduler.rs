@@ -6,7 +6,11 @@
 //! and streams each token out on its request's own channel. A request whose receiver is gone
 //! frees its slot at the next step. Embedding requests are served one input per step
 //! between decodes, so they neither stall the streams nor outlive their caller.
+//! What to do is decided in [`policy`]; this file carries it out on llama.cpp.
 
+mod policy;
+
+use self::policy::SlotView;
 use crate::attribution::{self, IdleBaseline};
 use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
@@ -240,17 +244,13 @@ impl<'m> Scheduler<'m> {
                 return;
             }
         };
-        let Some(index) = self
-            .slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| s.active.is_none())
-            .max_by_key(|(_, s)| (common_prefix(&s.cached, &prompt), std::cmp::Reverse(s.last_used)))
-            .map(|(i, _)| i)
-        else {
+        let slots =
+            self.slots.iter().map(|s| SlotView { busy: s.active.is_some(), cached: &s.cached, last_used: s.last_used });
+        let Some(choice) = policy::choose_slot(slots, &prompt) else {
             unreachable!("admit is called only with a free slot");
         };
-        let reused = self.reuse_prefix(index, &prompt);
+        let index = choice.index;
+        let reused = self.reuse_prefix(index, choice.reusable);
         self.clock += 1;
         let params = &request.sampling;
         picker.accept_prompt(&prompt[prompt.len().saturating_sub(params.repeat_last_n as usize)..]);
@@ -283,13 +283,14 @@ impl<'m> Scheduler<'m> {
         }));
     }
 
-    /// Keeps the longest prefix of `prompt` that slot `index` has cached and drops the rest
-    /// of its cache. Returns how many prompt tokens need no recomputation.
-    fn reuse_prefix(&mut self, index: usize, prompt: &[LlamaToken]) -> usize {
+    /// Keeps the first `reusable` tokens slot `index` has cached (what it shares with the
+    /// prompt) and drops the rest of its cache. Returns how many prompt tokens need no
+    /// recomputation: `reusable`, or 0 where the cache could not be cut there or
+    /// sliding-window layers have let part of the prefix go.
+    fn reuse_prefix(&mut self, index: usize, reusable: usize) -> usize {
         let slot = &mut self.slots[index];
         let seq = slot.seq;
-        // The last prompt token is always evaluated again: its logits start the answer.
-        let mut reuse = common_prefix(&slot.cached, prompt).min(prompt.len() - 1);
+        let mut reuse = reusable;
         if reuse < slot.cached.len() {
             let removed = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None).unwrap_or(false);
             if !removed {
@@ -300,9 +301,7 @@ impl<'m> Scheduler<'m> {
             // Sliding-window layers may already have evicted positions the next tokens
             // attend to; then the prefix cannot be reused.
             let oldest_kept = u64::try_from(self.ctx.kv_cache_seq_pos_min(seq)).unwrap_or(0);
-            if oldest_kept > (reuse as u64).saturating_sub(self.sliding_window) {
-                reuse = 0;
-            }
+            reuse = policy::window_limited(reuse, oldest_kept, self.sliding_window);
         }
         if reuse == 0 {
             self.forget(index);
@@ -513,10 +512,6 @@ fn token_logprob(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: usi
         logprob,
         top: alternatives.into_iter().map(|(token, logprob)| TopLogprob { bytes: piece(token), logprob }).collect(),
     }
-}
-
-fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
-    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// A llama.cpp failure as a request's error, with the exception it threw if it threw one.

@@ -1,0 +1,147 @@
+//! The scheduler's decisions over plain data, with no llama.cpp types: which free slot a
+//! prompt goes to and how much of that slot's cache it reuses.
+
+/// A slot as the choice of a slot sees it.
+pub(crate) struct SlotView<'a, T> {
+    /// A request holds the slot.
+    pub busy: bool,
+    /// Tokens whose keys and values the slot has cached, from position 0.
+    pub cached: &'a [T],
+    /// The admission that last used the slot (0: never used).
+    pub last_used: u64,
+}
+
+/// Where a prompt goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotChoice {
+    /// Index of the slot among those offered.
+    pub index: usize,
+    /// Prompt tokens the slot's cache can serve: the prefix it shares with the prompt, less
+    /// the prompt's last token, which is always evaluated again (its logits start the answer).
+    pub reusable: usize,
+}
+
+/// The free slot whose cache shares the longest prefix with `prompt` (all of it counted,
+/// even the last token that is evaluated again); among equal prefixes, none included, the
+/// one used least recently, and among those the last. `None` when no slot is free.
+/// `prompt` is not empty.
+pub(crate) fn choose_slot<'a, T: PartialEq + 'a>(
+    slots: impl IntoIterator<Item = SlotView<'a, T>>,
+    prompt: &[T],
+) -> Option<SlotChoice> {
+    let (index, shared) = slots
+        .into_iter()
+        .enumerate()
+        .filter(|(_, slot)| !slot.busy)
+        .map(|(index, slot)| (index, common_prefix(slot.cached, prompt), slot.last_used))
+        .max_by_key(|&(_, shared, last_used)| (shared, std::cmp::Reverse(last_used)))
+        .map(|(index, shared, _)| (index, shared))?;
+    Some(SlotChoice { index, reusable: shared.min(prompt.len() - 1) })
+}
+
+/// What is left of a `reuse`-token prefix once sliding-window layers of `window` positions
+/// (0: the model has none) are taken into account: those layers keep positions from
+/// `oldest_kept` on, and the tokens after the prefix attend to the `window` positions before
+/// it. All of the prefix when those are still there, else none.
+pub(crate) fn window_limited(reuse: usize, oldest_kept: u64, window: u64) -> usize {
+    if reuse > 0 && window > 0 && oldest_kept > (reuse as u64).saturating_sub(window) {
+        0
+    } else {
+        reuse
+    }
+}
+
+pub(crate) fn common_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn free(cached: &[i32], last_used: u64) -> SlotView<'_, i32> {
+        SlotView { busy: false, cached, last_used }
+    }
+
+    fn busy(cached: &[i32], last_used: u64) -> SlotView<'_, i32> {
+        SlotView { busy: true, cached, last_used }
+    }
+
+    fn choice(index: usize, reusable: usize) -> Option<SlotChoice> {
+        Some(SlotChoice { index, reusable })
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let prompt = [1, 2, 3, 4, 5, 6];
+        let slots = [free(&[1, 2, 9], 1), free(&[1, 2, 3, 4, 7], 9), free(&[], 0), free(&[1, 2, 3], 5)];
+        assert_eq!(choose_slot(slots, &prompt), choice(1, 4));
+    }
+
+    #[test]
+    fn the_prompt_s_last_token_is_never_reused_but_counts_for_the_choice() {
+        let prompt = [1, 2, 3, 4];
+        // Slot 0 holds the whole prompt, slot 1 all but its last token: both can serve 3
+        // tokens, yet the whole match wins although slot 1 was used longer ago.
+        let slots = [free(&[1, 2, 3, 4, 8], 7), free(&[1, 2, 3], 1)];
+        assert_eq!(choose_slot(slots, &prompt), choice(0, 3));
+        // A cache longer than the prompt still serves all but the last prompt token.
+        assert_eq!(choose_slot([free(&[1, 2, 3, 4, 5, 6], 3)], &prompt), choice(0, 3));
+        // A one-token prompt reuses nothing.
+        assert_eq!(choose_slot([free(&[1, 2], 3)], &[1]), choice(0, 0));
+    }
+
+    #[test]
+    fn least_recently_used_among_equal_prefixes() {
+        let prompt = [1, 2, 3, 4];
+        let slots = [free(&[1, 2, 7], 6), free(&[1, 2, 8], 2), free(&[1, 2, 9], 4), free(&[1, 5], 1)];
+        assert_eq!(choose_slot(slots, &prompt), choice(1, 2));
+    }
+
+    #[test]
+    fn least_recently_used_when_no_slot_shares_a_prefix() {
+        let prompt = [1, 2, 3];
+        let slots = [free(&[4, 5], 3), free(&[], 5), free(&[6], 2), free(&[7, 1, 2], 4)];
+        assert_eq!(choose_slot(slots, &prompt), choice(2, 0));
+    }
+
+    #[test]
+    fn the_last_of_equally_old_slots() {
+        // A fresh engine: every slot empty and never used.
+        let slots = [free(&[], 0), free(&[], 0), free(&[], 0)];
+        assert_eq!(choose_slot(slots, &[1, 2]), choice(2, 0));
+        let slots = [free(&[1, 5], 4), free(&[1, 6], 4), free(&[1, 7], 9)];
+        assert_eq!(choose_slot(slots, &[1, 2]), choice(1, 1));
+    }
+
+    #[test]
+    fn busy_slots_are_passed_over() {
+        let prompt = [1, 2, 3, 4];
+        let slots = [busy(&[1, 2, 3, 4], 1), free(&[1], 8), busy(&[], 0), free(&[9], 3)];
+        assert_eq!(choose_slot(slots, &prompt), choice(1, 1));
+        let slots = [busy(&[1, 2, 3], 1), busy(&[], 0)];
+        assert_eq!(choose_slot(slots, &prompt), None);
+    }
+
+    #[test]
+    fn sliding_window_limits_reuse() {
+        // No sliding-window layers: the whole prefix, whatever is kept.
+        assert_eq!(window_limited(1000, 900, 0), 1000);
+        // A window of 512 before position 1000 starts at 488.
+        assert_eq!(window_limited(1000, 488, 512), 1000);
+        assert_eq!(window_limited(1000, 300, 512), 1000);
+        assert_eq!(window_limited(1000, 489, 512), 0);
+        // A prefix shorter than the window needs everything from position 0.
+        assert_eq!(window_limited(100, 0, 512), 100);
+        assert_eq!(window_limited(100, 1, 512), 0);
+        assert_eq!(window_limited(0, 0, 512), 0);
+    }
+
+    #[test]
+    fn common_prefix_counts_equal_leading_tokens() {
+        assert_eq!(common_prefix(&[1, 2, 3], &[1, 2, 4, 5]), 2);
+        assert_eq!(common_prefix(&[1, 2], &[1, 2, 3]), 2);
+        assert_eq!(common_prefix(&[2], &[1, 2]), 0);
+        assert_eq!(common_prefix::<i32>(&[], &[1]), 0);
+    }
+}
