@@ -10,7 +10,7 @@
 
 mod policy;
 
-use self::policy::SlotView;
+use self::policy::{Chunk, Prefilling, SlotView};
 use crate::attribution::{self, IdleBaseline};
 use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
@@ -29,10 +29,6 @@ use llama_cpp_2::token::LlamaToken;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
-
-/// While other sequences are generating, a prompt is evaluated at most this many tokens per
-/// step, so their streams keep flowing while it is prefilled.
-const PREFILL_CHUNK_WHILE_DECODING: usize = 256;
 
 pub(crate) struct Scheduler<'m> {
     model: &'m LlamaModel,
@@ -334,23 +330,22 @@ impl<'m> Scheduler<'m> {
                 }
             }
         }
-        let capacity = self.settings.batch_size as usize;
-        let mut room = capacity - decoding;
-        if decoding > 0 {
-            room = room.min(PREFILL_CHUNK_WHILE_DECODING);
-        }
-        let mut prefilling: Vec<usize> = (0..self.slots.len())
-            .filter(|&i| self.slots[i].active.as_ref().is_some_and(|a| a.pending.is_none()))
-            .collect();
-        prefilling.sort_by_key(|&i| self.slots[i].active.as_ref().map_or(0, |a| a.arrival));
-        for i in prefilling {
-            if room == 0 {
-                break;
-            }
+        let (prefilling, waiting): (Vec<usize>, Vec<Prefilling>) = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, slot)| {
+                let active = slot.active.as_ref().filter(|a| a.pending.is_none())?;
+                Some((i, Prefilling { arrival: active.arrival, remaining: active.prompt.len() - active.prefilled }))
+            })
+            .unzip();
+        for Chunk { index, tokens: take } in
+            policy::prefill_chunks(self.settings.batch_size as usize, decoding, &waiting)
+        {
+            let i = prefilling[index];
             let slot = &mut self.slots[i];
             let active = slot.active.as_mut().expect("filtered on active");
             let remaining = &active.prompt[active.prefilled..];
-            let take = remaining.len().min(room);
             let completes = take == remaining.len();
             let start = slot.cached.len();
             for (offset, &token) in remaining[..take].iter().enumerate() {
@@ -361,7 +356,6 @@ impl<'m> Scheduler<'m> {
                 active.logits_at = Some(self.batch.n_tokens() - 1);
             }
             tokens_in_step[i] = take;
-            room -= take;
         }
 
         let joules_before = self.read_meter();

@@ -1,5 +1,10 @@
 //! The scheduler's decisions over plain data, with no llama.cpp types: which free slot a
-//! prompt goes to and how much of that slot's cache it reuses.
+//! prompt goes to and how much of that slot's cache it reuses, and how many prompt tokens
+//! each sequence still prefilling gets in a step.
+
+/// While other sequences are generating, a prompt is evaluated at most this many tokens per
+/// step, so their streams keep flowing while it is prefilled.
+pub(crate) const PREFILL_CHUNK_WHILE_DECODING: usize = 256;
 
 /// A slot as the choice of a slot sees it.
 pub(crate) struct SlotView<'a, T> {
@@ -49,6 +54,49 @@ pub(crate) fn window_limited(reuse: usize, oldest_kept: u64, window: u64) -> usi
     } else {
         reuse
     }
+}
+
+/// A sequence still evaluating its prompt, as a step's budget sees it.
+pub(crate) struct Prefilling {
+    /// The admission that started its request: lower came first.
+    pub arrival: u64,
+    /// Prompt tokens not yet in the cache.
+    pub remaining: usize,
+}
+
+/// Prompt tokens of one prefilling sequence in a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chunk {
+    /// Index of the sequence among those passed to [`prefill_chunks`].
+    pub index: usize,
+    pub tokens: usize,
+}
+
+/// How a step's batch of `batch_size` tokens, `decoding` of which are the next tokens of
+/// generating sequences, is filled with prompt: the room left, and at most
+/// [`PREFILL_CHUNK_WHILE_DECODING`] tokens while anything is decoding, goes to the
+/// prefilling sequences oldest request first, each taking what its prompt still needs.
+/// The chunks come in the order they go into the batch; a sequence that gets nothing has
+/// none.
+pub(crate) fn prefill_chunks(batch_size: usize, decoding: usize, prefilling: &[Prefilling]) -> Vec<Chunk> {
+    let mut room = batch_size.saturating_sub(decoding);
+    if decoding > 0 {
+        room = room.min(PREFILL_CHUNK_WHILE_DECODING);
+    }
+    let mut order: Vec<usize> = (0..prefilling.len()).collect();
+    order.sort_by_key(|&i| prefilling[i].arrival);
+    let mut chunks = Vec::new();
+    for index in order {
+        if room == 0 {
+            break;
+        }
+        let tokens = prefilling[index].remaining.min(room);
+        if tokens > 0 {
+            chunks.push(Chunk { index, tokens });
+        }
+        room -= tokens;
+    }
+    chunks
 }
 
 pub(crate) fn common_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
@@ -135,6 +183,70 @@ mod tests {
         assert_eq!(window_limited(100, 0, 512), 100);
         assert_eq!(window_limited(100, 1, 512), 0);
         assert_eq!(window_limited(0, 0, 512), 0);
+    }
+
+    fn prefilling(arrival: u64, remaining: usize) -> Prefilling {
+        Prefilling { arrival, remaining }
+    }
+
+    fn chunks(of: &[(usize, usize)]) -> Vec<Chunk> {
+        of.iter().map(|&(index, tokens)| Chunk { index, tokens }).collect()
+    }
+
+    #[test]
+    fn prefill_takes_the_whole_batch_when_nothing_decodes() {
+        assert_eq!(prefill_chunks(2048, 0, &[prefilling(1, 1500)]), chunks(&[(0, 1500)]));
+        assert_eq!(prefill_chunks(512, 0, &[prefilling(1, 1500)]), chunks(&[(0, 512)]));
+        // What the first leaves goes to the next.
+        assert_eq!(prefill_chunks(512, 0, &[prefilling(1, 300), prefilling(2, 300)]), chunks(&[(0, 300), (1, 212)]));
+    }
+
+    #[test]
+    fn prefill_is_limited_while_sequences_decode() {
+        // Three decoding sequences: at most 256 prompt tokens, however large the batch.
+        assert_eq!(prefill_chunks(2048, 3, &[prefilling(4, 1500)]), chunks(&[(0, 256)]));
+        assert_eq!(prefill_chunks(2048, 1, &[prefilling(4, 200), prefilling(5, 200)]), chunks(&[(0, 200), (1, 56)]));
+        // A batch smaller than that: what the decoding tokens leave.
+        assert_eq!(prefill_chunks(128, 3, &[prefilling(4, 1500)]), chunks(&[(0, 125)]));
+        // A prompt shorter than the room takes only what it needs.
+        assert_eq!(prefill_chunks(2048, 2, &[prefilling(4, 10)]), chunks(&[(0, 10)]));
+    }
+
+    #[test]
+    fn prefill_gets_nothing_in_a_full_batch() {
+        assert_eq!(prefill_chunks(4, 4, &[prefilling(5, 100)]), []);
+        assert_eq!(prefill_chunks(512, 0, &[]), []);
+    }
+
+    #[test]
+    fn prefill_goes_to_the_oldest_request_first() {
+        // Slot order is not arrival order: the request that came first is served first and
+        // whole, the one after it gets the rest, the newest nothing.
+        let waiting = [prefilling(9, 400), prefilling(3, 100), prefilling(5, 400)];
+        assert_eq!(prefill_chunks(512, 0, &waiting), chunks(&[(1, 100), (2, 400), (0, 12)]));
+        assert_eq!(prefill_chunks(300, 0, &waiting), chunks(&[(1, 100), (2, 200)]));
+        assert_eq!(prefill_chunks(2048, 2, &waiting), chunks(&[(1, 100), (2, 156)]));
+    }
+
+    #[test]
+    fn a_step_never_holds_more_than_the_batch() {
+        let waiting = [prefilling(3, 700), prefilling(1, 1), prefilling(2, 90), prefilling(4, 5000)];
+        for batch_size in [1, 2, 7, 64, 255, 256, 257, 512, 2048, 8192] {
+            for decoding in 0..=batch_size.min(9) {
+                let chunks = prefill_chunks(batch_size, decoding, &waiting);
+                let prompt: usize = chunks.iter().map(|c| c.tokens).sum();
+                assert!(decoding + prompt <= batch_size, "{decoding} + {prompt} > {batch_size}");
+                if decoding > 0 {
+                    assert!(prompt <= PREFILL_CHUNK_WHILE_DECODING, "{prompt} while decoding");
+                }
+                for chunk in &chunks {
+                    assert!(chunk.tokens > 0 && chunk.tokens <= waiting[chunk.index].remaining);
+                }
+                // The room is used up, or every prompt is in.
+                let room = (batch_size - decoding).min(if decoding > 0 { 256 } else { usize::MAX });
+                assert_eq!(prompt, room.min(5791), "batch {batch_size}, decoding {decoding}");
+            }
+        }
     }
 
     #[test]
