@@ -10,7 +10,7 @@
 
 mod policy;
 
-use self::policy::{Chunk, Prefilling, SlotView};
+use self::policy::{Chunk, Prefilling, Sampled, SlotView};
 use crate::attribution::{self, IdleBaseline};
 use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
@@ -430,32 +430,35 @@ impl<'m> Scheduler<'m> {
         let picked_at = Instant::now();
         active.last_token_at = Some(picked_at);
         active.first_token_at.get_or_insert(picked_at);
-        if vocab.is_eog(token) && !active.ignore_eos {
-            return self.finish(index, FinishReason::Stop);
-        }
-        active.piece.clear();
-        vocab.token_to_piece_into(token, &mut active.piece, false, None);
-        let text = active.utf8.push(&active.piece);
-        match active.stops.push(&text) {
-            StopOutcome::Continue(text) => {
-                if !text.is_empty() && active.events.send(StreamEvent::Token(text)).is_err() {
-                    return self.finish(index, FinishReason::Cancelled);
+        let mut sampled = Sampled {
+            ends_generation: policy::ends_generation(vocab.is_eog(token), active.ignore_eos),
+            generated: active.generated,
+            max_tokens: active.max_tokens,
+            cached: slot.cached.len(),
+            context_size,
+            ..Sampled::default()
+        };
+        if !sampled.ends_generation {
+            active.piece.clear();
+            vocab.token_to_piece_into(token, &mut active.piece, false, None);
+            let text = active.utf8.push(&active.piece);
+            match active.stops.push(&text) {
+                StopOutcome::Continue(text) => {
+                    sampled.undelivered = !text.is_empty() && active.events.send(StreamEvent::Token(text)).is_err();
+                }
+                StopOutcome::Stopped(text) => {
+                    if !text.is_empty() {
+                        let _ = active.events.send(StreamEvent::Token(text));
+                    }
+                    sampled.stop_matched = true;
                 }
             }
-            StopOutcome::Stopped(text) => {
-                if !text.is_empty() {
-                    let _ = active.events.send(StreamEvent::Token(text));
-                }
-                return self.finish(index, FinishReason::Stop);
-            }
         }
-        if active.max_tokens.is_some_and(|max| active.generated >= max) || slot.cached.len() + 1 >= context_size {
-            return self.finish(index, FinishReason::Length);
+        sampled.disconnected = active.events.is_disconnected();
+        match policy::finish_reason(&sampled) {
+            Some(reason) => self.finish(index, reason),
+            None => active.pending = Some(token),
         }
-        if active.events.is_disconnected() {
-            return self.finish(index, FinishReason::Cancelled);
-        }
-        active.pending = Some(token);
     }
 
     /// Sends a request's last text and its `Done` report, and frees its slot; the slot's

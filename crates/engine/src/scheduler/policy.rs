@@ -1,6 +1,9 @@
 //! The scheduler's decisions over plain data, with no llama.cpp types: which free slot a
-//! prompt goes to and how much of that slot's cache it reuses, and how many prompt tokens
-//! each sequence still prefilling gets in a step.
+//! prompt goes to and how much of that slot's cache it reuses, how many prompt tokens each
+//! sequence still prefilling gets in a step, and whether a sequence is done after a sampled
+//! token, and why.
+
+use hearth_core::FinishReason;
 
 /// While other sequences are generating, a prompt is evaluated at most this many tokens per
 /// step, so their streams keep flowing while it is prefilled.
@@ -97,6 +100,52 @@ pub(crate) fn prefill_chunks(batch_size: usize, decoding: usize, prefilling: &[P
         room -= tokens;
     }
     chunks
+}
+
+/// Whether a sampled token ends the answer by itself, its text unsent: an end-of-generation
+/// token, unless the request ignores those.
+pub(crate) fn ends_generation(end_of_generation_token: bool, ignore_eos: bool) -> bool {
+    end_of_generation_token && !ignore_eos
+}
+
+/// What came of a sequence's sampled token, for [`finish_reason`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sampled {
+    /// The token ends the answer ([`ends_generation`]); its text was not looked at.
+    pub ends_generation: bool,
+    /// A stop sequence was completed by the token's text.
+    pub stop_matched: bool,
+    /// The token's text could not be sent: the receiver is gone.
+    pub undelivered: bool,
+    /// Tokens generated so far, this one included.
+    pub generated: u32,
+    /// The request's limit on generated tokens, if it has one.
+    pub max_tokens: Option<u32>,
+    /// Tokens in the sequence's cache, this one not yet.
+    pub cached: usize,
+    pub context_size: usize,
+    /// The receiver went away since.
+    pub disconnected: bool,
+}
+
+/// Whether a sequence is done after a sampled token, and why. The first that holds wins: the
+/// token ends the answer, or its text completes a stop sequence (`Stop`); its text found no
+/// receiver (`Cancelled`); the request's `max_tokens` are generated, or the token would
+/// leave no room in the context (`Length`); the receiver is gone (`Cancelled`).
+pub(crate) fn finish_reason(sampled: &Sampled) -> Option<FinishReason> {
+    if sampled.ends_generation || sampled.stop_matched {
+        Some(FinishReason::Stop)
+    } else if sampled.undelivered {
+        Some(FinishReason::Cancelled)
+    } else if sampled.max_tokens.is_some_and(|max| sampled.generated >= max)
+        || sampled.cached + 1 >= sampled.context_size
+    {
+        Some(FinishReason::Length)
+    } else if sampled.disconnected {
+        Some(FinishReason::Cancelled)
+    } else {
+        None
+    }
 }
 
 pub(crate) fn common_prefix<T: PartialEq>(a: &[T], b: &[T]) -> usize {
@@ -247,6 +296,93 @@ mod tests {
                 assert_eq!(prompt, room.min(5791), "batch {batch_size}, decoding {decoding}");
             }
         }
+    }
+
+    /// A token in the middle of an answer: nothing ends it.
+    fn going_on() -> Sampled {
+        Sampled { generated: 5, max_tokens: Some(100), cached: 40, context_size: 4096, ..Sampled::default() }
+    }
+
+    #[test]
+    fn an_ordinary_token_ends_nothing() {
+        assert_eq!(finish_reason(&going_on()), None);
+        assert_eq!(finish_reason(&Sampled { max_tokens: None, ..going_on() }), None);
+    }
+
+    #[test]
+    fn end_of_generation_token_stops_unless_ignored() {
+        assert!(ends_generation(true, false));
+        assert!(!ends_generation(true, true));
+        assert!(!ends_generation(false, false));
+        assert!(!ends_generation(false, true));
+        let ended = Sampled { ends_generation: true, ..going_on() };
+        assert_eq!(finish_reason(&ended), Some(FinishReason::Stop));
+    }
+
+    #[test]
+    fn stop_sequence_stops() {
+        let stopped = Sampled { stop_matched: true, ..going_on() };
+        assert_eq!(finish_reason(&stopped), Some(FinishReason::Stop));
+    }
+
+    #[test]
+    fn undelivered_text_cancels() {
+        let lost = Sampled { undelivered: true, disconnected: true, ..going_on() };
+        assert_eq!(finish_reason(&lost), Some(FinishReason::Cancelled));
+    }
+
+    #[test]
+    fn max_tokens_is_a_length_finish() {
+        assert_eq!(finish_reason(&Sampled { generated: 99, ..going_on() }), None);
+        assert_eq!(finish_reason(&Sampled { generated: 100, ..going_on() }), Some(FinishReason::Length));
+        // A limit of 0 still lets the first token out, then ends.
+        assert_eq!(
+            finish_reason(&Sampled { generated: 1, max_tokens: Some(0), ..going_on() }),
+            Some(FinishReason::Length)
+        );
+    }
+
+    #[test]
+    fn a_full_context_is_a_length_finish() {
+        // The token would go at position 4094, leaving the last one free: it goes on.
+        assert_eq!(finish_reason(&Sampled { cached: 4094, ..going_on() }), None);
+        assert_eq!(finish_reason(&Sampled { cached: 4095, ..going_on() }), Some(FinishReason::Length));
+        assert_eq!(
+            finish_reason(&Sampled { cached: 4095, max_tokens: None, ..going_on() }),
+            Some(FinishReason::Length)
+        );
+    }
+
+    #[test]
+    fn a_receiver_gone_cancels() {
+        assert_eq!(finish_reason(&Sampled { disconnected: true, ..going_on() }), Some(FinishReason::Cancelled));
+    }
+
+    #[test]
+    fn finish_reasons_in_order_of_precedence() {
+        let everything = Sampled {
+            ends_generation: true,
+            stop_matched: true,
+            undelivered: true,
+            generated: 100,
+            max_tokens: Some(100),
+            cached: 4095,
+            context_size: 4096,
+            disconnected: true,
+        };
+        assert_eq!(finish_reason(&everything), Some(FinishReason::Stop));
+        let no_end = Sampled { ends_generation: false, ..everything };
+        assert_eq!(finish_reason(&no_end), Some(FinishReason::Stop));
+        // A stop sequence wins over a lost receiver: its text was sent regardless.
+        let no_stop = Sampled { stop_matched: false, ..no_end };
+        assert_eq!(finish_reason(&no_stop), Some(FinishReason::Cancelled));
+        let delivered = Sampled { undelivered: false, ..no_stop };
+        assert_eq!(finish_reason(&delivered), Some(FinishReason::Length));
+        let room_left = Sampled { cached: 10, ..delivered };
+        assert_eq!(finish_reason(&room_left), Some(FinishReason::Length), "max_tokens alone");
+        let under_max = Sampled { generated: 3, ..room_left };
+        assert_eq!(finish_reason(&under_max), Some(FinishReason::Cancelled));
+        assert_eq!(finish_reason(&Sampled { disconnected: false, ..under_max }), None);
     }
 
     #[test]
