@@ -44,7 +44,7 @@ impl<'m> Embedder<'m> {
             .with_pooling_type(pooling)
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
-        let ctx = model.new_context(crate::engine::backend(), params).map_err(|e| e.to_string())?;
+        let ctx = model.new_context(crate::load::backend(), params).map_err(|e| e.to_string())?;
         Ok(Self { model, ctx, batch: LlamaBatch::new(capacity as usize, 1), capacity: capacity as usize })
     }
 

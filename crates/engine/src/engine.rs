@@ -5,9 +5,10 @@
 //! its answer goes back on. Dropping the receiving end cancels the request.
 
 use crate::error::EngineError;
-use crate::gguf::{GgufHeader, MetaValue};
+use crate::gguf::MetaValue;
 use crate::limits;
 use crate::llama_log;
+use crate::load::{backend, ModelFile};
 use crate::prepare::{self, Cancellation, Prepared};
 use crate::scheduler::Scheduler;
 use crate::template::ChatTemplate;
@@ -19,7 +20,7 @@ use llama_cpp_2::model::LlamaModel;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -116,16 +117,6 @@ pub fn physical_cores() -> u32 {
     u32::try_from(num_cpus::get_physical()).unwrap_or(1).max(1)
 }
 
-/// llama.cpp's process-wide backend, initialised once with our log routing in place.
-pub(crate) fn backend() -> &'static LlamaBackend {
-    static BACKEND: OnceLock<LlamaBackend> = OnceLock::new();
-    BACKEND.get_or_init(|| {
-        llama_log::install();
-        // Fails only if initialised twice, which this OnceLock rules out.
-        LlamaBackend::init().expect("llama.cpp backend initialises once")
-    })
-}
-
 pub(crate) enum Job {
     Generate {
         prepared: Prepared,
@@ -173,7 +164,8 @@ impl Engine {
         meter: Option<Box<dyn EnergyMeter>>,
     ) -> Result<Self, EngineError> {
         let started = Instant::now();
-        let header = read_header(path)?;
+        let file = ModelFile::open(path)?;
+        let header = file.header();
         let mut info = header.model_info();
         if let Some(template) = &settings.chat_template {
             info.chat_template = Some(template.clone());
@@ -182,7 +174,7 @@ impl Engine {
         let pooling = header.arch_value("pooling_type").and_then(MetaValue::as_u64).map(|kind| kind as u32);
         let backend = backend();
         let settings = settings.resolve(&info, backend.supports_gpu_offload())?;
-        let llama = load_model(backend, path, &info, settings)?;
+        let llama = file.load(&LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers))?;
         let vocab = llama.vocab();
         let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
         let template =
@@ -319,17 +311,6 @@ pub(crate) fn unloaded() -> GenerateError {
     GenerateError::EngineStopped("the model was unloaded".into())
 }
 
-pub(crate) fn read_header(path: &Path) -> Result<GgufHeader, EngineError> {
-    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => EngineError::ModelNotFound(path.to_path_buf()),
-        _ => EngineError::Io { path: path.to_path_buf(), source: e },
-    })?;
-    if meta.is_dir() {
-        return Err(EngineError::NotAFile { path: path.to_path_buf() });
-    }
-    GgufHeader::read(path).map_err(|source| EngineError::InvalidModel { path: path.to_path_buf(), source })
-}
-
 /// What the engine thread needs from the model's metadata besides its `ModelInfo`.
 struct Shape {
     sliding_window: u64,
@@ -362,32 +343,6 @@ fn engine_thread(
         return;
     }
     scheduler.run(jobs, stop);
-}
-
-fn load_model(
-    backend: &LlamaBackend,
-    path: &Path,
-    info: &ModelInfo,
-    settings: ResolvedSettings,
-) -> Result<LlamaModel, EngineError> {
-    let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers);
-    llama_log::take_recent();
-    LlamaModel::load_from_file(backend, path, &params).map_err(|e| {
-        let recent = llama_log::take_recent();
-        if recent.iter().any(|line| line.contains("unknown model architecture")) {
-            return EngineError::UnsupportedArchitecture {
-                path: path.to_path_buf(),
-                architecture: info.architecture.clone(),
-            };
-        }
-        let detail = recent
-            .iter()
-            .rev()
-            .find_map(|line| line.split_once("error loading model: ").map(|(_, why)| why.to_string()))
-            .or_else(|| recent.last().cloned())
-            .unwrap_or_else(|| e.to_string());
-        EngineError::Load { path: path.to_path_buf(), detail }
-    })
 }
 
 fn new_context<'m>(

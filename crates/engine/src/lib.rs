@@ -11,6 +11,7 @@ pub mod gguf;
 pub mod grammar;
 pub mod limits;
 mod llama_log;
+mod load;
 mod memory;
 mod prepare;
 pub mod quality;

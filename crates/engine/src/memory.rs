@@ -5,8 +5,8 @@
 //! the output logits of every slot, and the batch itself. Used to refuse settings that
 //! cannot fit and to decide what must unload first.
 
-use crate::engine::read_header;
 use crate::gguf::{GgufHeader, MetaValue};
+use crate::load::read_header;
 use crate::{EngineError, EngineSettings, ResolvedSettings};
 use std::path::Path;
 

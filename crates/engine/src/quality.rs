@@ -6,7 +6,8 @@
 //! divergence compares a model's whole next-token distribution with a reference model's
 //! at every scored position.
 
-use crate::engine::{backend, physical_cores, read_header};
+use crate::engine::physical_cores;
+use crate::load::{backend, ModelFile};
 use crate::sampler::{self, log_sum_exp};
 use crate::EngineError;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -188,10 +189,7 @@ struct Scorer {
 
 impl Scorer {
     fn load(path: &Path, settings: &QualitySettings) -> Result<Self, EngineError> {
-        read_header(path)?;
-        let params = LlamaModelParams::default().with_n_gpu_layers(0);
-        let model = LlamaModel::load_from_file(backend(), path, &params)
-            .map_err(|e| EngineError::Load { path: path.to_path_buf(), detail: e.to_string() })?;
+        let model = ModelFile::open(path)?.load(&LlamaModelParams::default().with_n_gpu_layers(0))?;
         let threads = i32::try_from(settings.threads.unwrap_or_else(physical_cores)).unwrap_or(i32::MAX);
         Ok(Self { model, chunk: settings.chunk_tokens, threads })
     }

@@ -35,7 +35,7 @@ pub fn quantize(source: &Path, output: &Path, kind: &str, threads: Option<u32>) 
         QUANT_TYPES.contains(&target_type.as_str()).then(|| file_type_by_name(&target_type)).flatten().ok_or_else(
             || EngineError::InvalidSetting(format!("unknown quantization {kind:?}; one of {}", QUANT_TYPES.join(", "))),
         )?;
-    let header = crate::engine::read_header(source)?;
+    let header = crate::load::read_header(source)?;
     let source_type = header.quantization();
     let requantized = !matches!(source_type.as_str(), "F32" | "F16" | "BF16");
     if output.exists() && output.canonicalize().ok() == source.canonicalize().ok() {
@@ -47,7 +47,7 @@ pub fn quantize(source: &Path, output: &Path, kind: &str, threads: Option<u32>) 
             .map_err(|_| EngineError::InvalidSetting(format!("{}: a path with a NUL byte", path.display())))
     };
     let (c_source, c_partial) = (c_path(source)?, c_path(&partial)?);
-    crate::engine::backend();
+    crate::load::backend();
     let start = Instant::now();
     // SAFETY: the parameters come from llama.cpp's defaults with plain fields changed; the
     // paths are NUL-terminated strings that outlive the call.

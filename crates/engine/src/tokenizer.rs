@@ -1,9 +1,8 @@
 //! A model's vocabulary on its own (no weights): text to token ids and back, for callers
 //! that count or inspect tokens without running the model.
 
-use crate::engine::backend;
 use crate::error::EngineError;
-use crate::llama_log;
+use crate::load::ModelFile;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
@@ -16,13 +15,7 @@ pub struct Tokenizer {
 impl Tokenizer {
     /// Loads only the vocabulary of the GGUF model at `path`.
     pub fn load(path: &Path) -> Result<Self, EngineError> {
-        crate::engine::read_header(path)?;
-        let params = LlamaModelParams::default().with_vocab_only(true);
-        llama_log::take_recent();
-        let model = LlamaModel::load_from_file(backend(), path, &params).map_err(|e| EngineError::Load {
-            path: path.to_path_buf(),
-            detail: llama_log::take_recent().pop().unwrap_or_else(|| e.to_string()),
-        })?;
+        let model = ModelFile::open(path)?.load(&LlamaModelParams::default().with_vocab_only(true))?;
         Ok(Self { model })
     }
 
