@@ -257,17 +257,70 @@ fn invalid_sampling_is_refused_before_it_reaches_the_engine() {
     assert!(matches!(collect(smollm2(), ask("Hi", sampling)), Err(GenerateError::InvalidRequest(_))));
 }
 
+/// Reads `events` up to its `count`th token; returns how long each token after the first
+/// took (the request's decoding pace, without its prompt processing).
+fn pace_of(events: &flume::Receiver<StreamEvent>, count: u32) -> std::time::Duration {
+    let mut first = None;
+    let mut tokens = 0;
+    while tokens < count {
+        match events.recv().expect("the request is still going") {
+            StreamEvent::Token(_) => {
+                tokens += 1;
+                first.get_or_insert_with(std::time::Instant::now);
+            }
+            StreamEvent::Logprob(_) => {}
+            other => panic!("the request ended after {tokens} tokens: {other:?}"),
+        }
+    }
+    first.expect("count > 0").elapsed() / (count - 1)
+}
+
+/// Waits for the first token of `events`; returns it with what follows, to the end.
+fn first_token_then_rest(events: flume::Receiver<StreamEvent>) -> (std::time::Duration, String) {
+    let started = std::time::Instant::now();
+    let mut waited = None;
+    let mut text = String::new();
+    for event in events.iter() {
+        match event {
+            StreamEvent::Token(piece) => {
+                waited.get_or_insert_with(|| started.elapsed());
+                text.push_str(&piece);
+            }
+            StreamEvent::Logprob(_) => {}
+            StreamEvent::Done { .. } => return (waited.expect("a token before Done"), text),
+            StreamEvent::Error(e) => panic!("{e}"),
+        }
+    }
+    panic!("the stream ended without Done or Error");
+}
+
+/// Dropping the receiver cancels the request at the engine's next step. With one slot, a
+/// request that was not cancelled holds it to its last token, so the next request's first
+/// token, which comes a step or two after the drop, must come well before the dropped one
+/// would have ended at the pace of its own first tokens (a pace that only slows as its
+/// context grows).
 #[test]
 fn dropping_the_receiver_cancels_and_the_engine_carries_on() {
-    let engine = Engine::load(&smollm2_path(), &settings()).unwrap();
-    let events = engine.generate(ask(
-        "Write a long essay about the sea.",
-        SamplingParams { max_tokens: Some(500), seed: Some(5), ..Default::default() },
-    ));
-    assert!(matches!(events.recv().unwrap(), StreamEvent::Token(_)));
+    const LONG: u32 = 2000;
+    const READ: u32 = 16;
+    let engine = Engine::load(&smollm2_path(), &EngineSettings { context_size: Some(2048), ..settings() }).unwrap();
+    assert_eq!(engine.settings().parallel, 1, "one slot: the next request waits for the dropped one's");
+    let long = GenerateRequest::new(
+        Prompt::Raw("Once upon a time".into()),
+        SamplingParams { ignore_eos: true, ..greedy(LONG) },
+    );
+    let events = engine.generate(long);
+    let pace = pace_of(&events, READ);
     drop(events);
-    let next = collect(&engine, ask("What is the capital of France?", temperature_zero(48))).unwrap();
-    assert!(next.text().contains("Paris"));
+    let (waited, text) =
+        first_token_then_rest(engine.generate(ask("What is the capital of France?", temperature_zero(48))));
+    let rest_of_the_dropped = pace * (LONG - READ);
+    assert!(
+        waited < rest_of_the_dropped / 4,
+        "the next request waited {waited:?} for its first token; the dropped one had {rest_of_the_dropped:?} to go \
+         ({pace:?} a token)"
+    );
+    assert!(text.contains("Paris"), "{text:?}");
 }
 
 #[test]
