@@ -10,7 +10,7 @@ use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL, PARAMS};
 use hearth_store::{ImportMode, Manifest, ModelName, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 /// A meter that reads 0.5 J more at every read: energy fields appear and are "measured".
@@ -452,33 +452,64 @@ async fn eight_concurrent_streams_get_the_answers_they_get_alone() {
     }
 }
 
-/// A client that goes away mid-stream releases its request: with keep_alive 0 the model
-/// unloads as soon as nothing holds it.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_client_that_leaves_mid_stream_frees_its_request() {
-    let (state, _dir) = server(1, KeepAlive::For(Duration::ZERO));
-    let request = Request::post("/v1/completions")
+/// The requests holding the one loaded model now (running or waiting for a slot).
+fn requests_on_the_model(state: &AppState) -> usize {
+    state.service.residency.loaded().first().map_or(0, |model| model.requests())
+}
+
+/// A streamed `/v1/completions` request for `max_tokens` tokens, end of text or not.
+fn streamed_completion(prompt: &str, max_tokens: u32) -> Request<Body> {
+    Request::post("/v1/completions")
         .header("content-type", "application/json")
         .body(Body::from(
-            json!({"model": "smollm2:135m", "prompt": "Once upon a time", "max_tokens": 900, "stream": true})
-                .to_string(),
+            json!({"model": "smollm2:135m", "prompt": prompt, "max_tokens": max_tokens, "ignore_eos": true,
+                   "stream": true})
+            .to_string(),
         ))
-        .unwrap();
-    let response = router(state.clone()).oneshot(request).await.unwrap();
+        .unwrap()
+}
+
+/// A client that goes away mid-stream cancels its request: its hold on the model ends with
+/// the stream, and the engine stops generating for it. On one slot a request that was not
+/// cancelled holds the slot to its last token, so the next request's first token (which
+/// its response waits for) must come well before the abandoned answer would have ended at
+/// the pace of its own first tokens, a pace that only slows as its context grows.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_mid_stream_frees_its_request() {
+    const LONG: u32 = 900;
+    const READ: u32 = 16;
+    let (state, _dir) = server(1, five_minutes());
+    let response = router(state.clone()).oneshot(streamed_completion("Once upon a time", LONG)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
     let mut body = response.into_body().into_data_stream();
-    let first = body.next().await.unwrap().unwrap();
-    assert!(first.starts_with(b"data: "));
+    // Events arrive a frame each, but count them in case frames ever join or split them.
+    let (mut events, mut first) = (0, None);
+    while events < READ {
+        let chunk = body.next().await.expect("the answer goes on").unwrap();
+        assert!(!chunk.windows(6).any(|w| w == b"[DONE]"), "the answer ended after {events} events");
+        let in_chunk = chunk.windows(6).filter(|w| w == b"data: ").count() as u32;
+        first.get_or_insert((Instant::now(), in_chunk));
+        events += in_chunk;
+    }
+    let (first_at, in_first) = first.unwrap();
+    let pace = first_at.elapsed() / (events - in_first).max(1);
+    assert_eq!(requests_on_the_model(&state), 1, "the stream holds its model");
     drop(body);
-    state.service.residency.sweep();
-    assert!(state.service.residency.loaded().is_empty(), "the stream's hold on the model ended with it");
-    // The slot is free for the next request.
-    let (status, reply) = post(
-        &state,
-        "/v1/completions",
-        json!({"model": "smollm2:135m", "prompt": "The capital of France is", "max_tokens": 4}),
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(requests_on_the_model(&state), 0, "the stream's hold on the model ended with it");
+
+    let started = Instant::now();
+    let response = router(state.clone()).oneshot(streamed_completion("The capital of France is", 4)).await.unwrap();
+    let waited = started.elapsed();
+    assert_eq!(response.status(), StatusCode::OK);
+    let rest_of_the_abandoned = pace * (LONG - events);
+    assert!(
+        waited < rest_of_the_abandoned / 4,
+        "the next request waited {waited:?} for its first token; the abandoned one had \
+         {rest_of_the_abandoned:?} to go ({pace:?} a token)"
+    );
+    let text =
+        String::from_utf8(axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap().to_vec()).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
 }
 
 /// Past the slots and the queue, a request gets 503 with a message, and the others go on.
