@@ -457,6 +457,16 @@ fn requests_on_the_model(state: &AppState) -> usize {
     state.service.residency.loaded().first().map_or(0, |model| model.requests())
 }
 
+/// Waits until `condition` holds, checking every few milliseconds; fails after a minute,
+/// by when it has not merely been slow.
+async fn wait_until(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < deadline, "still waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 /// A streamed `/v1/completions` request for `max_tokens` tokens, end of text or not.
 fn streamed_completion(prompt: &str, max_tokens: u32) -> Request<Body> {
     Request::post("/v1/completions")
@@ -532,7 +542,7 @@ async fn a_full_queue_answers_503() {
         let state = state.clone();
         async move { router(state).oneshot(long()).await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_until("the second request to hold its place in the queue", || requests_on_the_model(&state) == 2).await;
     let (status, reply) = post(&state, "/api/generate", json!({"model": "smollm2:135m", "prompt": "hi"})).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{reply}");
     assert!(reply["error"].as_str().unwrap().contains("busy"), "{reply}");
