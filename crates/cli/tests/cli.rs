@@ -634,16 +634,29 @@ fn start_server_with(dir: &Path, extra: &[&str]) -> (std::process::Child, String
         .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
+    wait_until_serving(&mut server, &host, &dir.join("serve.log"));
+    (server, host)
+}
+
+/// Waits until `server` answers on `host`: fails at once if it exits first, and after a
+/// minute (by when it has not merely been slow) if it never answers; its log is `log`.
+fn wait_until_serving(server: &mut std::process::Child, host: &str, log: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let base = format!("http://{host}");
-    for _ in 0..100 {
-        if Command::new("curl").args(["-sf", &base]).output().unwrap().status.success() {
-            return (server, host);
+    loop {
+        let asked = Command::new("curl").args(["-sf", "--max-time", "5", &base]).output().unwrap();
+        if asked.status.success() {
+            return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let exited = server.try_wait().unwrap();
+        if exited.is_some() || std::time::Instant::now() >= deadline {
+            let _ = server.kill();
+            let _ = server.wait();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("the server did not come up ({}): {log}", exited.map_or("still running".into(), |s| s.to_string()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let _ = server.kill();
-    let _ = server.wait();
-    panic!("the server did not come up: {}", std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default());
 }
 
 /// A real `hearth serve` process on 127.0.0.1, asked with curl in both dialects, listed by
@@ -983,15 +996,8 @@ fn serve_store(store: &Path, log: &Path) -> (std::process::Child, String) {
         .stderr(log_file)
         .spawn()
         .unwrap();
-    for _ in 0..100 {
-        if Command::new("curl").args(["-sf", &format!("http://{host}")]).output().unwrap().status.success() {
-            return (server, host);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    let _ = server.kill();
-    let _ = server.wait();
-    panic!("the server did not come up: {}", std::fs::read_to_string(log).unwrap_or_default());
+    wait_until_serving(&mut server, &host, log);
+    (server, host)
 }
 
 /// Checks what a killed server left: `hearth list` works and lists every model whose manifest
