@@ -2,7 +2,9 @@
 //! when the user presses Ctrl-C.
 
 use anyhow::{bail, Result};
-use hearth_core::{EnergyPrices, EnergyReport, FinishReason, GenerateRequest, StreamEvent, Timings, Usage};
+use hearth_core::{
+    Collector, EnergyPrices, EnergyReport, Fed, FinishReason, GenerateRequest, StreamEvent, Timings, Usage,
+};
 use hearth_engine::Engine;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,36 +46,43 @@ impl Drop for StreamingGuard {
 pub fn stream(engine: &Engine, request: GenerateRequest, out: &mut impl Write) -> Result<Answer> {
     let _streaming = StreamingGuard::new();
     let events = engine.generate(request);
-    let mut text = String::new();
+    let mut collector = Collector::new();
     loop {
         if INTERRUPTED.swap(false, Ordering::SeqCst) {
             // Dropping the receiver tells the engine to stop; wait for its final report.
-            return Ok(drain_cancelled(events, text));
+            return Ok(drain_cancelled(events, collector));
         }
-        match events.recv_timeout(INTERRUPT_POLL) {
-            Ok(StreamEvent::Token(piece)) => {
+        let event = match events.recv_timeout(INTERRUPT_POLL) {
+            Ok(event) => event,
+            Err(flume::RecvTimeoutError::Timeout) => continue,
+            Err(flume::RecvTimeoutError::Disconnected) => bail!("the engine stopped unexpectedly"),
+        };
+        match collector.feed(event)? {
+            Fed::Text(piece) => {
                 out.write_all(piece.as_bytes())?;
                 out.flush()?;
-                text.push_str(&piece);
             }
-            Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
-                return Ok(Answer { text, finish_reason, usage, timings, energy });
-            }
-            Ok(StreamEvent::Error(e)) => bail!(e),
-            Ok(StreamEvent::Logprob(_)) | Err(flume::RecvTimeoutError::Timeout) => {}
-            Err(flume::RecvTimeoutError::Disconnected) => bail!("the engine stopped unexpectedly"),
+            Fed::Logprob => {}
+            Fed::Done(answer) => return Ok(answer.into()),
         }
     }
 }
 
-fn drain_cancelled(events: flume::Receiver<StreamEvent>, text: String) -> Answer {
+fn drain_cancelled(events: flume::Receiver<StreamEvent>, collector: Collector) -> Answer {
     drop(events);
     Answer {
-        text,
+        text: collector.text().to_string(),
         finish_reason: FinishReason::Cancelled,
         usage: Usage::default(),
         timings: Timings::default(),
         energy: None,
+    }
+}
+
+impl From<hearth_core::Answer> for Answer {
+    fn from(answer: hearth_core::Answer) -> Self {
+        let hearth_core::Answer { text, finish_reason, usage, timings, energy, logprobs: _ } = answer;
+        Self { text, finish_reason, usage, timings, energy }
     }
 }
 

@@ -1,15 +1,17 @@
 //! Vocabulary types shared by every hearth crate: what a generation request asks for, what
-//! flows back while it runs (energy included), and what we know about a model file. No I/O,
-//! no behaviour beyond validation, so every edge (CLI, HTTP dialects, router) speaks the
-//! same language.
+//! flows back while it runs (energy included) and the whole answer it adds up to, and what
+//! we know about a model file. No I/O, no behaviour beyond validation and collecting a
+//! stream, so every edge (CLI, HTTP dialects, router) speaks the same language.
 
 pub mod clock;
+mod collect;
 mod energy;
 mod event;
 mod model;
 pub mod parameters;
 mod request;
 
+pub use collect::{collect, Answer, Collector, Fed};
 pub use energy::{EnergyMeter, EnergyPrices, EnergyReport, EnergySource};
 pub use event::{FinishReason, GenerateError, StreamEvent, Timings, TokenLogprob, TopLogprob, Usage};
 pub use model::ModelInfo;

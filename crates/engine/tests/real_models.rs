@@ -1,8 +1,8 @@
 //! The engine on the two real test models (see scripts/fetch-test-models).
 
 use hearth_core::{
-    ChatMessage, EmbedInput, EmbedRequest, EnergyMeter, EnergyReport, EnergySource, FinishReason, GenerateError,
-    GenerateRequest, Prompt, SamplingParams, StreamEvent, TokenLogprob, Usage,
+    Answer, ChatMessage, Collector, EmbedInput, EmbedRequest, EnergyMeter, EnergyReport, EnergySource, Fed,
+    FinishReason, GenerateError, GenerateRequest, Prompt, SamplingParams, StreamEvent, TokenLogprob, Usage,
 };
 use hearth_engine::gguf::writer::{gguf_bytes, Value};
 use hearth_engine::{
@@ -45,19 +45,25 @@ impl Collected {
     }
 }
 
+/// The answer, through the collector every caller uses, with each piece of text as it came.
 fn collect(engine: &Engine, request: GenerateRequest) -> Result<Collected, GenerateError> {
-    let (mut chunks, mut logprobs) = (Vec::new(), Vec::new());
+    let mut collector = Collector::new();
+    let mut chunks = Vec::new();
     for event in engine.generate(request).iter() {
-        match event {
-            StreamEvent::Token(text) => chunks.push(text),
-            StreamEvent::Logprob(logprob) => logprobs.push(logprob),
-            StreamEvent::Done { finish_reason, usage, .. } => {
+        match collector.feed(event)? {
+            Fed::Text(text) => chunks.push(text.to_string()),
+            Fed::Logprob => {}
+            Fed::Done(Answer { logprobs, finish_reason, usage, .. }) => {
                 return Ok(Collected { chunks, logprobs, finish_reason, usage })
             }
-            StreamEvent::Error(e) => return Err(e),
         }
     }
     panic!("the stream ended without Done or Error");
+}
+
+/// The whole answer of `events`, which must not fail.
+fn answer_of(events: flume::Receiver<StreamEvent>) -> Answer {
+    hearth_core::collect(events).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn ask(question: &str, sampling: SamplingParams) -> GenerateRequest {
@@ -359,14 +365,7 @@ impl EnergyMeter for BrokenMeter {
 }
 
 fn energy_of(engine: &Engine) -> Option<EnergyReport> {
-    for event in engine.generate(ask("Hi", greedy(4))).iter() {
-        match event {
-            StreamEvent::Done { energy, .. } => return energy,
-            StreamEvent::Error(e) => panic!("{e}"),
-            StreamEvent::Token(_) | StreamEvent::Logprob(_) => {}
-        }
-    }
-    panic!("no Done event")
+    answer_of(engine.generate(ask("Hi", greedy(4)))).energy
 }
 
 #[test]
@@ -428,19 +427,7 @@ fn concurrent_requests_split_each_steps_joules() {
     let settings = EngineSettings { parallel: Some(2), ..settings() };
     let engine = Engine::load_metered(&smollm2_path(), &settings, Some(Box::new(OneJoulePerRead(0.0)))).unwrap();
     let receivers: Vec<_> = (0..2).map(|_| engine.generate(ask("Hi", greedy(6)))).collect();
-    let reports: Vec<EnergyReport> = receivers
-        .into_iter()
-        .map(|events| {
-            events
-                .iter()
-                .find_map(|event| match event {
-                    StreamEvent::Done { energy, .. } => Some(energy.unwrap()),
-                    StreamEvent::Error(e) => panic!("{e}"),
-                    StreamEvent::Token(_) | StreamEvent::Logprob(_) => None,
-                })
-                .unwrap()
-        })
-        .collect();
+    let reports: Vec<EnergyReport> = receivers.into_iter().map(|events| answer_of(events).energy.unwrap()).collect();
     let total: f64 = reports.iter().map(|r| r.prefill_joules + r.decode_joules).sum();
     assert!((total - total.round()).abs() < 1e-9, "shares of whole steps: {reports:?}");
     assert!((6.0..=12.0).contains(&total), "six steps each, some shared: {total}");
@@ -450,16 +437,7 @@ fn concurrent_requests_split_each_steps_joules() {
 }
 
 fn text_of(events: flume::Receiver<StreamEvent>) -> String {
-    let mut text = String::new();
-    for event in events.iter() {
-        match event {
-            StreamEvent::Token(t) => text.push_str(&t),
-            StreamEvent::Logprob(_) => {}
-            StreamEvent::Done { .. } => return text,
-            StreamEvent::Error(e) => panic!("{e}"),
-        }
-    }
-    panic!("no Done event")
+    answer_of(events).text
 }
 
 /// Eight sampled requests at once on four slots: each answer is the one the same request

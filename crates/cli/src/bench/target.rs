@@ -2,7 +2,7 @@
 //! server reached over HTTP (see `endpoint`). Each request is timed as its tokens arrive.
 
 use anyhow::{bail, Result};
-use hearth_core::{ChatMessage, GenerateRequest, Prompt, Role, SamplingParams, StreamEvent};
+use hearth_core::{ChatMessage, Collector, Fed, GenerateRequest, Prompt, Role, SamplingParams};
 use hearth_engine::Engine;
 use std::time::Instant;
 
@@ -146,11 +146,12 @@ impl Target for Local {
             SamplingParams { max_tokens: Some(ask.max_tokens), ignore_eos: ask.ignore_eos, ..SamplingParams::greedy() };
         let events = self.engine.generate(GenerateRequest::new(prompt, sampling));
         let mut watch = Stopwatch::start();
+        let mut collector = Collector::new();
         for event in events.iter() {
-            match event {
-                StreamEvent::Token(_) => watch.token(),
-                StreamEvent::Logprob(_) => {}
-                StreamEvent::Done { usage, timings, .. } => {
+            match collector.feed(event)? {
+                Fed::Text(_) => watch.token(),
+                Fed::Logprob => {}
+                Fed::Done(hearth_core::Answer { usage, timings, .. }) => {
                     let (ttft, total) = watch.finish();
                     return Ok(Answer {
                         prompt_tokens: Some(usage.prompt_tokens),
@@ -163,7 +164,6 @@ impl Target for Local {
                         reported_generation_seconds: Some(timings.eval.as_secs_f64()),
                     });
                 }
-                StreamEvent::Error(e) => bail!(e),
             }
         }
         bail!("the engine stopped")

@@ -8,8 +8,8 @@ use crate::metrics::Metrics;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::parameters::{self, StoredParameters};
 use hearth_core::{
-    ChatMessage, EnergyPrices, EnergyReport, FinishReason, GenerateRequest, Role, SamplingParams, StreamEvent, Timings,
-    TokenLogprob, Usage,
+    ChatMessage, Collector, EnergyPrices, EnergyReport, Fed, FinishReason, GenerateRequest, Role, SamplingParams,
+    StreamEvent, Timings, TokenLogprob, Usage,
 };
 use hearth_engine::{Cancellation, Prepared};
 use hearth_store::ModelSpec;
@@ -180,18 +180,27 @@ pub struct Answer {
     pub finished: Finished,
 }
 
-/// Runs a stream to its end.
+/// Runs a stream to its end, its pieces fed to the collector every caller of the engine
+/// uses (as the events they were made of).
 pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<Answer, ServiceError> {
     let mut pieces = std::pin::pin!(pieces);
-    let mut text = String::new();
-    let mut logprobs = Vec::new();
+    let mut collector = Collector::new();
     while let Some(piece) = pieces.next().await {
         match piece {
-            Piece::Text(t, l) => {
-                text.push_str(&t);
-                logprobs.extend(l);
+            Piece::Text(text, logprobs) => {
+                for event in logprobs.into_iter().map(StreamEvent::Logprob).chain([StreamEvent::Token(text)]) {
+                    collector.feed(event)?;
+                }
             }
-            Piece::Done(finished) => return Ok(Answer { text, logprobs, finished }),
+            Piece::Done(Finished { finish_reason, usage, timings, energy, prices }) => {
+                let Fed::Done(answer) = collector.feed(StreamEvent::Done { finish_reason, usage, timings, energy })?
+                else {
+                    unreachable!("Done ends an answer")
+                };
+                let hearth_core::Answer { text, logprobs, finish_reason, usage, timings, energy } = answer;
+                let finished = Finished { finish_reason, usage, timings, energy, prices };
+                return Ok(Answer { text, logprobs, finished });
+            }
             Piece::Failed(e) => return Err(e),
         }
     }
@@ -224,5 +233,34 @@ mod tests {
             let err = sampling(&stored, &map(bad.clone())).unwrap_err();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    fn logprob(byte: u8) -> TokenLogprob {
+        TokenLogprob { bytes: vec![byte], logprob: -1.0, top: Vec::new() }
+    }
+
+    #[tokio::test]
+    async fn collecting_pieces_keeps_text_logprobs_and_the_ending() {
+        let usage = Usage { prompt_tokens: 4, cached_prompt_tokens: 1, completion_tokens: 2 };
+        let prices = Arc::new(EnergyPrices { grams_co2e_per_kwh: Some(100.0), ..EnergyPrices::default() });
+        let finished = Finished {
+            finish_reason: FinishReason::Length,
+            usage,
+            timings: Timings::default(),
+            energy: None,
+            prices: prices.clone(),
+        };
+        let pieces = [
+            Piece::Text("a".into(), vec![logprob(b'a')]),
+            Piece::Text("bc".into(), vec![logprob(b'b'), logprob(b'c')]),
+            Piece::Done(finished),
+        ];
+        let answer = collect(stream::iter(pieces)).await.ok().unwrap();
+        assert_eq!((answer.text.as_str(), answer.logprobs), ("abc", vec![logprob(b'a'), logprob(b'b'), logprob(b'c')]));
+        assert_eq!((answer.finished.finish_reason, answer.finished.usage), (FinishReason::Length, usage));
+        assert!(Arc::ptr_eq(&answer.finished.prices, &prices));
+
+        let failed = [Piece::Text("a".into(), Vec::new()), Piece::Failed(ServiceError::Internal("gone".into()))];
+        assert!(matches!(collect(stream::iter(failed)).await, Err(ServiceError::Internal(m)) if m == "gone"));
     }
 }
