@@ -3,11 +3,13 @@
 //! Dialects translate their wire formats into these calls and [`ServiceError`]'s kinds
 //! into their statuses; nothing here knows HTTP. Store calls run on blocking threads.
 
+mod chat;
 pub mod embed;
 mod error;
 mod generate;
 mod models;
 
+pub use chat::{chat_request, read_calls, Chat};
 pub use error::{ErrorKind, ServiceError};
 pub use generate::{collect, conversation, sampling, Finished, Piece};
 pub use models::StoredModel;

@@ -7,7 +7,7 @@ use crate::dialects::hearth::{self, Energy};
 use crate::dialects::request;
 use crate::format;
 use crate::residency::KeepAlive;
-use crate::service::{self, Finished, Lease, Piece, ServiceError};
+use crate::service::{self, Chat, Finished, Lease, Piece, ServiceError};
 use crate::tools::{self, ToolUse};
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -110,17 +110,9 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
         .map_err(ServiceError::Invalid)?;
     sampling.grammar = grammar;
     let messages = messages.into_iter().map(MessageBody::into_message).collect();
-    let mut conversation = service::conversation(&lease.model.spec, messages);
-    let template = lease.model.engine.info().chat_template.as_deref();
     let tools = body.tools.unwrap_or_default();
-    let tool_use = tools::prepare(&tools, &tools::Choice::Auto, true, template, &mut conversation, &mut sampling)
-        .map_err(ServiceError::Invalid)?;
-    let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);
-    request.logprobs = logprobs;
-    let tool_use = tool_use.map(|(tool_use, shown)| {
-        request.tools = shown;
-        tool_use
-    });
+    let chat = Chat { messages, sampling, tools: &tools, choice: &tools::Choice::Auto, parallel_calls: true, logprobs };
+    let (request, tool_use) = service::chat_request(&lease, chat)?;
     answer(&state, lease, request, tool_use, reply).await
 }
 
@@ -206,10 +198,7 @@ async fn answer(
     let pieces = state.service.generate(lease, request).await?;
     if !reply.streaming || tool_use.is_some() {
         let answer = service::collect(pieces).await?;
-        let (text, calls) = match &tool_use {
-            Some(tool_use) => tool_use.parse(&answer.text),
-            None => (answer.text, Vec::new()),
-        };
+        let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
         let whole = reply.chunk(text, &answer.logprobs, &calls);
         if !reply.streaming {
             return Ok(Json(reply.last(whole, &answer.finished, load_duration)).into_response());

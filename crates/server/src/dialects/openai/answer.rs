@@ -138,10 +138,7 @@ pub async fn answer(
     if !reply.streaming || tool_use.is_some() {
         // Calls are known only once the answer is whole: it is read first, then sent.
         let answer = service::collect(pieces).await?;
-        let (text, calls) = match &tool_use {
-            Some(tool_use) => tool_use.parse(&answer.text),
-            None => (answer.text, Vec::new()),
-        };
+        let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
         let reason = finish_reason(&answer.finished, &calls);
         if !reply.streaming {
             let choice = reply.choice(said(text, &calls, false), &answer.logprobs, Some(reason));

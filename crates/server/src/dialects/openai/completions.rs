@@ -5,7 +5,7 @@ use super::answer::{answer, Kind, Reply};
 use super::wire::{ChatBody, CompletionBody, PromptBody};
 use super::OpenAiError;
 use crate::dialects::request;
-use crate::service::{self, ServiceError};
+use crate::service::{self, Chat, ServiceError};
 use crate::tools;
 use crate::AppState;
 use axum::body::Bytes;
@@ -22,19 +22,11 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
     let choice = tools::Choice::parse(common.tool_choice.as_ref()).map_err(ServiceError::Invalid)?;
     let logprobs = common.logprobs()?;
     let lease = state.service.lease(&name, None).await?;
-    let mut sampling = common.sampling(&lease.model.spec.parameters)?;
-    let mut conversation = service::conversation(&lease.model.spec, messages);
-    let template = lease.model.engine.info().chat_template.as_deref();
+    let sampling = common.sampling(&lease.model.spec.parameters)?;
     let tools = common.tools.clone().unwrap_or_default();
     let parallel_calls = common.parallel_tool_calls.unwrap_or(true);
-    let tool_use = tools::prepare(&tools, &choice, parallel_calls, template, &mut conversation, &mut sampling)
-        .map_err(ServiceError::Invalid)?;
-    let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);
-    request.logprobs = logprobs;
-    let tool_use = tool_use.map(|(tool_use, shown)| {
-        request.tools = shown;
-        tool_use
-    });
+    let chat = Chat { messages, sampling, tools: &tools, choice: &choice, parallel_calls, logprobs };
+    let (request, tool_use) = service::chat_request(&lease, chat)?;
     answer(&state, lease, request, tool_use, Reply::new(Kind::Chat, common)).await
 }
 
