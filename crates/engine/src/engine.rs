@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_CONTEXT_SIZE: u32 = 4096;
 pub const DEFAULT_BATCH_SIZE: u32 = 512;
 
-/// The engine thread's stack: reserved, and only used as deep as a grammar goes.
-const ENGINE_STACK: usize = 64 << 20;
+/// The stack of the engine thread and of the thread a request's grammar is parsed on:
+/// reserved, and only used as deep as a grammar goes (llama.cpp parses and advances
+/// grammars recursively by nesting).
+pub(crate) const ENGINE_STACK: usize = 64 << 20;
 
 /// How to run a model. `None` means "pick for this machine and model".
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,7 +121,8 @@ pub fn physical_cores() -> u32 {
 
 pub(crate) enum Job {
     Generate {
-        prepared: Prepared,
+        /// Boxed: a prepared request (its sampler, its prompt) is large beside the others.
+        prepared: Box<Prepared>,
         events: flume::Sender<StreamEvent>,
     },
     Embed {
@@ -186,7 +189,7 @@ impl Engine {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("hearth-engine".into())
-            // llama.cpp parses a request's grammar on this thread, recursively by nesting.
+            // llama.cpp advances each request's grammar on this thread, recursively by nesting.
             .stack_size(ENGINE_STACK)
             .spawn({
                 let (model, stop) = (model.clone(), stop.clone());
@@ -233,7 +236,7 @@ impl Engine {
     /// receiver to cancel: the engine notices at its next step and frees the work.
     pub fn submit(&self, prepared: Prepared) -> flume::Receiver<StreamEvent> {
         let (events, receiver) = flume::unbounded();
-        let job = Job::Generate { prepared, events: events.clone() };
+        let job = Job::Generate { prepared: Box::new(prepared), events: events.clone() };
         if self.jobs.as_ref().expect("present until drop").send(job).is_err() {
             let _ = events.send(StreamEvent::Error(unloaded()));
         }

@@ -1,11 +1,13 @@
 //! One validation step between a caller's request and the engine thread: sampling ranges,
-//! the chat template rendered under limits, the prompt tokenized, token ids and the context
-//! checked. It runs on the caller's thread; the engine thread accepts only its result.
+//! the grammar parsed, the chat template rendered under limits, the prompt tokenized, token
+//! ids and the context checked. It runs on the caller's thread; the engine thread accepts
+//! only its result.
 
-use crate::engine::Model;
+use crate::engine::{Model, ENGINE_STACK};
 use crate::limits;
+use crate::sampler::TokenPicker;
 use crate::template::RenderLimits;
-use hearth_core::{check_top_logprobs, GenerateError, GenerateRequest, Prompt};
+use hearth_core::{check_top_logprobs, GenerateError, GenerateRequest, Prompt, SamplingParams};
 use llama_cpp_2::token::LlamaToken;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -42,6 +44,8 @@ impl Cancellation {
 pub struct Prepared {
     pub(crate) request: GenerateRequest,
     pub(crate) prompt: Vec<LlamaToken>,
+    /// The request's sampler, its grammar parsed and its repeat penalty shown the prompt.
+    pub(crate) picker: TokenPicker,
     /// When preparation began: time to first token counts from here.
     pub(crate) submitted: Instant,
 }
@@ -64,6 +68,7 @@ pub(crate) fn prepare(
     if let Some(top) = request.logprobs {
         check_top_logprobs(top).map_err(GenerateError::InvalidRequest)?;
     }
+    let mut picker = picker(model, &request.sampling)?;
     let vocab = model.llama.vocab();
     let prompt = match &request.prompt {
         Prompt::Chat(messages) => {
@@ -107,7 +112,27 @@ pub(crate) fn prepare(
     if prompt.len() >= context_size as usize {
         return Err(too_long(prompt.len() as u32, context_size));
     }
-    Ok(Prepared { request, prompt, submitted })
+    let last_n = request.sampling.repeat_last_n as usize;
+    picker.accept_prompt(&prompt[prompt.len().saturating_sub(last_n)..]);
+    Ok(Prepared { request, prompt, picker, submitted })
+}
+
+/// The request's token picker. A grammar is parsed here, not on the engine thread, where a
+/// large one would stall every stream; llama.cpp's GBNF parser recurses once per level of
+/// nesting, so it gets a thread with the engine thread's stack.
+fn picker(model: &Model, params: &SamplingParams) -> Result<TokenPicker, GenerateError> {
+    let build = || TokenPicker::new(params, &model.llama).map_err(GenerateError::InvalidRequest);
+    if params.grammar.is_none() {
+        return build();
+    }
+    std::thread::scope(|scope| {
+        let parser = std::thread::Builder::new()
+            .name("hearth-grammar".into())
+            .stack_size(ENGINE_STACK)
+            .spawn_scoped(scope, build)
+            .map_err(|e| GenerateError::Backend(format!("no thread to parse the grammar on: {e}")))?;
+        parser.join().map_err(|_| GenerateError::Backend("parsing the grammar failed".into()))?
+    })
 }
 
 fn too_long(prompt_tokens: u32, context_size: u32) -> GenerateError {

@@ -197,7 +197,7 @@ impl<'m> Scheduler<'m> {
     /// Starts a generation in a free slot, or queues an embedding request.
     fn admit(&mut self, job: Job) {
         match job {
-            Job::Generate { prepared, events } => self.admit_generation(prepared, events),
+            Job::Generate { prepared, events } => self.admit_generation(*prepared, events),
             Job::Embed { request, reply } => self.embeds.push_back(EmbedWork::new(request, reply)),
             Job::Wake => {}
         }
@@ -232,14 +232,7 @@ impl<'m> Scheduler<'m> {
     /// Puts a request into the free slot whose cache shares the longest prefix with its
     /// prompt (else the one used least recently), or answers it with an error.
     fn admit_generation(&mut self, prepared: Prepared, events: flume::Sender<StreamEvent>) {
-        let Prepared { request, prompt, submitted } = prepared;
-        let mut picker = match TokenPicker::new(&request.sampling, self.model) {
-            Ok(picker) => picker,
-            Err(message) => {
-                let _ = events.send(StreamEvent::Error(GenerateError::InvalidRequest(message)));
-                return;
-            }
-        };
+        let Prepared { request, prompt, picker, submitted } = prepared;
         let slots =
             self.slots.iter().map(|s| SlotView { busy: s.active.is_some(), cached: &s.cached, last_used: s.last_used });
         let Some(choice) = policy::choose_slot(slots, &prompt) else {
@@ -249,7 +242,6 @@ impl<'m> Scheduler<'m> {
         let reused = self.reuse_prefix(index, choice.reusable);
         self.clock += 1;
         let params = &request.sampling;
-        picker.accept_prompt(&prompt[prompt.len().saturating_sub(params.repeat_last_n as usize)..]);
         let slot = &mut self.slots[index];
         slot.last_used = self.clock;
         slot.active = Some(Box::new(Active {
