@@ -57,8 +57,10 @@ impl TopLogprob {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishReason {
-    /// The model ended its answer, or a stop string was met.
+    /// The model ended its answer.
     Stop,
+    /// A stop string was met: its place in the request's list of stop strings.
+    StopSequence(usize),
     /// `max_tokens` was reached, or the context is full.
     Length,
     /// The caller went away or asked to stop.
@@ -68,7 +70,7 @@ pub enum FinishReason {
 impl FinishReason {
     pub fn as_str(self) -> &'static str {
         match self {
-            FinishReason::Stop => "stop",
+            FinishReason::Stop | FinishReason::StopSequence(_) => "stop",
             FinishReason::Length => "length",
             FinishReason::Cancelled => "cancelled",
         }

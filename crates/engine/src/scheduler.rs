@@ -438,11 +438,11 @@ impl<'m> Scheduler<'m> {
                 StopOutcome::Continue(text) => {
                     sampled.undelivered = !text.is_empty() && active.events.send(StreamEvent::Token(text)).is_err();
                 }
-                StopOutcome::Stopped(text) => {
+                StopOutcome::Stopped(text, stop) => {
                     if !text.is_empty() {
                         let _ = active.events.send(StreamEvent::Token(text));
                     }
-                    sampled.stop_matched = true;
+                    sampled.stop_matched = Some(stop);
                 }
             }
         }
@@ -460,7 +460,7 @@ impl<'m> Scheduler<'m> {
         if finish_reason != FinishReason::Cancelled {
             // A character or a stop-string prefix held back is plain text now.
             let mut tail = match active.stops.push(&active.utf8.finish()) {
-                StopOutcome::Continue(text) | StopOutcome::Stopped(text) => text,
+                StopOutcome::Continue(text) | StopOutcome::Stopped(text, _) => text,
             };
             tail.push_str(&active.stops.finish());
             if !tail.is_empty() {

@@ -4,7 +4,8 @@
 
 #[derive(Debug, Default)]
 pub struct StopMatcher {
-    stops: Vec<String>,
+    /// The stop strings, each with its place in the request's list (empty ones are left out).
+    stops: Vec<(usize, String)>,
     pending: String,
 }
 
@@ -13,13 +14,15 @@ pub struct StopMatcher {
 pub enum StopOutcome {
     /// Text that is safe to send; generation goes on.
     Continue(String),
-    /// A stop string was met: send this text (what came before it) and end.
-    Stopped(String),
+    /// A stop string was met: send this text (what came before it) and end. The number is
+    /// the stop string's place in the request's list.
+    Stopped(String, usize),
 }
 
 impl StopMatcher {
     pub fn new(stops: &[String]) -> Self {
-        Self { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), pending: String::new() }
+        let stops = stops.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, s)| (i, s.clone())).collect();
+        Self { stops, pending: String::new() }
     }
 
     pub fn push(&mut self, text: &str) -> StopOutcome {
@@ -27,10 +30,11 @@ impl StopMatcher {
             return StopOutcome::Continue(text.to_string());
         }
         self.pending.push_str(text);
-        if let Some(at) = self.stops.iter().filter_map(|s| self.pending.find(s.as_str())).min() {
+        let first = self.stops.iter().filter_map(|(index, s)| Some((self.pending.find(s.as_str())?, *index))).min();
+        if let Some((at, index)) = first {
             let before = self.pending[..at].to_string();
             self.pending.clear();
-            return StopOutcome::Stopped(before);
+            return StopOutcome::Stopped(before, index);
         }
         let keep_from = self.held_back_from();
         let ready = self.pending[..keep_from].to_string();
@@ -50,7 +54,7 @@ impl StopMatcher {
             .map(|(i, _)| i)
             .find(|&i| {
                 let tail = &self.pending[i..];
-                self.stops.iter().any(|s| s.starts_with(tail))
+                self.stops.iter().any(|(_, s)| s.starts_with(tail))
             })
             .unwrap_or(self.pending.len())
     }
@@ -67,7 +71,7 @@ mod tests {
         for chunk in chunks {
             match m.push(chunk) {
                 StopOutcome::Continue(t) => out.push_str(&t),
-                StopOutcome::Stopped(t) => {
+                StopOutcome::Stopped(t, _) => {
                     out.push_str(&t);
                     return (out, true);
                 }
@@ -99,6 +103,13 @@ mod tests {
     #[test]
     fn earliest_of_several_stops_wins() {
         assert_eq!(run(&["b", "a"], &["xxabc"]), ("xx".into(), true));
+    }
+
+    #[test]
+    fn the_stop_met_is_named_by_its_place_in_the_request() {
+        let stops: Vec<String> = ["", "zz", "b", "a"].iter().map(|s| s.to_string()).collect();
+        let mut m = StopMatcher::new(&stops);
+        assert_eq!(m.push("xxabc"), StopOutcome::Stopped("xx".into(), 3));
     }
 
     #[test]

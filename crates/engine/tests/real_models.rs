@@ -234,7 +234,7 @@ fn multibyte_answers_stream_as_whole_characters() {
 fn stop_strings_end_the_answer_before_them() {
     let sampling = SamplingParams { stop: vec!["Paris".into()], ..temperature_zero(48) };
     let answer = collect(smollm2(), ask("What is the capital of France?", sampling)).unwrap();
-    assert_eq!(answer.finish_reason, FinishReason::Stop);
+    assert_eq!(answer.finish_reason, FinishReason::StopSequence(0));
     assert!(!answer.text().contains("Paris"), "answer: {:?}", answer.text());
 }
 

@@ -113,8 +113,8 @@ pub(crate) fn ends_generation(end_of_generation_token: bool, ignore_eos: bool) -
 pub(crate) struct Sampled {
     /// The token ends the answer ([`ends_generation`]); its text was not looked at.
     pub ends_generation: bool,
-    /// A stop sequence was completed by the token's text.
-    pub stop_matched: bool,
+    /// The stop sequence (its place in the request's list) the token's text completed.
+    pub stop_matched: Option<usize>,
     /// The token's text could not be sent: the receiver is gone.
     pub undelivered: bool,
     /// Tokens generated so far, this one included.
@@ -129,12 +129,14 @@ pub(crate) struct Sampled {
 }
 
 /// Whether a sequence is done after a sampled token, and why. The first that holds wins: the
-/// token ends the answer, or its text completes a stop sequence (`Stop`); its text found no
+/// token ends the answer (`Stop`), or its text completes a stop sequence (`StopSequence`); its text found no
 /// receiver (`Cancelled`); the request's `max_tokens` are generated, or the token would
 /// leave no room in the context (`Length`); the receiver is gone (`Cancelled`).
 pub(crate) fn finish_reason(sampled: &Sampled) -> Option<FinishReason> {
-    if sampled.ends_generation || sampled.stop_matched {
+    if sampled.ends_generation {
         Some(FinishReason::Stop)
+    } else if let Some(stop) = sampled.stop_matched {
+        Some(FinishReason::StopSequence(stop))
     } else if sampled.undelivered {
         Some(FinishReason::Cancelled)
     } else if sampled.max_tokens.is_some_and(|max| sampled.generated >= max)
@@ -321,8 +323,8 @@ mod tests {
 
     #[test]
     fn stop_sequence_stops() {
-        let stopped = Sampled { stop_matched: true, ..going_on() };
-        assert_eq!(finish_reason(&stopped), Some(FinishReason::Stop));
+        let stopped = Sampled { stop_matched: Some(1), ..going_on() };
+        assert_eq!(finish_reason(&stopped), Some(FinishReason::StopSequence(1)));
     }
 
     #[test]
@@ -362,7 +364,7 @@ mod tests {
     fn finish_reasons_in_order_of_precedence() {
         let everything = Sampled {
             ends_generation: true,
-            stop_matched: true,
+            stop_matched: Some(0),
             undelivered: true,
             generated: 100,
             max_tokens: Some(100),
@@ -372,9 +374,9 @@ mod tests {
         };
         assert_eq!(finish_reason(&everything), Some(FinishReason::Stop));
         let no_end = Sampled { ends_generation: false, ..everything };
-        assert_eq!(finish_reason(&no_end), Some(FinishReason::Stop));
+        assert_eq!(finish_reason(&no_end), Some(FinishReason::StopSequence(0)));
         // A stop sequence wins over a lost receiver: its text was sent regardless.
-        let no_stop = Sampled { stop_matched: false, ..no_end };
+        let no_stop = Sampled { stop_matched: None, ..no_end };
         assert_eq!(finish_reason(&no_stop), Some(FinishReason::Cancelled));
         let delivered = Sampled { undelivered: false, ..no_stop };
         assert_eq!(finish_reason(&delivered), Some(FinishReason::Length));

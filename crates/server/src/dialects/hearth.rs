@@ -98,7 +98,7 @@ pub fn logprobs(logprobs: &[TokenLogprob]) -> Vec<LogprobBody> {
 /// An Ollama `done_reason` / OpenAI `finish_reason`.
 pub fn finish_reason(reason: FinishReason) -> &'static str {
     match reason {
-        FinishReason::Stop | FinishReason::Cancelled => "stop",
+        FinishReason::Stop | FinishReason::StopSequence(_) | FinishReason::Cancelled => "stop",
         FinishReason::Length => "length",
     }
 }
