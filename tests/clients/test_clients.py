@@ -1,4 +1,4 @@
-"""Ollama's and OpenAI's official Python clients against a real `hearth serve`.
+"""Ollama's, OpenAI's and Anthropic's official Python clients against a real `hearth serve`.
 
 Run by scripts/client-tests, which starts the server and sets HEARTH_URL, HEARTH_TEST_MODEL
 and HEARTH_TEST_GGUF. Every call is one a user of those clients makes unchanged, only the
@@ -12,6 +12,7 @@ import os
 import threading
 import unittest
 
+import anthropic
 import ollama
 import openai
 
@@ -33,6 +34,11 @@ WEATHER = {
     },
 }
 QUESTION = [{"role": "user", "content": "What is the capital of France?"}]
+ANTHROPIC_WEATHER = {
+    "name": "get_weather",
+    "description": "The current weather in a city",
+    "input_schema": WEATHER["function"]["parameters"],
+}
 
 
 class OpenAIClient(unittest.TestCase):
@@ -128,6 +134,108 @@ class OpenAIClient(unittest.TestCase):
             self.client.chat.completions.create(model="no-such-model", messages=QUESTION)
         with self.assertRaises(openai.BadRequestError):
             self.ask(n=2)
+
+
+class AnthropicClient(unittest.TestCase):
+    def setUp(self):
+        # The SDK sends the key as x-api-key and its anthropic-version header; hearth takes both.
+        self.client = anthropic.Anthropic(base_url=URL, api_key="unused", max_retries=0)
+
+    def ask(self, **extra):
+        # The SDK's create() has no temperature (newer Claude models fix it); hearth takes it.
+        return self.client.messages.create(
+            **{"model": MODEL, "max_tokens": 24, "messages": QUESTION, "extra_body": {"temperature": 0}, **extra}
+        )
+
+    def test_create_and_stream_give_the_same_message(self):
+        message = self.ask(system="Answer in one sentence.")
+        self.assertEqual((message.type, message.role), ("message", "assistant"))
+        self.assertTrue(message.id.startswith("msg_"))
+        self.assertIn(message.stop_reason, ("end_turn", "max_tokens"))
+        text = message.content[0].text
+        self.assertTrue(text)
+        self.assertGreater(message.usage.input_tokens + message.usage.cache_read_input_tokens, 10)
+        self.assertLessEqual(message.usage.output_tokens, 24)
+        with self.client.messages.stream(
+            model=MODEL,
+            max_tokens=24,
+            messages=QUESTION,
+            system="Answer in one sentence.",
+            extra_body={"temperature": 0},
+        ) as stream:
+            streamed = "".join(stream.text_stream)
+            final = stream.get_final_message()
+        self.assertEqual(streamed, text)
+        self.assertEqual(final.content[0].text, text)
+        self.assertEqual(final.stop_reason, message.stop_reason)
+        self.assertEqual(final.usage.output_tokens, message.usage.output_tokens)
+
+    def test_stop_sequences_and_max_tokens_are_reported(self):
+        short = self.ask(max_tokens=3)
+        self.assertEqual((short.stop_reason, short.usage.output_tokens), ("max_tokens", 3))
+        full = self.ask().content[0].text
+        word = full.split()[1]
+        stopped = self.ask(stop_sequences=["zzz", word])
+        self.assertEqual((stopped.stop_reason, stopped.stop_sequence), ("stop_sequence", word))
+        self.assertNotIn(word, stopped.content[0].text)
+
+    def test_tool_use_round_trip_streamed_and_not(self):
+        question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        message = self.client.messages.create(
+            model=MODEL, max_tokens=80, messages=question, tools=[ANTHROPIC_WEATHER], tool_choice={"type": "any"}
+        )
+        self.assertEqual(message.stop_reason, "tool_use")
+        use = [b for b in message.content if b.type == "tool_use"][0]
+        self.assertEqual(use.name, "get_weather")
+        self.assertIsInstance(use.input["city"], str)
+        with self.client.messages.stream(
+            model=MODEL, max_tokens=80, messages=question, tools=[ANTHROPIC_WEATHER], tool_choice={"type": "any"}
+        ) as stream:
+            streamed = stream.get_final_message()
+        self.assertEqual(streamed.stop_reason, "tool_use")
+        self.assertIsInstance([b for b in streamed.content if b.type == "tool_use"][0].input["city"], str)
+        follow_up = self.client.messages.create(
+            model=MODEL,
+            max_tokens=40,
+            tools=[ANTHROPIC_WEATHER],
+            messages=question
+            + [
+                {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in message.content]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18 C, sunny"}]},
+            ],
+        )
+        self.assertIn(follow_up.stop_reason, ("end_turn", "max_tokens", "tool_use"))
+        self.assertTrue(follow_up.content)
+
+    def test_structured_output_follows_the_schema(self):
+        message = self.ask(
+            max_tokens=60,
+            messages=[{"role": "user", "content": "Describe a person."}],
+            output_config={"format": {"type": "json_schema", "schema": PERSON}},
+        )
+        person = json.loads(message.content[0].text)
+        self.assertIsInstance(person["name"], str)
+        self.assertIsInstance(person["age"], int)
+
+    def test_count_tokens_matches_the_prompt_answered(self):
+        counted = self.client.messages.count_tokens(model=MODEL, messages=QUESTION)
+        message = self.ask(max_tokens=1)
+        self.assertEqual(
+            counted.input_tokens, message.usage.input_tokens + message.usage.cache_read_input_tokens
+        )
+
+    def test_errors_in_anthropic_s_shape(self):
+        with self.assertRaises(anthropic.NotFoundError) as caught:
+            self.client.messages.create(model="no-such-model", max_tokens=5, messages=QUESTION)
+        self.assertEqual(caught.exception.body["type"], "error")
+        self.assertEqual(caught.exception.body["error"]["type"], "not_found_error")
+        with self.assertRaises(anthropic.BadRequestError) as caught:
+            self.ask(
+                messages=[{"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+                ]}]
+            )
+        self.assertIn("image", caught.exception.body["error"]["message"])
 
 
 class OllamaClient(unittest.TestCase):

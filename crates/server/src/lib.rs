@@ -1,4 +1,5 @@
-//! hearth's HTTP server: Ollama's `/api/*` and OpenAI's `/v1/*` on one port. Each dialect
+//! hearth's HTTP server: Ollama's `/api/*`, OpenAI's `/v1/*` and Anthropic's
+//! `/v1/messages` on one port. Each dialect
 //! (`dialects/`) translates its wire format into calls of one service layer (`service`),
 //! which reaches the engines only through a validated request carrying its own response
 //! channel; models load on demand and stay resident for their keep-alive (`residency`).
@@ -24,7 +25,7 @@ pub use residency::{
 };
 pub use service::{ErrorKind, Service, ServiceError};
 
-use dialects::{ollama, openai};
+use dialects::{anthropic, ollama, openai};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -103,6 +104,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/metrics", get(metrics_text))
         .fallback(http_layers::no_route)
         // `bodies` has read the body whole under the limit already; this is a second fence.

@@ -269,6 +269,86 @@ async fn openai_endpoints_answer_in_openais_shapes() {
     assert!(value("hearth_inter_token_latency_seconds_count ") > 0.0);
 }
 
+/// The named events of an Anthropic stream, with their data.
+async fn anthropic_events(state: &AppState, body: Value) -> Vec<(String, Value)> {
+    let (status, bytes) = call(state, Method::POST, "/v1/messages", Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
+    let text = String::from_utf8(bytes).unwrap();
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|event| {
+            let (name, data) = event.strip_prefix("event: ").and_then(|e| e.split_once("\ndata: ")).unwrap();
+            let data: Value = serde_json::from_str(data).unwrap();
+            assert_eq!(data["type"], name, "{event}");
+            (name.to_string(), data)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anthropic_messages_answer_in_anthropics_shapes() {
+    let (state, _dir) = server(2, five_minutes());
+    let ask = json!({"model": "smollm2:135m", "max_tokens": 8, "temperature": 0, "system": "Be brief.",
+                     "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]}]});
+    let (status, message) = post(&state, "/v1/messages", ask.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!((&message["type"], &message["role"]), (&json!("message"), &json!("assistant")));
+    assert!(["end_turn", "max_tokens"].contains(&message["stop_reason"].as_str().unwrap()), "{message}");
+    assert_eq!(message["content"][0]["type"], "text");
+    let usage = &message["usage"];
+    let input = usage["input_tokens"].as_u64().unwrap() + usage["cache_read_input_tokens"].as_u64().unwrap();
+    energy_fields_in(usage);
+
+    // The stream: its events in Anthropic's order, the same text, the usage at both ends.
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let events = anthropic_events(&state, streamed).await;
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names[..3], ["message_start", "content_block_start", "ping"]);
+    assert_eq!(names[names.len() - 3..], ["content_block_stop", "message_delta", "message_stop"]);
+    assert!(names[3..names.len() - 3].iter().all(|n| *n == "content_block_delta"), "{names:?}");
+    assert_eq!(events[0].1["message"]["usage"]["input_tokens"].as_u64(), Some(input));
+    let text: String = events.iter().filter_map(|(_, e)| e["delta"]["text"].as_str()).collect();
+    assert_eq!(text, message["content"][0]["text"].as_str().unwrap(), "temperature 0, same answer");
+    let delta = &events[events.len() - 2].1;
+    assert_eq!(delta["delta"]["stop_reason"], message["stop_reason"]);
+    assert_eq!(delta["usage"]["output_tokens"], usage["output_tokens"]);
+
+    // A stop sequence is named; count_tokens counts the prompt that was answered.
+    let first_word = text.split_whitespace().next().unwrap().to_string();
+    let mut stopped = ask.clone();
+    stopped["stop_sequences"] = json!(["never-said", first_word]);
+    let (_, message) = post(&state, "/v1/messages", stopped).await;
+    assert_eq!((&message["stop_reason"], &message["stop_sequence"]), (&json!("stop_sequence"), &json!(first_word)));
+    let (status, counted) = post(&state, "/v1/messages/count_tokens", ask.clone()).await;
+    assert_eq!((status, counted["input_tokens"].as_u64()), (StatusCode::OK, Some(input)));
+
+    // Errors in Anthropic's shape, from the handler and from the router alike.
+    let mut no_max = ask.clone();
+    no_max.as_object_mut().unwrap().remove("max_tokens");
+    for (path, body, code, kind) in [
+        ("/v1/messages", no_max, StatusCode::BAD_REQUEST, "invalid_request_error"),
+        (
+            "/v1/messages",
+            json!({"model": "none", "max_tokens": 1, "messages": []}),
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "none", "max_tokens": 1, "messages": [{"role": "user", "content": "x"}]}),
+            StatusCode::NOT_FOUND,
+            "not_found_error",
+        ),
+        ("/v1/messages/batches", json!({}), StatusCode::NOT_FOUND, "not_found_error"),
+    ] {
+        let (status, error) = post(&state, path, body).await;
+        assert_eq!(status, code, "{error}");
+        assert_eq!((&error["type"], &error["error"]["type"]), (&json!("error"), &json!(kind)), "{error}");
+        assert!(error["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{error}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     let (state, _dir) = server(2, five_minutes());

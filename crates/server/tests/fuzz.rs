@@ -177,6 +177,7 @@ struct Reply {
 enum Dialect {
     Ollama,
     OpenAi,
+    Anthropic,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -197,10 +198,14 @@ enum Target {
     OpenAiChatTools,
     OpenAiCompletions,
     OpenAiEmbeddings,
+    AnthropicMessages,
+    AnthropicMessagesTools,
+    AnthropicCountTokens,
 }
 
 const GENERATION: &[Target] = &[Target::OllamaGenerate, Target::OllamaChat, Target::OllamaChatTools];
 const OPENAI_GENERATION: &[Target] = &[Target::OpenAiChat, Target::OpenAiChatTools, Target::OpenAiCompletions];
+const ANTHROPIC: &[Target] = &[Target::AnthropicMessages, Target::AnthropicMessagesTools, Target::AnthropicCountTokens];
 const EMBEDDINGS: &[Target] = &[Target::OllamaEmbed, Target::OllamaEmbeddings, Target::OpenAiEmbeddings];
 const STORE: &[Target] = &[
     Target::Show,
@@ -241,11 +246,15 @@ impl Target {
             Target::OpenAiChat | Target::OpenAiChatTools => "/v1/chat/completions",
             Target::OpenAiCompletions => "/v1/completions",
             Target::OpenAiEmbeddings => "/v1/embeddings",
+            Target::AnthropicMessages | Target::AnthropicMessagesTools => "/v1/messages",
+            Target::AnthropicCountTokens => "/v1/messages/count_tokens",
         }
     }
 
     fn dialect(self) -> Dialect {
-        if self.path().starts_with("/v1/") {
+        if self.path().starts_with("/v1/messages") {
+            Dialect::Anthropic
+        } else if self.path().starts_with("/v1/") {
             Dialect::OpenAi
         } else {
             Dialect::Ollama
@@ -324,6 +333,23 @@ impl Target {
                 "logprobs": 2, "echo": false, "seed": 1, "stop": "\n", "ignore_eos": false}),
             Target::OpenAiEmbeddings => json!({"model": M, "input": ["hello", "world"], "encoding_format": "float",
                                               "dimensions": 8}),
+            Target::AnthropicMessages | Target::AnthropicCountTokens => json!({
+                "model": M, "max_tokens": 8, "temperature": 0.5, "top_p": 0.9, "top_k": 20, "stream": stream,
+                "stop_sequences": ["\n\n"], "metadata": {"user_id": "fuzz"},
+                "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+                "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]},
+                             {"role": "assistant", "content": "Hello."},
+                             {"role": "user", "content": "Again"}]}),
+            Target::AnthropicMessagesTools => json!({
+                "model": M, "max_tokens": 8, "stream": stream,
+                "tools": [{"name": "get_weather", "description": "The weather in a city",
+                           "input_schema": weather_tool()["function"]["parameters"]}],
+                "tool_choice": {"type": "auto", "disable_parallel_tool_use": false},
+                "messages": [{"role": "user", "content": "Weather in Paris?"},
+                             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1",
+                              "name": "get_weather", "input": {"city": "Paris"}}]},
+                             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                              "content": "sunny", "is_error": false}, {"type": "text", "text": "And Rome?"}]}]}),
         }
     }
 }
@@ -342,6 +368,8 @@ const FIELDS: &[&str] = &[
     "repeat_last_n", "response_format", "json_schema", "schema", "type", "properties", "items", "required",
     "stream_options", "include_usage", "tool_choice", "parallel_tool_calls", "ignore_eos", "encoding_format", "text",
     "image_url", "tool_call_id", "id", "enum", "pattern", "minimum", "maximum", "$ref", "anyOf", "additionalProperties",
+    "stop_sequences", "metadata", "input_schema", "tool_use", "tool_result", "tool_use_id", "is_error", "thinking",
+    "budget_tokens", "disable_parallel_tool_use", "cache_control",
 ];
 
 #[rustfmt::skip]
@@ -352,6 +380,7 @@ fn interesting_strings() -> Vec<String> {
         "{{ raise_exception('x') }}", "{%", "NaN", "nan", "inf", "-inf", "Infinity", "-0", "0", "-1", "1e400",
         "99999999999999999999", "5m", "-5m", "0s", "1h30m", "300ms", "10x", "json", "text", "json_object",
         "json_schema", "auto", "none", "required", "function", "user", "assistant", "system", "tool", "developer",
+        "any", "enabled", "disabled", "image", "document", "tool_use", "tool_result", "thinking", "custom",
         "robot", "float", "base64", "q4_0", "../../etc/passwd", "/", "a/b/c/d", "x:y:z", "name:", ":tag", "UPPER",
         "bad name!", "me/smol:v2", "fuzz-made", "fuzz-copy:v1", "fuzz-file", "nope", "smol.gguf", "x.bin",
         "sha256:nothex", SMOL_DIGEST, "sha256:0000000000000000000000000000000000000000000000000000000000000000",
@@ -738,6 +767,7 @@ fn error_in_dialect(dialect: Dialect, value: &Value) -> bool {
     match dialect {
         Dialect::Ollama => error.as_str().is_some_and(|m| !m.is_empty()),
         Dialect::OpenAi => error["message"].is_string() && error["type"].is_string(),
+        Dialect::Anthropic => value["type"] == "error" && error["type"].is_string() && error["message"].is_string(),
     }
 }
 
@@ -745,7 +775,8 @@ fn check(target: Target, reply: &Reply) -> Result<(), String> {
     let dialect = target.dialect();
     let text = String::from_utf8_lossy(&reply.body);
     let status = reply.status;
-    let busy = status == StatusCode::SERVICE_UNAVAILABLE && text.contains("busy");
+    // 529 is Anthropic's status for an overloaded server.
+    let busy = [503, 529].contains(&status.as_u16()) && text.contains("busy");
     // A download that fails upstream is a gateway's error, not an internal one.
     let downloads = matches!(target, Target::Pull | Target::CreateFrom | Target::CreateModelfile);
     let upstream = downloads && [StatusCode::BAD_GATEWAY, StatusCode::GATEWAY_TIMEOUT].contains(&status);
@@ -780,6 +811,8 @@ fn check(target: Target, reply: &Reply) -> Result<(), String> {
         if !finished {
             return Err(format!("the stream ends without a last line: {last}"));
         }
+    } else if reply.content_type.starts_with("text/event-stream") && dialect == Dialect::Anthropic {
+        check_anthropic_events(&text)?;
     } else if reply.content_type.starts_with("text/event-stream") {
         if !text.ends_with("data: [DONE]\n\n") {
             return Err(format!(
@@ -797,6 +830,30 @@ fn check(target: Target, reply: &Reply) -> Result<(), String> {
     } else if status == StatusCode::OK && reply.content_type.starts_with("application/json") {
         serde_json::from_slice::<Value>(&reply.body)
             .map_err(|_| format!("HTTP 200 JSON that does not parse: {text:.300}"))?;
+    }
+    Ok(())
+}
+
+/// Anthropic's event stream: named events whose data is JSON of the same type, opening with
+/// `message_start` and closing with `message_stop`, and no error after the 200.
+fn check_anthropic_events(text: &str) -> Result<(), String> {
+    let mut names = Vec::new();
+    for event in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        let (name, data) = event
+            .strip_prefix("event: ")
+            .and_then(|rest| rest.split_once("\ndata: "))
+            .ok_or_else(|| format!("an SSE event without its name and data: {event:.300}"))?;
+        let value: Value = serde_json::from_str(data).map_err(|_| format!("an SSE event is not JSON: {data:.300}"))?;
+        if value["type"] != name {
+            return Err(format!("event {name} carries data of type {}", value["type"]));
+        }
+        if name == "error" {
+            return Err(format!("an error after HTTP 200, mid-stream: {data:.300}"));
+        }
+        names.push(name);
+    }
+    if names.first() != Some(&"message_start") || names.last() != Some(&"message_stop") {
+        return Err(format!("a stream that does not open with message_start and close with message_stop: {names:?}"));
     }
     Ok(())
 }
@@ -890,6 +947,11 @@ fn openai_completion_bodies() {
 }
 
 #[test]
+fn anthropic_messages_bodies() {
+    fuzz(ANTHROPIC, 150);
+}
+
+#[test]
 fn embedding_bodies_in_both_dialects() {
     fuzz(EMBEDDINGS, 200);
 }
@@ -911,7 +973,7 @@ fn damaged_bytes_on_every_route() {
         ..Config::default()
     });
     let strategy = (
-        prop::sample::select([GENERATION, OPENAI_GENERATION, EMBEDDINGS, STORE].concat()),
+        prop::sample::select([GENERATION, OPENAI_GENERATION, ANTHROPIC, EMBEDDINGS, STORE].concat()),
         any::<bool>(),
         raw(),
         prop::option::of(raw()),

@@ -2,6 +2,7 @@
 //! handlers that translate them into calls of the service layer, and one mapping from the
 //! service's error kinds to the dialect's statuses and error bodies.
 
+pub mod anthropic;
 pub mod hearth;
 pub mod ollama;
 pub mod openai;
@@ -14,13 +15,17 @@ use axum::response::{IntoResponse, Response};
 pub enum Dialect {
     Ollama,
     OpenAi,
+    Anthropic,
 }
 
 impl Dialect {
-    /// The dialect a path speaks: OpenAI's under `/v1`, Ollama's everywhere else, so errors
-    /// raised before any handler runs (routing, limits, timeouts) still take the right shape.
+    /// The dialect a path speaks: Anthropic's under `/v1/messages`, OpenAI's elsewhere under
+    /// `/v1`, Ollama's everywhere else, so errors raised before any handler runs (routing,
+    /// limits, timeouts) still take the right shape.
     pub fn for_path(path: &str) -> Self {
-        if path == "/v1" || path.starts_with("/v1/") {
+        if path == "/v1/messages" || path.starts_with("/v1/messages/") {
+            Dialect::Anthropic
+        } else if path == "/v1" || path.starts_with("/v1/") {
             Dialect::OpenAi
         } else {
             Dialect::Ollama
@@ -32,6 +37,7 @@ impl Dialect {
         match self {
             Dialect::Ollama => ollama::OllamaError(error).into_response(),
             Dialect::OpenAi => openai::OpenAiError(error).into_response(),
+            Dialect::Anthropic => anthropic::AnthropicError(error).into_response(),
         }
     }
 }

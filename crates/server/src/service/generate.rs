@@ -141,23 +141,39 @@ struct Running {
     last_text: Option<Instant>,
 }
 
-/// Prepares and starts `request`. An error that comes before any text is returned as the
-/// error itself, so the response can carry its status code; the stream that comes back
-/// yields every piece.
+/// An answer on its way: the prompt's size, known before the first token (as Anthropic's
+/// stream opens with it), and the stream of pieces, which yields every piece.
+pub struct Generation<S> {
+    pub prompt_tokens: u32,
+    pub pieces: S,
+}
+
 impl Service {
+    /// Prepares and starts `request`. An error that comes before any text is returned as the
+    /// error itself, so the response can carry its status code.
     pub async fn generate(
         &self,
         lease: Lease,
         request: GenerateRequest,
-    ) -> Result<impl Stream<Item = Piece> + Send, ServiceError> {
+    ) -> Result<Generation<impl Stream<Item = Piece> + Send>, ServiceError> {
         self.metrics.started();
         let in_flight = InFlight(self.metrics.clone());
         let (lease, prepared) = prepare(lease, request).await.inspect_err(|_| self.metrics.failed())?;
+        let prompt_tokens = prepared.prompt_tokens() as u32;
         let mut pieces = Box::pin(start(lease, prepared, in_flight, self.prices.clone()));
         match pieces.next().await.expect("a stream ends with Done or Failed") {
             Piece::Failed(e) => Err(e),
-            first => Ok(stream::once(async move { first }).chain(pieces)),
+            first => Ok(Generation { prompt_tokens, pieces: stream::once(async move { first }).chain(pieces) }),
         }
+    }
+
+    /// The tokens `request`'s prompt takes on the leased model, as it would be prepared for
+    /// an answer (template, tools and all), without answering it.
+    pub async fn count_tokens(&self, lease: Lease, mut request: GenerateRequest) -> Result<u32, ServiceError> {
+        // A grammar shapes only the answer; parsing one would be work for nothing.
+        request.sampling.grammar = None;
+        let (_, prepared) = prepare(lease, request).await?;
+        Ok(prepared.prompt_tokens() as u32)
     }
 }
 

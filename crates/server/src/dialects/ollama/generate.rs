@@ -195,7 +195,7 @@ async fn answer(
     reply: Reply,
 ) -> Result<Response, OllamaError> {
     let load_duration = lease.load_duration;
-    let pieces = state.service.generate(lease, request).await?;
+    let pieces = state.service.generate(lease, request).await?.pieces;
     if !reply.streaming || tool_use.is_some() {
         let answer = service::collect(pieces).await?;
         let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);

@@ -134,7 +134,7 @@ pub async fn answer(
     tool_use: Option<ToolUse>,
     reply: Reply,
 ) -> Result<Response, OpenAiError> {
-    let pieces = state.service.generate(lease, request).await?;
+    let pieces = state.service.generate(lease, request).await?.pieces;
     if !reply.streaming || tool_use.is_some() {
         // Calls are known only once the answer is whole: it is read first, then sent.
         let answer = service::collect(pieces).await?;

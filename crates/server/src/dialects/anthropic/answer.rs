@@ -1,0 +1,228 @@
+//! An answer in Anthropic's shapes: one `message` object, or the event stream
+//! (`message_start`, `content_block_start`, `ping`, `content_block_delta`...,
+//! `content_block_stop`, `message_delta`, `message_stop`). An answer that may hold tool
+//! calls is read whole first, then sent as blocks.
+
+use super::error::{self, AnthropicError};
+use super::wire::{BlockOut, Delta, Event, Message, MessageDelta, Usage};
+use crate::dialects::hearth::Energy;
+use crate::service::{self, Finished, Lease, Piece};
+use crate::tools::ToolUse;
+use crate::AppState;
+use axum::body::{Body, Bytes};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, StreamExt};
+use hearth_core::{FinishReason, GenerateRequest, ToolCall};
+use serde_json::json;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// What every event of one answer shares, and how it goes back.
+pub struct Reply {
+    id: String,
+    model: String,
+    streaming: bool,
+    /// The request's stop sequences, to name the one that ended the answer.
+    stop_sequences: Vec<String>,
+}
+
+impl Reply {
+    pub fn new(model: &str, streaming: bool, stop_sequences: &[String]) -> Self {
+        Self {
+            id: format!("msg_{:016}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            model: model.to_string(),
+            streaming,
+            stop_sequences: stop_sequences.to_vec(),
+        }
+    }
+
+    fn message(&self, content: Vec<BlockOut>, ending: Option<(&'static str, Option<String>)>, usage: Usage) -> Message {
+        let (stop_reason, stop_sequence) = ending.map_or((None, None), |(reason, sequence)| (Some(reason), sequence));
+        Message {
+            id: self.id.clone(),
+            kind: "message",
+            role: "assistant",
+            model: self.model.clone(),
+            content,
+            stop_reason,
+            stop_sequence,
+            usage,
+        }
+    }
+
+    /// Why the answer ended, in Anthropic's words, and the stop sequence met if one was.
+    fn ending(&self, finished: &Finished, calls: &[ToolCall]) -> (&'static str, Option<String>) {
+        if !calls.is_empty() {
+            return ("tool_use", None);
+        }
+        match finished.finish_reason {
+            FinishReason::Length => ("max_tokens", None),
+            FinishReason::StopSequence(index) => ("stop_sequence", self.stop_sequences.get(index).cloned()),
+            FinishReason::Stop | FinishReason::Cancelled => ("end_turn", None),
+        }
+    }
+
+    /// The events that open a stream: the message, empty, with the prompt's size.
+    fn opening(&self, prompt_tokens: u32) -> Event {
+        let usage = Usage { input_tokens: prompt_tokens, ..Usage::default() };
+        Event::MessageStart { message: self.message(Vec::new(), None, usage) }
+    }
+
+    /// The events that close a stream.
+    fn closing(&self, finished: &Finished, calls: &[ToolCall]) -> [Event; 2] {
+        let (stop_reason, stop_sequence) = self.ending(finished, calls);
+        let delta = MessageDelta { stop_reason: Some(stop_reason), stop_sequence };
+        [Event::MessageDelta { delta, usage: usage(finished) }, Event::MessageStop]
+    }
+}
+
+pub async fn answer(
+    state: &AppState,
+    lease: Lease,
+    request: GenerateRequest,
+    tool_use: Option<ToolUse>,
+    reply: Reply,
+) -> Result<Response, AnthropicError> {
+    let generation = state.service.generate(lease, request).await?;
+    let opening = reply.opening(generation.prompt_tokens);
+    if !reply.streaming || tool_use.is_some() {
+        // Calls are known only once the answer is whole: it is read first, then sent.
+        let answer = service::collect(generation.pieces).await?;
+        let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
+        let content = blocks(text, &calls);
+        if !reply.streaming {
+            let ending = reply.ending(&answer.finished, &calls);
+            return Ok(Json(reply.message(content, Some(ending), usage(&answer.finished))).into_response());
+        }
+        let mut events = vec![opening];
+        for (index, block) in content.into_iter().enumerate() {
+            events.extend(whole_block(index, block));
+        }
+        events.extend(reply.closing(&answer.finished, &calls));
+        return Ok(event_stream(stream::iter(events)));
+    }
+    let start = [
+        opening,
+        Event::ContentBlockStart { index: 0, content_block: BlockOut::Text { text: String::new() } },
+        Event::Ping,
+    ];
+    let events = generation.pieces.flat_map(move |piece| {
+        let events = match piece {
+            Piece::Text(text, _) if text.is_empty() => Vec::new(),
+            Piece::Text(text, _) => vec![Event::ContentBlockDelta { index: 0, delta: Delta::TextDelta { text } }],
+            Piece::Done(finished) => {
+                let mut events = vec![Event::ContentBlockStop { index: 0 }];
+                events.extend(reply.closing(&finished, &[]));
+                events
+            }
+            Piece::Failed(e) => vec![Event::Error { error: error::detail(&e) }],
+        };
+        stream::iter(events)
+    });
+    Ok(event_stream(stream::iter(start).chain(events)))
+}
+
+/// What the model said as content blocks: its text (if any), then one block per call.
+fn blocks(text: String, calls: &[ToolCall]) -> Vec<BlockOut> {
+    let mut blocks = Vec::with_capacity(calls.len() + 1);
+    if !text.is_empty() || calls.is_empty() {
+        blocks.push(BlockOut::Text { text });
+    }
+    for call in calls {
+        // Anthropic's ids for tool uses start with `toolu_`; clients only echo them back.
+        let id = match call.id.strip_prefix("call_") {
+            Some(rest) => format!("toolu_{rest}"),
+            None => call.id.clone(),
+        };
+        blocks.push(BlockOut::ToolUse { id, name: call.name.clone(), input: call.arguments.clone() });
+    }
+    blocks
+}
+
+/// A block known whole, as the events that stream it: its start (empty), one delta, its stop.
+fn whole_block(index: usize, block: BlockOut) -> [Event; 3] {
+    let (empty, delta) = match block {
+        BlockOut::Text { text } => (BlockOut::Text { text: String::new() }, Delta::TextDelta { text }),
+        BlockOut::ToolUse { id, name, input } => {
+            let partial_json = input.to_string();
+            (BlockOut::ToolUse { id, name, input: json!({}) }, Delta::InputJsonDelta { partial_json })
+        }
+    };
+    [
+        Event::ContentBlockStart { index, content_block: empty },
+        Event::ContentBlockDelta { index, delta },
+        Event::ContentBlockStop { index },
+    ]
+}
+
+fn usage(finished: &Finished) -> Usage {
+    let usage = &finished.usage;
+    Usage {
+        input_tokens: usage.prompt_tokens.saturating_sub(usage.cached_prompt_tokens),
+        output_tokens: usage.completion_tokens,
+        cache_creation_input_tokens: 0,
+        cache_read_input_tokens: usage.cached_prompt_tokens,
+        energy: Energy::of(finished),
+    }
+}
+
+fn sse(event: &Event) -> Bytes {
+    let data = serde_json::to_string(event).expect("json");
+    Bytes::from(format!("event: {}\ndata: {data}\n\n", event.name()))
+}
+
+fn event_stream(events: impl futures_util::Stream<Item = Event> + Send + 'static) -> Response {
+    let body = Body::from_stream(events.map(|event| Ok::<_, std::convert::Infallible>(sse(&event))));
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::{Timings, Usage as CoreUsage};
+    use std::sync::Arc;
+
+    fn finished(finish_reason: FinishReason) -> Finished {
+        Finished {
+            finish_reason,
+            usage: CoreUsage { prompt_tokens: 20, cached_prompt_tokens: 12, completion_tokens: 3 },
+            timings: Timings::default(),
+            energy: None,
+            prices: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn endings_in_anthropic_s_words() {
+        let reply = Reply::new("m", false, &["END".into(), "STOP".into()]);
+        assert_eq!(reply.ending(&finished(FinishReason::Stop), &[]), ("end_turn", None));
+        assert_eq!(reply.ending(&finished(FinishReason::Length), &[]), ("max_tokens", None));
+        assert_eq!(reply.ending(&finished(FinishReason::StopSequence(1)), &[]), ("stop_sequence", Some("STOP".into())));
+        let call = ToolCall { id: "call_x".into(), name: "f".into(), arguments: json!({"a": 1}) };
+        assert_eq!(reply.ending(&finished(FinishReason::Stop), std::slice::from_ref(&call)), ("tool_use", None));
+        let blocks = serde_json::to_value(blocks(String::new(), &[call])).unwrap();
+        assert_eq!(blocks, json!([{"type": "tool_use", "id": "toolu_x", "name": "f", "input": {"a": 1}}]));
+    }
+
+    #[test]
+    fn usage_counts_cached_input_apart() {
+        let usage = serde_json::to_value(usage(&finished(FinishReason::Stop))).unwrap();
+        assert_eq!(
+            usage,
+            json!({"input_tokens": 8, "output_tokens": 3, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 12})
+        );
+    }
+
+    #[test]
+    fn events_are_named_by_their_type() {
+        let event = Event::ContentBlockDelta { index: 2, delta: Delta::InputJsonDelta { partial_json: "{}".into() } };
+        let text = String::from_utf8(sse(&event).to_vec()).unwrap();
+        assert_eq!(
+            text,
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n"
+        );
+    }
+}

@@ -1,0 +1,47 @@
+//! `/v1/messages` and `/v1/messages/count_tokens`: a request becomes a lease and an engine
+//! request; [`super::answer`] sends back what the engine says.
+
+use super::answer::{answer, Reply};
+use super::wire::{CountTokens, MessagesBody};
+use super::AnthropicError;
+use crate::dialects::request;
+use crate::service::{self, Chat, Lease, ServiceError};
+use crate::tools::ToolUse;
+use crate::AppState;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::response::Response;
+use axum::Json;
+use hearth_core::GenerateRequest;
+
+/// The engine request a body asks for, on a lease of its model. `answering` is false when
+/// only the prompt's tokens are to be counted (no `max_tokens` then).
+async fn chat_request(
+    state: &AppState,
+    body: &MessagesBody,
+    answering: bool,
+) -> Result<(Lease, GenerateRequest, Option<ToolUse>), ServiceError> {
+    let name = body.model_name()?;
+    body.refuse_unsupported()?;
+    let messages = body.chat_messages()?;
+    let (tools, choice, parallel_calls) = body.tools()?;
+    let lease = state.service.lease(&name, None).await?;
+    let sampling = body.sampling(&lease.model.spec.parameters, answering)?;
+    let chat = Chat { messages, sampling, tools: &tools, choice: &choice, parallel_calls, logprobs: None };
+    let (request, tool_use) = service::chat_request(&lease, chat)?;
+    Ok((lease, request, tool_use))
+}
+
+pub async fn messages(State(state): State<AppState>, body: Bytes) -> Result<Response, AnthropicError> {
+    let body: MessagesBody = request::parse(&body)?;
+    let (lease, request, tool_use) = chat_request(&state, &body, true).await?;
+    let reply = Reply::new(&body.model, body.stream.unwrap_or(false), &request.sampling.stop);
+    answer(&state, lease, request, tool_use, reply).await
+}
+
+pub async fn count_tokens(State(state): State<AppState>, body: Bytes) -> Result<Json<CountTokens>, AnthropicError> {
+    let body: MessagesBody = request::parse(&body)?;
+    let (lease, request, _) = chat_request(&state, &body, false).await?;
+    let input_tokens = state.service.count_tokens(lease, request).await?;
+    Ok(Json(CountTokens { input_tokens }))
+}
