@@ -349,6 +349,20 @@ async fn anthropic_messages_answer_in_anthropics_shapes() {
     }
 }
 
+/// Regression: `/api/show` gave the time of the request as `modified_at`.
+#[tokio::test(flavor = "multi_thread")]
+async fn show_reports_when_the_model_was_written_not_the_request_time() {
+    let (state, dir) = server(1, five_minutes());
+    let manifest = dir.path().join("manifests/registry.ollama.ai/library/smollm2/135m");
+    let written = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000); // 2020-09-13
+    std::fs::File::options().write(true).open(&manifest).unwrap().set_modified(written).unwrap();
+    let (status, shown) = post(&state, "/api/show", json!({"model": "smollm2:135m"})).await;
+    assert_eq!(status, StatusCode::OK, "{shown}");
+    assert!(shown["modified_at"].as_str().unwrap().starts_with("2020-09-13T"), "{shown}");
+    let (_, tags) = get(&state, "/api/tags").await;
+    assert_eq!(tags["models"][0]["modified_at"], shown["modified_at"]);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     let (state, _dir) = server(2, five_minutes());

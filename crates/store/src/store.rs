@@ -233,6 +233,12 @@ impl Store {
         write_atomically(&path, &json)
     }
 
+    /// When the model `name` was last written (created, pulled or copied): its manifest's
+    /// modification time, the epoch if that cannot be read.
+    pub fn modified(&self, name: &ModelName) -> SystemTime {
+        modified_at(&self.manifest_file(name))
+    }
+
     pub fn manifest(&self, name: &ModelName) -> Result<Manifest, StoreError> {
         self.manifest_with_id(name).map(|(manifest, _)| manifest)
     }
@@ -288,8 +294,7 @@ impl Store {
                         };
                         match self.manifest_with_id(&name) {
                             Ok((manifest, id)) => {
-                                let modified =
-                                    fs::metadata(&tag).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH);
+                                let modified = modified_at(&tag);
                                 entries.push(Entry { name, id, manifest, modified });
                             }
                             Err(e) => problems.push(e.to_string()),
@@ -643,4 +648,9 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(store.prune().unwrap(), 0, "blobs it may refer to are kept");
     }
+}
+
+/// A manifest file's modification time: when its model was last written.
+fn modified_at(manifest: &Path) -> SystemTime {
+    fs::metadata(manifest).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
 }

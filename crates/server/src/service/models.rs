@@ -24,6 +24,8 @@ pub struct ModelDescription {
     pub info: ModelInfo,
     pub config: ModelConfig,
     pub license: Option<String>,
+    /// When it was last written (created, pulled or copied).
+    pub modified: SystemTime,
 }
 
 impl ModelDescription {
@@ -78,16 +80,17 @@ impl Service {
             .with_store(move |store| {
                 let manifest = store.manifest(&found)?;
                 let spec = store.spec_of(&found, &manifest)?;
-                Ok((spec, store.config_of(&manifest), store.text_layer(&manifest, manifest::LICENSE).ok().flatten()))
+                let license = store.text_layer(&manifest, manifest::LICENSE).ok().flatten();
+                Ok((spec, store.config_of(&manifest), license, store.modified(&found)))
             })
             .await;
-        let (spec, config, license) = description.map_err(|e| e.about_model(name))?;
+        let (spec, config, license, modified) = description.map_err(|e| e.about_model(name))?;
         let path = spec.path.clone();
         let header = tokio::task::spawn_blocking(move || hearth_engine::GgufHeader::read(&path))
             .await
             .map_err(|e| ServiceError::Internal(format!("reading the model's header failed: {e}")))?
             .map_err(|e| ServiceError::Internal(format!("{name}: {e}")))?;
-        Ok(ModelDescription { info: header.model_info(), spec, config, license })
+        Ok(ModelDescription { info: header.model_info(), spec, config, license, modified })
     }
 
     /// The loaded models, most recently used first.

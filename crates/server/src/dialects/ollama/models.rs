@@ -77,7 +77,7 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Sho
         details: details(&model.config),
         model_info,
         capabilities,
-        modified_at: rfc3339(SystemTime::now()),
+        modified_at: rfc3339(model.modified),
     }))
 }
 
