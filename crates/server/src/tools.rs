@@ -235,8 +235,7 @@ impl ToolUse {
 
 fn parse_generic(text: &str) -> (String, Vec<ToolCall>) {
     let Ok(value) = serde_json::from_str::<Value>(text.trim()) else {
-        // Cut short (max_tokens): what there is, as text.
-        return (text.to_string(), Vec::new());
+        return (cut_short(text), Vec::new());
     };
     if let Some(calls) = value.get("tool_calls").and_then(Value::as_array) {
         return (String::new(), calls.iter().filter_map(call_from).collect());
@@ -245,6 +244,25 @@ fn parse_generic(text: &str) -> (String, Vec<ToolCall>) {
         Some(Value::String(response)) => (response.clone(), Vec::new()),
         _ => (text.to_string(), Vec::new()),
     }
+}
+
+/// An answer in the generic format that the token limit cut off: the text of a
+/// `{"response": "...` so far, decoded; nothing of calls that never closed (the wrapper is
+/// hearth's, never the model's words).
+fn cut_short(text: &str) -> String {
+    let object = text.trim_start().strip_prefix('{').unwrap_or_default().trim_start();
+    let Some(response) = object.strip_prefix("\"response\"") else { return String::new() };
+    let Some(started) = response.trim_start().strip_prefix(':').map(str::trim_start) else { return String::new() };
+    let Some(string) = started.strip_prefix('"') else { return String::new() };
+    // The grammar kept it valid JSON up to the cut, so only its last few characters (an
+    // escape, at most a surrogate pair's twelve) can be incomplete.
+    let ends: Vec<usize> = string.char_indices().map(|(i, _)| i).chain([string.len()]).collect();
+    for &end in ends.iter().rev().take(13) {
+        if let Ok(decoded) = serde_json::from_str::<String>(&format!("\"{}\"", &string[..end])) {
+            return decoded;
+        }
+    }
+    String::new()
 }
 
 /// A call from `{"name", "arguments"}` (or Llama 3's `"parameters"`); arguments given as a
@@ -298,7 +316,25 @@ mod tests {
         assert_eq!((calls[0].name.as_str(), &calls[0].arguments), ("get_weather", &json!({"city": "Paris"})));
         assert!(calls[0].id.starts_with("call_") && calls[0].id.len() == 29);
         assert_eq!(use_.parse(r#"{"response": "Sunny."}"#), ("Sunny.".into(), vec![]));
-        assert_eq!(use_.parse(r#"{"response": "Sun"#).0, r#"{"response": "Sun"#);
+    }
+
+    /// Regression: an answer cut off by the token limit while tools were offered showed
+    /// hearth's wrapper (`{"response": ...` or `{"tool_calls": ...`) as its content.
+    #[test]
+    fn an_answer_cut_short_shows_the_model_s_words_and_no_wrapper() {
+        let cases = [
+            (r#"{"response": "Sun"#, "Sun"),
+            (r#"{"response":"It is \"hot"#, "It is \"hot"),
+            (r#"{"response": "Line\"#, "Line"),
+            (r#"{"response": "caf\u00"#, "caf"),
+            (r#"{"response": "smile \ud83d\ude0"#, "smile "),
+            (r#"{"response": "#, ""),
+            (r#"{"tool_calls": [{"name": "get_wea"#, ""),
+            (r#"{"#, ""),
+        ];
+        for (text, shown) in cases {
+            assert_eq!(parse_generic(text), (shown.to_string(), vec![]), "{text}");
+        }
     }
 
     #[test]

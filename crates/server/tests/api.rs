@@ -790,6 +790,37 @@ async fn tool_calls_come_back_in_each_dialects_shape() {
     assert_eq!(lines[1]["done"], true);
 }
 
+/// Regression: an answer cut off by the token limit while tools were offered showed
+/// hearth's wrapper (`{"response": ...` or `{"tool_calls": ...`) as its content.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_answer_cut_off_while_tools_are_offered_shows_no_wrapper() {
+    let (state, _dir) = server(1, five_minutes());
+    let question = json!([{"role": "user", "content": "Tell me a long story about the sea."}]);
+    for max_tokens in [1, 3, 6] {
+        let body = json!({"model": "smollm2:135m", "messages": question, "tools": [weather_tool()],
+                          "max_tokens": max_tokens, "seed": 4});
+        let (status, reply) = post(&state, "/v1/chat/completions", body).await;
+        assert_eq!(status, StatusCode::OK, "{reply}");
+        assert_eq!(reply["choices"][0]["finish_reason"], "length", "{reply}");
+        let content = reply["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(!content.contains('{') && !content.contains("response"), "{max_tokens}: {reply}");
+
+        let body = json!({"model": "smollm2:135m", "messages": question, "tools": [weather_tool()], "stream": false,
+                          "options": {"num_predict": max_tokens, "seed": 4}});
+        let (_, reply) = post(&state, "/api/chat", body).await;
+        let content = reply["message"]["content"].as_str().unwrap();
+        assert!(!content.contains('{') && !content.contains("response"), "{max_tokens}: {reply}");
+
+        let anthropic_tool = json!({"name": "get_weather", "input_schema": weather_tool()["function"]["parameters"]});
+        let body = json!({"model": "smollm2:135m", "messages": question, "tools": [anthropic_tool],
+                          "max_tokens": max_tokens});
+        let (_, reply) = post(&state, "/v1/messages", body).await;
+        assert_eq!(reply["stop_reason"], "max_tokens", "{reply}");
+        let text = reply["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(!text.contains('{') && !text.contains("response"), "{max_tokens}: {reply}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn logprobs_come_with_each_token_in_both_dialects() {
     let (state, _dir) = server(2, five_minutes());
