@@ -63,12 +63,83 @@ pub fn from_json_schema(schema: &Value) -> Result<String, SchemaError> {
         )));
     }
     let _turn = CONVERTING.enter();
+    let schema = schema.clone();
     let converter = std::thread::Builder::new()
         .name("hearth-schema".into())
         .stack_size(CONVERTER_STACK)
-        .spawn(move || llama_cpp_2::json_schema_to_grammar(&text).map_err(|e| SchemaError(e.to_string())))
+        .spawn(move || llama_cpp_2::json_schema_to_grammar(&text).map_err(|_| SchemaError(diagnose(&schema))))
         .map_err(|e| SchemaError(format!("no thread to convert it on: {e}")))?;
     converter.join().map_err(|_| SchemaError("the converter failed".into()))?
+}
+
+/// What in `schema` llama.cpp's converter refused, found again here since the binding
+/// reports only an error code: a `$ref` outside the document or to nothing in it, a `type`
+/// that is none of JSON's, a `pattern` it cannot turn into a grammar (each one is tried
+/// alone); else a general word.
+fn diagnose(schema: &Value) -> String {
+    let mut found = None;
+    walk(schema, "#", &mut |at, object| {
+        if found.is_some() {
+            return;
+        }
+        if let Some(target) = object.get("$ref") {
+            found = ref_problem(schema, target).map(|problem| format!("{problem} (at {at})"));
+        }
+        if let Some(kinds) = object.get("type") {
+            let known = ["string", "number", "integer", "boolean", "object", "array", "null"];
+            let names: Vec<&Value> = kinds.as_array().map_or(vec![kinds], |list| list.iter().collect());
+            if let Some(bad) = names.iter().find(|k| !k.as_str().is_some_and(|k| known.contains(&k))) {
+                found = Some(format!("type {bad} (at {at}) is not a JSON type"));
+            }
+        }
+        if let Some(pattern) = object.get("pattern") {
+            let alone = serde_json::json!({"type": "string", "pattern": pattern}).to_string();
+            if llama_cpp_2::json_schema_to_grammar(&alone).is_err() {
+                found = Some(format!("pattern {pattern} (at {at}) is not a regular expression llama.cpp can follow"));
+            }
+        }
+    });
+    found.unwrap_or_else(|| "llama.cpp's converter refused it".into())
+}
+
+/// Why a `$ref` cannot be followed, as llama.cpp's converter resolves them: only `#/...`
+/// pointers into the same document, token by token.
+fn ref_problem(root: &Value, target: &Value) -> Option<String> {
+    let Some(target) = target.as_str() else { return Some(format!("$ref {target} is not a string")) };
+    let Some(pointer) = target.strip_prefix("#/") else {
+        return Some(format!("$ref {target:?} leaves the schema; only references into it (#/...) are followed"));
+    };
+    let mut at = root;
+    for token in pointer.split('/') {
+        let next = match at {
+            Value::Object(map) => map.get(token),
+            Value::Array(items) => token.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        };
+        match next {
+            Some(next) => at = next,
+            None => return Some(format!("$ref {target:?} points at nothing in the schema ({token:?} is not there)")),
+        }
+    }
+    None
+}
+
+/// Calls `visit` with every object in `value` and its place (a JSON pointer).
+fn walk(value: &Value, at: &str, visit: &mut impl FnMut(&str, &serde_json::Map<String, Value>)) {
+    match value {
+        Value::Object(map) => {
+            visit(at, map);
+            for (key, child) in map {
+                walk(child, &format!("{at}/{key}"), visit);
+            }
+        }
+        Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                walk(child, &format!("{at}/{index}"), visit);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `grammar` with the whitespace between JSON tokens cut to at most one space. The
@@ -126,8 +197,18 @@ mod tests {
     }
 
     #[test]
-    fn schemas_the_converter_cannot_use_are_refused() {
+    fn schemas_the_converter_cannot_use_are_refused_saying_what_in_them() {
         assert!(from_json_schema(&json!("a string")).is_err());
-        assert!(from_json_schema(&json!({"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}})).is_err());
+        let cases = [
+            (json!({"type": "object", "properties": {"x": {"$ref": "#/nowhere"}}}), "\"#/nowhere\" points at nothing"),
+            (json!({"properties": {"x": {"$ref": "https://example.com/s.json"}}}), "leaves the schema"),
+            (json!({"type": "object", "properties": {"x": {"type": "text"}}}), "type \"text\" (at #/properties/x)"),
+            (json!({"type": "string", "pattern": "^(a$"}), "pattern \"^(a$\" (at #)"),
+        ];
+        for (schema, why) in cases {
+            let error = from_json_schema(&schema).unwrap_err().to_string();
+            assert!(error.contains(why), "{schema}: {error}");
+            assert!(!error.contains("ffi"), "{error}");
+        }
     }
 }

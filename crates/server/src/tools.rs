@@ -94,7 +94,7 @@ pub fn prepare(
     if native {
         if forced {
             let call = call_schema(&allowed, "arguments");
-            let call = grammar::compact(&schema_grammar(&call)?);
+            let call = grammar::compact(&schema_grammar(&call).map_err(|e| in_tools(e, &names))?);
             sampling.grammar = Some(if template.is_some_and(|t| t.contains("<tool_call>")) {
                 wrap_root(&call, "\"<tool_call>\\n\"", "\"\\n</tool_call>\"")
             } else {
@@ -104,9 +104,12 @@ pub fn prepare(
         let use_ = ToolUse { format: Format::Native, names };
         return Ok(Some((use_, tools.to_vec())));
     }
+    let mut call = call_schema(&allowed, "arguments");
+    // The definitions the call's parameters refer to sit at the root of the whole schema.
+    let definitions = call.as_object_mut().and_then(|c| c.remove("$defs"));
     let mut variants = vec![json!({
         "type": "object",
-        "properties": {"tool_calls": {"type": "array", "items": call_schema(&allowed, "arguments"), "minItems": 1}},
+        "properties": {"tool_calls": {"type": "array", "items": call, "minItems": 1}},
         "required": ["tool_calls"],
     })];
     if !parallel {
@@ -119,8 +122,11 @@ pub fn prepare(
             "required": ["response"],
         }));
     }
-    let schema = json!({"anyOf": variants});
-    sampling.grammar = Some(grammar::compact(&schema_grammar(&schema)?));
+    let mut schema = json!({"anyOf": variants});
+    if let Some(definitions) = definitions {
+        schema["$defs"] = definitions;
+    }
+    sampling.grammar = Some(grammar::compact(&schema_grammar(&schema).map_err(|e| in_tools(e, &names))?));
     let definitions: Vec<&Value> = allowed.iter().map(|t| t.get("function").unwrap_or(t)).collect();
     let instructions = format!(
         "You can call these tools:\n{}\n\nAnswer with one JSON object. To call tools: \
@@ -153,13 +159,22 @@ fn generic_history(message: &mut ChatMessage) {
     }
 }
 
-/// A JSON schema of one call to any of `tools`.
+/// A schema error met while converting the tools' parameters, saying so.
+fn in_tools(error: String, names: &[String]) -> String {
+    format!("the parameters of the tools ({}) cannot be used: {error}", names.join(", "))
+}
+
+/// A JSON schema of one call to any of `tools`, with the definitions their parameters refer
+/// to in its `$defs`.
 fn call_schema(tools: &[&Value], arguments: &str) -> Value {
+    let mut definitions = Map::new();
     let variants: Vec<Value> = tools
         .iter()
-        .map(|tool| {
+        .enumerate()
+        .map(|(index, tool)| {
             let function = tool.get("function").unwrap_or(tool);
             let parameters = function.get("parameters").cloned().unwrap_or_else(|| json!({"type": "object"}));
+            let parameters = hoist_definitions(parameters, &format!("tool{index}"), &mut definitions);
             json!({
                 "type": "object",
                 "properties": {"name": {"const": function["name"]}, arguments: parameters},
@@ -167,10 +182,59 @@ fn call_schema(tools: &[&Value], arguments: &str) -> Value {
             })
         })
         .collect();
-    if variants.len() == 1 {
-        variants.into_iter().next().expect("one")
-    } else {
-        json!({"anyOf": variants})
+    let mut schema =
+        if variants.len() == 1 { variants.into_iter().next().expect("one") } else { json!({"anyOf": variants}) };
+    if !definitions.is_empty() {
+        schema["$defs"] = Value::Object(definitions);
+    }
+    schema
+}
+
+/// Parameters that refer into themselves (`"$ref": "#/$defs/Address"`, as pydantic writes
+/// every nested model) stop resolving once nested in a call schema, whose root is another.
+/// Their `$defs` (or draft-07 `definitions`) move into `definitions` under names of their
+/// own (`tool0_Address`), a reference to anything else of theirs (`#`, `#/properties/...`)
+/// points into a copy of them there (`tool0`), and every reference follows.
+fn hoist_definitions(mut parameters: Value, prefix: &str, definitions: &mut Map<String, Value>) -> Value {
+    let mut own = Map::new();
+    if let Some(object) = parameters.as_object_mut() {
+        for key in ["$defs", "definitions"] {
+            if let Some(Value::Object(defs)) = object.remove(key) {
+                own.extend(defs);
+            }
+        }
+    }
+    let mut refers_to_root = false;
+    let mut rewrite = |value: &mut Value| rewrite_refs(value, prefix, &mut refers_to_root);
+    rewrite(&mut parameters);
+    for (name, mut definition) in own {
+        rewrite(&mut definition);
+        definitions.insert(format!("{prefix}_{name}"), definition);
+    }
+    if refers_to_root {
+        definitions.insert(prefix.to_string(), parameters.clone());
+    }
+    parameters
+}
+
+/// Every local `$ref` in `value` rewritten for [`hoist_definitions`]; notes whether any
+/// points at the parameters themselves rather than their definitions.
+fn rewrite_refs(value: &mut Value, prefix: &str, refers_to_root: &mut bool) {
+    match value {
+        Value::Object(object) => {
+            if let Some(Value::String(target)) = object.get_mut("$ref") {
+                let local = ["#/$defs/", "#/definitions/"].iter().find_map(|p| target.strip_prefix(p));
+                if let Some(rest) = local {
+                    *target = format!("#/$defs/{prefix}_{rest}");
+                } else if let Some(rest) = target.strip_prefix('#') {
+                    *target = format!("#/$defs/{prefix}{rest}");
+                    *refers_to_root = true;
+                }
+            }
+            object.values_mut().for_each(|v| rewrite_refs(v, prefix, refers_to_root));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rewrite_refs(v, prefix, refers_to_root)),
+        _ => {}
     }
 }
 
@@ -358,6 +422,55 @@ mod tests {
         let mut sampling = SamplingParams::default();
         prepare(&[weather()], &Choice::Required, true, Some(template), &mut conversation, &mut sampling).unwrap();
         assert!(sampling.grammar.unwrap().starts_with("root ::= \"<tool_call>\\n\" call"));
+    }
+
+    /// What pydantic writes for a model with a nested model: the nested one in `$defs`.
+    fn pydantic_tool(name: &str) -> Value {
+        json!({"type": "function", "function": {"name": name, "parameters": {
+            "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "home": {"$ref": "#/$defs/Address"}},
+            "required": ["name", "home"],
+        }}})
+    }
+
+    /// Regression: a tool whose parameters use `$defs`/`$ref` (pydantic, instructor,
+    /// `openai.pydantic_function_tool`) was refused with "ffi error -3", while the same
+    /// schema worked as a response format.
+    #[test]
+    fn tool_parameters_with_defs_and_refs_become_grammars() {
+        let recursive = json!({"type": "function", "function": {"name": "tree", "parameters": {
+            "type": "object", "properties": {"label": {"type": "string"},
+                                             "children": {"type": "array", "items": {"$ref": "#"}}},
+            "definitions": {"Unused": {"type": "integer"}},
+        }}});
+        for tools in [vec![pydantic_tool("save")], vec![pydantic_tool("save"), pydantic_tool("keep"), recursive]] {
+            for (template, choice) in
+                [(None, Choice::Auto), (None, Choice::Required), (Some("{{ tools }}"), Choice::Required)]
+            {
+                let mut conversation = vec![ChatMessage::user("Save Ann from Oslo.")];
+                let mut sampling = SamplingParams::default();
+                let prepared = prepare(&tools, &choice, true, template, &mut conversation, &mut sampling);
+                assert!(prepared.is_ok(), "{template:?} {choice:?}: {prepared:?}");
+                let grammar = sampling.grammar.unwrap();
+                assert!(grammar.contains("tool0-Address") && grammar.contains("city"), "{grammar}");
+            }
+        }
+        let schema = call_schema(&[&pydantic_tool("save")], "arguments");
+        assert_eq!(schema["properties"]["arguments"]["properties"]["home"]["$ref"], "#/$defs/tool0_Address");
+        assert!(
+            schema["$defs"]["tool0_Address"].is_object() && schema["properties"]["arguments"].get("$defs").is_none()
+        );
+    }
+
+    #[test]
+    fn unusable_tool_parameters_are_refused_naming_the_problem() {
+        let broken = json!({"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"x": {"$ref": "#/$defs/Missing"}}}}});
+        let mut conversation = vec![ChatMessage::user("x")];
+        let error = prepare(&[broken], &Choice::Auto, true, None, &mut conversation, &mut SamplingParams::default())
+            .unwrap_err();
+        assert!(error.contains("tools (f)") && error.contains("Missing") && !error.contains("ffi"), "{error}");
     }
 
     #[test]

@@ -790,6 +790,41 @@ async fn tool_calls_come_back_in_each_dialects_shape() {
     assert_eq!(lines[1]["done"], true);
 }
 
+/// Regression: a tool whose parameters use `$defs`/`$ref` (what pydantic writes for any
+/// nested model) was refused with "JsonSchemaToGrammarError: ffi error -3" in both dialects.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tool_whose_parameters_use_defs_and_refs_is_called() {
+    let (state, _dir) = server(1, five_minutes());
+    let parameters = json!({
+        "$defs": {"Address": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "home": {"$ref": "#/$defs/Address"}},
+        "required": ["name", "home"],
+    });
+    let tool = json!({"type": "function", "function": {"name": "save_person", "parameters": parameters}});
+    let question = json!([{"role": "user", "content": "Save Ann, who lives in Oslo."}]);
+    let body = json!({"model": "smollm2:135m", "messages": question, "tools": [tool], "tool_choice": "required",
+                      "max_tokens": 200, "seed": 1});
+    let (status, reply) = post(&state, "/v1/chat/completions", body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let call = &reply["choices"][0]["message"]["tool_calls"][0]["function"];
+    let arguments: Value =
+        serde_json::from_str(call["arguments"].as_str().unwrap_or_else(|| panic!("{reply}"))).unwrap();
+    assert!(arguments["home"]["city"].is_string(), "{reply}");
+
+    let body = json!({"model": "smollm2:135m", "messages": question, "tools": [tool], "stream": false,
+                      "options": {"num_predict": 200, "seed": 1}});
+    let (status, reply) = post(&state, "/api/chat", body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let anthropic_tool = json!({"name": "save_person", "input_schema": parameters});
+    let body = json!({"model": "smollm2:135m", "messages": question, "tools": [anthropic_tool],
+                      "tool_choice": {"type": "any"}, "max_tokens": 200, "temperature": 0});
+    let (status, reply) = post(&state, "/v1/messages", body).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let used = reply["content"].as_array().unwrap().iter().find(|b| b["type"] == "tool_use").unwrap();
+    assert!(used["input"]["home"]["city"].is_string(), "{reply}");
+}
+
 /// Regression: an answer cut off by the token limit while tools were offered showed
 /// hearth's wrapper (`{"response": ...` or `{"tool_calls": ...`) as its content.
 #[tokio::test(flavor = "multi_thread")]
