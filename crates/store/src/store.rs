@@ -444,6 +444,11 @@ fn read_entries(dir: &Path, dirs: bool) -> Result<Vec<PathBuf>, StoreError> {
     Ok(out)
 }
 
+/// A manifest file's modification time: when its model was last written.
+fn modified_at(manifest: &Path) -> SystemTime {
+    fs::metadata(manifest).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -648,9 +653,4 @@ mod tests {
         assert_eq!(problems.len(), 1);
         assert_eq!(store.prune().unwrap(), 0, "blobs it may refer to are kept");
     }
-}
-
-/// A manifest file's modification time: when its model was last written.
-fn modified_at(manifest: &Path) -> SystemTime {
-    fs::metadata(manifest).and_then(|m| m.modified()).unwrap_or(SystemTime::UNIX_EPOCH)
 }
