@@ -1,4 +1,5 @@
-"""Ollama's, OpenAI's and Anthropic's official Python clients against a real `hearth serve`.
+"""Ollama's, OpenAI's (chat, completions, embeddings, responses) and Anthropic's official
+Python clients against a real `hearth serve`.
 
 Run by scripts/client-tests, which starts the server and sets HEARTH_URL, HEARTH_TEST_MODEL
 and HEARTH_TEST_GGUF. Every call is one a user of those clients makes unchanged, only the
@@ -134,6 +135,105 @@ class OpenAIClient(unittest.TestCase):
             self.client.chat.completions.create(model="no-such-model", messages=QUESTION)
         with self.assertRaises(openai.BadRequestError):
             self.ask(n=2)
+
+
+class OpenAIResponses(unittest.TestCase):
+    """OpenAI's Responses API through the official client's `responses` resource."""
+
+    TOOL = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "The current weather in a city",
+        "parameters": WEATHER["function"]["parameters"],
+    }
+
+    def setUp(self):
+        self.client = openai.OpenAI(base_url=f"{URL}/v1", api_key="unused", max_retries=0)
+
+    def ask(self, **extra):
+        return self.client.responses.create(
+            **{"model": MODEL, "input": QUESTION[0]["content"], "max_output_tokens": 24, "temperature": 0, **extra}
+        )
+
+    def test_create_and_stream_give_the_same_response(self):
+        response = self.ask(instructions="Answer in one sentence.")
+        self.assertEqual(response.object, "response")
+        self.assertIn(response.status, ("completed", "incomplete"))
+        self.assertTrue(response.id.startswith("resp_"))
+        self.assertTrue(response.output_text)
+        self.assertGreater(response.usage.input_tokens, 10)
+        with self.client.responses.stream(
+            model=MODEL, input=QUESTION[0]["content"], max_output_tokens=24, temperature=0,
+            instructions="Answer in one sentence.",
+        ) as stream:
+            events = list(stream)
+        # The last event carries the whole response, completed or (cut by the limit) incomplete,
+        # as OpenAI's does; the helper's get_final_response() knows only the first.
+        kinds = [event.type for event in events]
+        final = events[-1].response
+        self.assertEqual(kinds[:2], ["response.created", "response.in_progress"])
+        self.assertEqual(kinds[-1], f"response.{response.status}")
+        self.assertIn("response.output_text.delta", kinds)
+        self.assertEqual(final.output_text, response.output_text)
+        self.assertEqual(final.usage.output_tokens, response.usage.output_tokens)
+
+    def test_token_limit_makes_an_incomplete_response(self):
+        response = self.ask(max_output_tokens=3, input="Count from one to fifty in words.")
+        self.assertEqual(response.status, "incomplete")
+        self.assertEqual(response.incomplete_details.reason, "max_output_tokens")
+        self.assertEqual(response.usage.output_tokens, 3)
+
+    def test_function_call_round_trip_through_previous_response_id(self):
+        question = "What is the weather in Paris?"
+        first = self.client.responses.create(
+            model=MODEL, input=question, tools=[self.TOOL], tool_choice="required", max_output_tokens=80
+        )
+        call = [item for item in first.output if item.type == "function_call"][0]
+        self.assertEqual(call.name, "get_weather")
+        self.assertIsInstance(json.loads(call.arguments)["city"], str)
+        with self.client.responses.stream(
+            model=MODEL,
+            input=question,
+            tools=[self.TOOL],
+            tool_choice="required",
+            parallel_tool_calls=False,
+            max_output_tokens=80,
+        ) as stream:
+            streamed = stream.get_final_response()
+        self.assertEqual([item.type for item in streamed.output], ["function_call"])
+        follow_up = self.client.responses.create(
+            model=MODEL,
+            previous_response_id=first.id,
+            input=[{"type": "function_call_output", "call_id": call.call_id, "output": "18 C, sunny"}],
+            tools=[self.TOOL],
+            max_output_tokens=40,
+        )
+        self.assertEqual(follow_up.previous_response_id, first.id)
+        self.assertTrue(follow_up.output)
+        # The first exchange is in the prompt: more tokens than the new item alone.
+        self.assertGreater(follow_up.usage.input_tokens, first.usage.input_tokens)
+
+    def test_json_schema_format_answers_parse(self):
+        response = self.ask(
+            input="Describe a person.",
+            max_output_tokens=60,
+            text={"format": {"type": "json_schema", "name": "person", "schema": PERSON, "strict": True}},
+        )
+        person = json.loads(response.output_text)
+        self.assertIsInstance(person["name"], str)
+        self.assertIsInstance(person["age"], int)
+
+    def test_kept_responses_are_retrieved_and_deleted_and_unstored_ones_are_not_kept(self):
+        response = self.ask(max_output_tokens=4)
+        self.assertEqual(self.client.responses.retrieve(response.id).output_text, response.output_text)
+        self.client.responses.delete(response.id)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(response.id)
+        unstored = self.ask(max_output_tokens=4, store=False)
+        with self.assertRaises(openai.NotFoundError):
+            self.client.responses.retrieve(unstored.id)
+        with self.assertRaises(openai.NotFoundError):
+            self.ask(previous_response_id=unstored.id)
 
 
 class AnthropicClient(unittest.TestCase):

@@ -1,5 +1,5 @@
-//! hearth's HTTP server: Ollama's `/api/*`, OpenAI's `/v1/*` and Anthropic's
-//! `/v1/messages` on one port. Each dialect
+//! hearth's HTTP server: Ollama's `/api/*`, OpenAI's `/v1/*` (chat, completions,
+//! embeddings, responses) and Anthropic's `/v1/messages` on one port. Each dialect
 //! (`dialects/`) translates its wire format into calls of one service layer (`service`),
 //! which reaches the engines only through a validated request carrying its own response
 //! channel; models load on demand and stay resident for their keep-alive (`residency`).
@@ -25,7 +25,7 @@ pub use residency::{
 };
 pub use service::{ErrorKind, Service, ServiceError};
 
-use dialects::{anthropic, ollama, openai};
+use dialects::{anthropic, ollama, openai, responses};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -46,6 +46,8 @@ pub struct AppState {
     pub limits: Arc<ServeLimits>,
     /// Who may pull, create, copy and delete.
     pub admin: AdminPolicy,
+    /// Responses kept for the Responses API's `GET` and `previous_response_id`.
+    pub responses: Arc<dialects::responses::Responses>,
 }
 
 impl AppState {
@@ -58,6 +60,7 @@ impl AppState {
             origins: Arc::new(Origins::local()),
             limits: Arc::default(),
             admin: AdminPolicy::default(),
+            responses: Arc::default(),
         }
     }
 
@@ -104,6 +107,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/v1/models", get(openai::models))
         .route("/v1/models/{*id}", get(openai::model))
+        .route("/v1/responses", post(responses::create))
+        .route("/v1/responses/{id}", get(responses::get).delete(responses::delete))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
         .route("/metrics", get(metrics_text))

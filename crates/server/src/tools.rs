@@ -7,8 +7,6 @@ use crate::format::schema_grammar;
 use hearth_core::{ChatMessage, Role, SamplingParams, ToolCall};
 use hearth_engine::grammar;
 use serde_json::{json, Map, Value};
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
 
 /// OpenAI's `tool_choice` (Ollama always means `Auto`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,11 +341,7 @@ fn call_from(value: &Value) -> Option<ToolCall> {
 
 /// `call_` and 24 random alphanumerics, like OpenAI's ids.
 pub fn call_id() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let state = RandomState::new();
-    let id: String =
-        (0..24u64).map(|i| ALPHABET[(state.hash_one(i) % ALPHABET.len() as u64) as usize] as char).collect();
-    format!("call_{id}")
+    crate::dialects::hearth::random_id("call")
 }
 
 #[cfg(test)]

@@ -349,6 +349,81 @@ async fn anthropic_messages_answer_in_anthropics_shapes() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_answer_stream_keep_and_continue_in_openais_shapes() {
+    let (state, _dir) = server(2, five_minutes());
+    let ask = json!({"model": "smollm2:135m", "input": "Say hi", "instructions": "Be brief.",
+                     "max_output_tokens": 8, "temperature": 0, "metadata": {"run": "test"}});
+    let (status, response) = post(&state, "/v1/responses", ask.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    assert_eq!((&response["object"], &response["metadata"]["run"]), (&json!("response"), &json!("test")));
+    assert!(["completed", "incomplete"].contains(&response["status"].as_str().unwrap()), "{response}");
+    let output = &response["output"][0];
+    assert_eq!((&output["type"], &output["role"]), (&json!("message"), &json!("assistant")));
+    let text = output["content"][0]["text"].as_str().unwrap().to_string();
+    let usage = &response["usage"];
+    assert_eq!(
+        usage["total_tokens"],
+        usage["input_tokens"].as_u64().unwrap() + usage["output_tokens"].as_u64().unwrap()
+    );
+    energy_fields_in(usage);
+
+    // The stream: numbered events in the semantic order, the same text, the whole response last.
+    let mut streamed = ask.clone();
+    streamed["stream"] = json!(true);
+    let (status, bytes) = call(&state, Method::POST, "/v1/responses", Some(streamed)).await;
+    assert_eq!(status, StatusCode::OK);
+    let events: Vec<Value> = String::from_utf8(bytes)
+        .unwrap()
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| serde_json::from_str(e.split_once("\ndata: ").unwrap().1).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        kinds[..4],
+        ["response.created", "response.in_progress", "response.output_item.added", "response.content_part.added"]
+    );
+    let ending = format!("response.{}", response["status"].as_str().unwrap());
+    assert_eq!(
+        kinds[kinds.len() - 4..],
+        ["response.output_text.done", "response.content_part.done", "response.output_item.done", ending.as_str()]
+    );
+    assert!(events.iter().enumerate().all(|(n, e)| e["sequence_number"] == n), "numbered in order");
+    let deltas: String = events.iter().filter_map(|e| e["delta"].as_str()).collect();
+    assert_eq!(deltas, text, "temperature 0, same answer");
+    let last = &events.last().unwrap()["response"];
+    assert_eq!(
+        (&last["output"][0]["content"][0]["text"], &last["usage"]["output_tokens"]),
+        (&json!(text), &usage["output_tokens"])
+    );
+
+    // Kept: retrieved, continued (the first exchange is in the prompt), deleted.
+    let id = response["id"].as_str().unwrap();
+    assert_eq!(get(&state, &format!("/v1/responses/{id}")).await.1["id"], json!(id));
+    let follow_up =
+        json!({"model": "smollm2:135m", "input": "Again", "previous_response_id": id, "max_output_tokens": 4});
+    let (status, continued) = post(&state, "/v1/responses", follow_up.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{continued}");
+    assert!(continued["usage"]["input_tokens"].as_u64() > usage["input_tokens"].as_u64(), "{continued}");
+    let (status, deleted) = call(&state, Method::DELETE, &format!("/v1/responses/{id}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&deleted));
+    for (status, error) in
+        [get(&state, &format!("/v1/responses/{id}")).await, post(&state, "/v1/responses", follow_up).await]
+    {
+        assert_eq!(status, StatusCode::NOT_FOUND, "{error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains(id), "{error}");
+        assert_eq!(error["error"]["code"], Value::Null, "not a missing model: {error}");
+    }
+    let (status, error) = post(
+        &state,
+        "/v1/responses",
+        json!({"model": "smollm2:135m", "input": [{"type": "item_reference", "id": "x"}]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+}
+
 /// Regression: `/api/show` gave the time of the request as `modified_at`.
 #[tokio::test(flavor = "multi_thread")]
 async fn show_reports_when_the_model_was_written_not_the_request_time() {

@@ -201,10 +201,18 @@ enum Target {
     AnthropicMessages,
     AnthropicMessagesTools,
     AnthropicCountTokens,
+    Responses,
+    ResponsesTools,
 }
 
 const GENERATION: &[Target] = &[Target::OllamaGenerate, Target::OllamaChat, Target::OllamaChatTools];
-const OPENAI_GENERATION: &[Target] = &[Target::OpenAiChat, Target::OpenAiChatTools, Target::OpenAiCompletions];
+const OPENAI_GENERATION: &[Target] = &[
+    Target::OpenAiChat,
+    Target::OpenAiChatTools,
+    Target::OpenAiCompletions,
+    Target::Responses,
+    Target::ResponsesTools,
+];
 const ANTHROPIC: &[Target] = &[Target::AnthropicMessages, Target::AnthropicMessagesTools, Target::AnthropicCountTokens];
 const EMBEDDINGS: &[Target] = &[Target::OllamaEmbed, Target::OllamaEmbeddings, Target::OpenAiEmbeddings];
 const STORE: &[Target] = &[
@@ -248,6 +256,7 @@ impl Target {
             Target::OpenAiEmbeddings => "/v1/embeddings",
             Target::AnthropicMessages | Target::AnthropicMessagesTools => "/v1/messages",
             Target::AnthropicCountTokens => "/v1/messages/count_tokens",
+            Target::Responses | Target::ResponsesTools => "/v1/responses",
         }
     }
 
@@ -340,6 +349,24 @@ impl Target {
                 "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]},
                              {"role": "assistant", "content": "Hello."},
                              {"role": "user", "content": "Again"}]}),
+            Target::Responses => json!({
+                "model": M, "max_output_tokens": 8, "temperature": 0.5, "top_p": 0.9, "stream": stream,
+                "instructions": "Be brief.", "store": variant.is_multiple_of(2), "metadata": {"k": "v"},
+                "text": {"format": {"type": "text"}}, "reasoning": {"effort": "low"},
+                "input": [{"role": "developer", "content": "Be kind."},
+                          {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "Say hi"}]},
+                          {"role": "assistant", "content": [{"type": "output_text", "text": "Hello."}]},
+                          {"role": "user", "content": "Again"}]}),
+            Target::ResponsesTools => json!({
+                "model": M, "max_output_tokens": 8, "stream": stream, "tool_choice": "auto",
+                "parallel_tool_calls": true,
+                "tools": [{"type": "function", "name": "get_weather", "description": "The weather in a city",
+                           "parameters": weather_tool()["function"]["parameters"], "strict": false}],
+                "input": [{"role": "user", "content": "Weather in Paris?"},
+                          {"type": "function_call", "call_id": "call_1", "name": "get_weather",
+                           "arguments": "{\"city\": \"Paris\"}"},
+                          {"type": "function_call_output", "call_id": "call_1", "output": "sunny"},
+                          {"role": "user", "content": "And Rome?"}]}),
             Target::AnthropicMessagesTools => json!({
                 "model": M, "max_tokens": 8, "stream": stream,
                 "tools": [{"name": "get_weather", "description": "The weather in a city",
@@ -369,7 +396,9 @@ const FIELDS: &[&str] = &[
     "stream_options", "include_usage", "tool_choice", "parallel_tool_calls", "ignore_eos", "encoding_format", "text",
     "image_url", "tool_call_id", "id", "enum", "pattern", "minimum", "maximum", "$ref", "anyOf", "additionalProperties",
     "stop_sequences", "metadata", "input_schema", "tool_use", "tool_result", "tool_use_id", "is_error", "thinking",
-    "budget_tokens", "disable_parallel_tool_use", "cache_control",
+    "budget_tokens", "disable_parallel_tool_use", "cache_control", "instructions", "max_output_tokens", "store",
+    "previous_response_id", "call_id", "output", "input_text", "output_text", "function_call", "function_call_output",
+    "reasoning", "effort",
 ];
 
 #[rustfmt::skip]
@@ -813,6 +842,8 @@ fn check(target: Target, reply: &Reply) -> Result<(), String> {
         }
     } else if reply.content_type.starts_with("text/event-stream") && dialect == Dialect::Anthropic {
         check_anthropic_events(&text)?;
+    } else if reply.content_type.starts_with("text/event-stream") && target.path() == "/v1/responses" {
+        check_response_events(&text)?;
     } else if reply.content_type.starts_with("text/event-stream") {
         if !text.ends_with("data: [DONE]\n\n") {
             return Err(format!(
@@ -854,6 +885,31 @@ fn check_anthropic_events(text: &str) -> Result<(), String> {
     }
     if names.first() != Some(&"message_start") || names.last() != Some(&"message_stop") {
         return Err(format!("a stream that does not open with message_start and close with message_stop: {names:?}"));
+    }
+    Ok(())
+}
+
+/// The Responses API's event stream: named, numbered events in order, from
+/// `response.created` to `response.completed` or `response.incomplete`, no error after the 200.
+fn check_response_events(text: &str) -> Result<(), String> {
+    let mut names = Vec::new();
+    for (index, event) in text.split("\n\n").filter(|e| !e.trim().is_empty()).enumerate() {
+        let (name, data) = event
+            .strip_prefix("event: ")
+            .and_then(|rest| rest.split_once("\ndata: "))
+            .ok_or_else(|| format!("an SSE event without its name and data: {event:.300}"))?;
+        let value: Value = serde_json::from_str(data).map_err(|_| format!("an SSE event is not JSON: {data:.300}"))?;
+        if value["type"] != name || value["sequence_number"] != index {
+            return Err(format!("event {index} ({name}) carries {data:.300}"));
+        }
+        if name == "error" {
+            return Err(format!("an error after HTTP 200, mid-stream: {data:.300}"));
+        }
+        names.push(name);
+    }
+    let ends = ["response.completed", "response.incomplete"];
+    if names.first() != Some(&"response.created") || !names.last().is_some_and(|last| ends.contains(last)) {
+        return Err(format!("a stream that does not run from response.created to its end: {names:?}"));
     }
     Ok(())
 }
@@ -943,7 +999,7 @@ fn ollama_generate_and_chat_bodies() {
 
 #[test]
 fn openai_completion_bodies() {
-    fuzz(OPENAI_GENERATION, 150);
+    fuzz(OPENAI_GENERATION, 200);
 }
 
 #[test]

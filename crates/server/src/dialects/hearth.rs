@@ -5,12 +5,14 @@
 use crate::service::Finished;
 use hearth_core::{FinishReason, TokenLogprob};
 use serde::Serialize;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 
 /// hearth's additions beside a dialect's token counts: total joules, joules per generated
 /// token, average watts, net of the idle baseline when known, whether the figures are
 /// measured or estimated, and the carbon and cost when prices are configured. All absent
 /// when no figure was taken.
-#[derive(Debug, Default, Serialize, PartialEq)]
+#[derive(Debug, Default, Clone, Serialize, PartialEq)]
 pub struct Energy {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub energy_joules: Option<f64>,
@@ -106,4 +108,14 @@ pub fn finish_reason(reason: FinishReason) -> &'static str {
 /// Seconds since the Unix epoch, for `created` fields.
 pub fn unix_seconds(at: std::time::SystemTime) -> u64 {
     at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// `prefix`, an underscore and 24 random letters and digits, as OpenAI's ids look
+/// (`call_...`, `resp_...`, `msg_...`).
+pub fn random_id(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let state = RandomState::new();
+    let id: String =
+        (0..24u64).map(|i| ALPHABET[(state.hash_one(i) % ALPHABET.len() as u64) as usize] as char).collect();
+    format!("{prefix}_{id}")
 }

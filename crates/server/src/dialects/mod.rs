@@ -7,6 +7,7 @@ pub mod hearth;
 pub mod ollama;
 pub mod openai;
 pub mod request;
+pub mod responses;
 
 use crate::service::ServiceError;
 use axum::response::{IntoResponse, Response};

@@ -42,6 +42,9 @@ pub enum ServiceError {
     /// The name as the client wrote it.
     #[error("model '{0}' not found, try pulling it first")]
     ModelNotFound(String),
+    /// Something else a request names that is not here (a kept response, ...).
+    #[error("{0}")]
+    NotFound(String),
     /// Boxed: a model name is large, and this error travels in every `Result`.
     #[error(transparent)]
     Residency(Box<ResidencyError>),
@@ -78,7 +81,7 @@ impl ServiceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Invalid(_) => ErrorKind::InvalidRequest,
-            Self::ModelNotFound(_) => ErrorKind::NotFound,
+            Self::ModelNotFound(_) | Self::NotFound(_) => ErrorKind::NotFound,
             Self::Residency(e) => match e.as_ref() {
                 ResidencyError::Busy { .. } | ResidencyError::AllBusy { .. } | ResidencyError::NoRoomNow { .. } => {
                     ErrorKind::Overloaded

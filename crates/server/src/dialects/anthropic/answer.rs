@@ -5,7 +5,7 @@
 
 use super::error::{self, AnthropicError};
 use super::wire::{BlockOut, Delta, Event, Message, MessageDelta, Usage};
-use crate::dialects::hearth::Energy;
+use crate::dialects::hearth::{self, Energy};
 use crate::service::{self, Finished, Lease, Piece};
 use crate::tools::ToolUse;
 use crate::AppState;
@@ -16,9 +16,6 @@ use axum::Json;
 use futures_util::stream::{self, StreamExt};
 use hearth_core::{FinishReason, GenerateRequest, ToolCall};
 use serde_json::json;
-use std::sync::atomic::{AtomicU64, Ordering};
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// What every event of one answer shares, and how it goes back.
 pub struct Reply {
@@ -32,7 +29,7 @@ pub struct Reply {
 impl Reply {
     pub fn new(model: &str, streaming: bool, stop_sequences: &[String]) -> Self {
         Self {
-            id: format!("msg_{:016}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
+            id: hearth::random_id("msg"),
             model: model.to_string(),
             streaming,
             stop_sequences: stop_sequences.to_vec(),

@@ -22,7 +22,7 @@ fn status_and_code(kind: ErrorKind) -> (StatusCode, Option<&'static str>) {
     match kind {
         ErrorKind::InvalidRequest => (StatusCode::BAD_REQUEST, None),
         ErrorKind::ContextOverflow => (StatusCode::BAD_REQUEST, Some("context_length_exceeded")),
-        ErrorKind::NotFound => (StatusCode::NOT_FOUND, Some("model_not_found")),
+        ErrorKind::NotFound => (StatusCode::NOT_FOUND, None),
         ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, None),
         ErrorKind::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded")),
         ErrorKind::EngineStopped => (StatusCode::SERVICE_UNAVAILABLE, Some("engine_stopped")),
@@ -41,12 +41,13 @@ pub fn status(kind: ErrorKind) -> StatusCode {
 /// The body alone, for an error that arrives mid-stream.
 pub fn body(error: &ServiceError) -> ErrorBody {
     let (status, code) = status_and_code(error.kind());
-    let message = match error {
-        // OpenAI's words for a model it does not have.
-        ServiceError::ModelNotFound(name) => {
-            format!("The model '{name}' does not exist: it was not found in the store; pull it first")
-        }
-        other => other.client_message(),
+    let (message, code) = match error {
+        // OpenAI's words and code for a model it does not have.
+        ServiceError::ModelNotFound(name) => (
+            format!("The model '{name}' does not exist: it was not found in the store; pull it first"),
+            Some("model_not_found"),
+        ),
+        other => (other.client_message(), code),
     };
     let kind = if status.is_client_error() { "invalid_request_error" } else { "server_error" };
     ErrorBody { error: ErrorDetail { message, kind, param: None, code } }
