@@ -285,6 +285,11 @@ impl Engine {
         &self.info
     }
 
+    /// The weights and template, for work on the caller's thread.
+    pub(crate) fn model(&self) -> &Model {
+        &self.model
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

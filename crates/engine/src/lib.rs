@@ -22,6 +22,7 @@ mod stop;
 pub mod template;
 #[doc(hidden)]
 pub mod test_models;
+mod text;
 mod tokenizer;
 mod utf8_stream;
 

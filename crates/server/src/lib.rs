@@ -25,7 +25,7 @@ pub use residency::{
 };
 pub use service::{ErrorKind, Service, ServiceError};
 
-use dialects::{anthropic, ollama, openai, responses};
+use dialects::{anthropic, llama_server, ollama, openai, responses};
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
@@ -111,6 +111,9 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/responses/{id}", get(responses::get).delete(responses::delete))
         .route("/v1/messages", post(anthropic::messages))
         .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/tokenize", post(llama_server::tokenize))
+        .route("/detokenize", post(llama_server::detokenize))
+        .route("/apply-template", post(llama_server::apply_template))
         .route("/metrics", get(metrics_text))
         .fallback(http_layers::no_route)
         // `bodies` has read the body whole under the limit already; this is a second fence.

@@ -424,6 +424,50 @@ async fn responses_answer_stream_keep_and_continue_in_openais_shapes() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn llama_servers_utility_endpoints_tokenize_detokenize_and_apply_the_template() {
+    let (state, _dir) = server(1, five_minutes());
+    // No model named and none loaded: which one is meant cannot be told.
+    let (status, error) = post(&state, "/tokenize", json!({"content": "Hello"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("model is required"), "{error}");
+
+    let text = "Hello, world! ☕ <|im_start|>";
+    let (status, plain) = post(&state, "/tokenize", json!({"model": "smollm2:135m", "content": text})).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let ids: Vec<u64> = plain["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    assert!(ids.len() > 5);
+    // One model loaded now: it is the one meant.
+    let (_, pieces) = post(&state, "/tokenize", json!({"content": text, "with_pieces": true})).await;
+    let pieces = pieces["tokens"].as_array().unwrap();
+    assert_eq!(pieces.iter().map(|p| p["id"].as_u64().unwrap()).collect::<Vec<_>>(), ids);
+    let mut bytes = Vec::new();
+    for piece in pieces {
+        match &piece["piece"] {
+            Value::String(text) => bytes.extend(text.as_bytes()),
+            Value::Array(raw) => bytes.extend(raw.iter().map(|b| b.as_u64().unwrap() as u8)),
+            other => panic!("a piece is text or bytes: {other}"),
+        }
+    }
+    assert_eq!(String::from_utf8(bytes).unwrap(), text);
+    let (_, special) = post(&state, "/tokenize", json!({"content": "<|im_start|>", "parse_special": true})).await;
+    assert_eq!(special["tokens"].as_array().unwrap().len(), 1, "a special token's text is its token");
+    let (status, back) = post(&state, "/detokenize", json!({"tokens": ids})).await;
+    assert_eq!((status, back["content"].as_str()), (StatusCode::OK, Some(text)));
+    let (status, error) = post(&state, "/detokenize", json!({"tokens": [1, 4_000_000_000u64]})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["error"]["message"].as_str().unwrap().contains("outside the vocabulary"), "{error}");
+
+    let messages = json!([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]);
+    let (status, applied) = post(&state, "/apply-template", json!({"messages": messages})).await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    let prompt = applied["prompt"].as_str().unwrap();
+    assert!(
+        prompt.contains("<|im_start|>user\nHi<|im_end|>") && prompt.ends_with("<|im_start|>assistant\n"),
+        "{prompt}"
+    );
+}
+
 /// Regression: `/api/show` gave the time of the request as `modified_at`.
 #[tokio::test(flavor = "multi_thread")]
 async fn show_reports_when_the_model_was_written_not_the_request_time() {

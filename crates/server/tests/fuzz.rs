@@ -203,6 +203,9 @@ enum Target {
     AnthropicCountTokens,
     Responses,
     ResponsesTools,
+    Tokenize,
+    Detokenize,
+    ApplyTemplate,
 }
 
 const GENERATION: &[Target] = &[Target::OllamaGenerate, Target::OllamaChat, Target::OllamaChatTools];
@@ -214,6 +217,7 @@ const OPENAI_GENERATION: &[Target] = &[
     Target::ResponsesTools,
 ];
 const ANTHROPIC: &[Target] = &[Target::AnthropicMessages, Target::AnthropicMessagesTools, Target::AnthropicCountTokens];
+const UTILITY: &[Target] = &[Target::Tokenize, Target::Detokenize, Target::ApplyTemplate];
 const EMBEDDINGS: &[Target] = &[Target::OllamaEmbed, Target::OllamaEmbeddings, Target::OpenAiEmbeddings];
 const STORE: &[Target] = &[
     Target::Show,
@@ -257,13 +261,16 @@ impl Target {
             Target::AnthropicMessages | Target::AnthropicMessagesTools => "/v1/messages",
             Target::AnthropicCountTokens => "/v1/messages/count_tokens",
             Target::Responses | Target::ResponsesTools => "/v1/responses",
+            Target::Tokenize => "/tokenize",
+            Target::Detokenize => "/detokenize",
+            Target::ApplyTemplate => "/apply-template",
         }
     }
 
     fn dialect(self) -> Dialect {
         if self.path().starts_with("/v1/messages") {
             Dialect::Anthropic
-        } else if self.path().starts_with("/v1/") {
+        } else if self.path().starts_with("/v1/") || UTILITY.contains(&self) {
             Dialect::OpenAi
         } else {
             Dialect::Ollama
@@ -349,6 +356,11 @@ impl Target {
                 "messages": [{"role": "user", "content": [{"type": "text", "text": "Say hi"}]},
                              {"role": "assistant", "content": "Hello."},
                              {"role": "user", "content": "Again"}]}),
+            Target::Tokenize => json!({"model": M, "content": "Hello <|im_start|> ☕", "add_special": true,
+                                      "parse_special": true, "with_pieces": stream}),
+            Target::Detokenize => json!({"model": M, "tokens": [1, 2, 3, 9690, 28]}),
+            Target::ApplyTemplate => json!({"model": M, "messages": [{"role": "system", "content": "Be brief."},
+                                                                      {"role": "user", "content": "Hi"}]}),
             Target::Responses => json!({
                 "model": M, "max_output_tokens": 8, "temperature": 0.5, "top_p": 0.9, "stream": stream,
                 "instructions": "Be brief.", "store": variant.is_multiple_of(2), "metadata": {"k": "v"},
@@ -398,7 +410,7 @@ const FIELDS: &[&str] = &[
     "stop_sequences", "metadata", "input_schema", "tool_use", "tool_result", "tool_use_id", "is_error", "thinking",
     "budget_tokens", "disable_parallel_tool_use", "cache_control", "instructions", "max_output_tokens", "store",
     "previous_response_id", "call_id", "output", "input_text", "output_text", "function_call", "function_call_output",
-    "reasoning", "effort",
+    "reasoning", "effort", "tokens", "add_special", "parse_special", "with_pieces",
 ];
 
 #[rustfmt::skip]
@@ -1008,6 +1020,11 @@ fn anthropic_messages_bodies() {
 }
 
 #[test]
+fn llama_server_utility_bodies() {
+    fuzz(UTILITY, 100);
+}
+
+#[test]
 fn embedding_bodies_in_both_dialects() {
     fuzz(EMBEDDINGS, 200);
 }
@@ -1029,7 +1046,7 @@ fn damaged_bytes_on_every_route() {
         ..Config::default()
     });
     let strategy = (
-        prop::sample::select([GENERATION, OPENAI_GENERATION, ANTHROPIC, EMBEDDINGS, STORE].concat()),
+        prop::sample::select([GENERATION, OPENAI_GENERATION, ANTHROPIC, UTILITY, EMBEDDINGS, STORE].concat()),
         any::<bool>(),
         raw(),
         prop::option::of(raw()),

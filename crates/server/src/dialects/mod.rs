@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod hearth;
+pub mod llama_server;
 pub mod ollama;
 pub mod openai;
 pub mod request;
@@ -21,12 +22,14 @@ pub enum Dialect {
 
 impl Dialect {
     /// The dialect a path speaks: Anthropic's under `/v1/messages`, OpenAI's elsewhere under
-    /// `/v1`, Ollama's everywhere else, so errors raised before any handler runs (routing,
+    /// `/v1` and at llama.cpp's server's utility endpoints (whose errors are OpenAI's
+    /// shape), Ollama's everywhere else, so errors raised before any handler runs (routing,
     /// limits, timeouts) still take the right shape.
     pub fn for_path(path: &str) -> Self {
+        const LLAMA_SERVER: [&str; 3] = ["/tokenize", "/detokenize", "/apply-template"];
         if path == "/v1/messages" || path.starts_with("/v1/messages/") {
             Dialect::Anthropic
-        } else if path == "/v1" || path.starts_with("/v1/") {
+        } else if path == "/v1" || path.starts_with("/v1/") || LLAMA_SERVER.contains(&path) {
             Dialect::OpenAi
         } else {
             Dialect::Ollama

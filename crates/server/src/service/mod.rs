@@ -43,6 +43,19 @@ impl Service {
         Ok(self.residency.acquire(name, spec, keep_alive).await?)
     }
 
+    /// Runs `work` on the leased model's engine on a blocking thread (tokenizing a large
+    /// body or rendering a template takes a while), holding the lease until it ends.
+    pub async fn on_engine<T: Send + 'static>(
+        &self,
+        lease: Lease,
+        work: impl FnOnce(&Engine) -> Result<T, hearth_core::GenerateError> + Send + 'static,
+    ) -> Result<T, ServiceError> {
+        match tokio::task::spawn_blocking(move || work(&lease.model.engine)).await {
+            Ok(result) => Ok(result?),
+            Err(e) => Err(ServiceError::Internal(format!("an engine task failed: {e}"))),
+        }
+    }
+
     /// Runs `work` on the store on a blocking thread.
     pub async fn with_store<T: Send + 'static>(
         &self,

@@ -1,0 +1,50 @@
+//! A loaded model's text, without running it: the tokens of a text and the text of tokens,
+//! and the prompt its chat template makes of a conversation (what llama.cpp's server
+//! answers at `/tokenize`, `/detokenize` and `/apply-template`).
+
+use crate::engine::Engine;
+use crate::limits;
+use crate::prepare::Cancellation;
+use crate::template::RenderLimits;
+use hearth_core::{ChatMessage, GenerateError};
+use llama_cpp_2::token::LlamaToken;
+
+impl Engine {
+    /// Token ids of `text`. `add_special` adds the BOS token where the model wants one;
+    /// `parse_special` makes special-token text (`<|im_start|>`) its token, not plain text.
+    pub fn tokenize(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<u32> {
+        let vocab = self.model().llama.vocab();
+        vocab.tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0 as u32).collect()
+    }
+
+    /// The bytes of each token, special tokens as their text. Byte-level vocabularies have
+    /// tokens that hold only part of a UTF-8 character. An id outside the vocabulary is an
+    /// error naming it.
+    pub fn token_bytes(&self, ids: &[u32]) -> Result<Vec<Vec<u8>>, GenerateError> {
+        let vocab = self.model().llama.vocab();
+        let n_vocab = vocab.n_tokens();
+        ids.iter()
+            .map(|&id| match i32::try_from(id) {
+                Ok(token) if token < n_vocab => Ok(vocab.token_to_piece(LlamaToken(token), true, None)),
+                _ => Err(GenerateError::InvalidRequest(format!(
+                    "token id {id} is outside the vocabulary (0..{n_vocab})"
+                ))),
+            })
+            .collect()
+    }
+
+    /// The text of `ids` (bytes that are not UTF-8 become U+FFFD).
+    pub fn detokenize(&self, ids: &[u32]) -> Result<String, GenerateError> {
+        Ok(String::from_utf8_lossy(&self.token_bytes(ids)?.concat()).into_owned())
+    }
+
+    /// The prompt the model's chat template makes of `messages`, ending with the cue for the
+    /// assistant's turn, rendered under a request's limits and given up once `cancel` says so.
+    pub fn apply_template(&self, messages: &[ChatMessage], cancel: &Cancellation) -> Result<String, GenerateError> {
+        let limits = RenderLimits::new(limits::render_bytes(self.settings().context_size), cancel);
+        self.model()
+            .template
+            .render_limited(messages, &[], &limits)
+            .map_err(|e| GenerateError::InvalidRequest(e.to_string()))
+    }
+}
