@@ -21,7 +21,7 @@ pub use http_layers::Origins;
 pub use listener::ServeLimits;
 pub use residency::{
     system_memory, KeepAlive, LlamaLoader, Loader, MemoryProbe, MeterFactory, Residency, ResidencyConfig,
-    ResidencyError,
+    ResidencyError, Wanted,
 };
 pub use service::{ErrorKind, Service, ServiceError};
 

@@ -468,6 +468,39 @@ async fn llama_servers_utility_endpoints_tokenize_detokenize_and_apply_the_templ
     );
 }
 
+/// Regression: Ollama's per-request `options.num_ctx` was ignored, so a client that asks
+/// for the context `/api/show` reports (llama-index does) got a 400 for a prompt that fits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_s_num_ctx_is_the_context_it_is_served_with() {
+    let (state, _dir) = server(1, five_minutes());
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/data/around-the-world-in-80-days.txt"
+    ))
+    .unwrap();
+    let long: String = text.chars().skip(20_000).take(6_000).collect();
+    let ask = |options: Value| {
+        json!({"model": "smollm2:135m", "stream": false, "options": options,
+               "messages": [{"role": "user", "content": format!("Summarize: {long}")}]})
+    };
+    // The model is stored with num_ctx 1024: the prompt does not fit that.
+    let (status, error) = post(&state, "/api/chat", ask(json!({"num_predict": 1}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    let (status, reply) = post(&state, "/api/chat", ask(json!({"num_predict": 1, "num_ctx": 4096}))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert!(reply["prompt_eval_count"].as_u64().unwrap() > 1024, "{reply}");
+    let (_, running) = get(&state, "/api/ps").await;
+    let contexts: Vec<u64> =
+        running["models"].as_array().unwrap().iter().map(|m| m["context_length"].as_u64().unwrap()).collect();
+    assert!(contexts.contains(&4096), "{running}");
+    // Out of the model's bounds: a 400 that names the setting.
+    let (status, error) = post(&state, "/api/chat", ask(json!({"num_ctx": 1_000_000}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("num_ctx"), "{error}");
+    let (status, error) = post(&state, "/api/chat", ask(json!({"num_ctx": "large"}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+}
+
 /// Regression: `/api/show` gave the time of the request as `modified_at`.
 #[tokio::test(flavor = "multi_thread")]
 async fn show_reports_when_the_model_was_written_not_the_request_time() {
@@ -1204,35 +1237,37 @@ async fn browsers_get_cors_from_allowed_origins_and_every_reply_has_a_request_id
     assert_eq!(send(tagged).await.headers()["x-request-id"], "trace-42");
 }
 
-/// With too little memory for a second model, the idle one unloads first; a model that
-/// cannot fit even alone is refused with the figures.
+/// With too little memory for a second engine, the idle one unloads first; one that cannot
+/// fit even alone is refused with the figures. A copy of a model is not a second engine.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_models_unload_when_memory_is_short() {
     use std::sync::atomic::{AtomicU64, Ordering};
     let available = Arc::new(AtomicU64::new(u64::MAX));
     let probe = available.clone();
     let (state, _dir) = server_with(1, five_minutes(), 8, Arc::new(move || Some(probe.load(Ordering::SeqCst))));
-    let ask = |model: &str| json!({"model": model, "prompt": "Hi", "stream": false, "options": {"num_predict": 2}});
+    let ask = |model: &str, num_ctx: u32| json!({"model": model, "prompt": "Hi", "stream": false, "options": {"num_predict": 2, "num_ctx": num_ctx}});
     assert_eq!(
         post(&state, "/api/copy", json!({"source": "smollm2:135m", "destination": "twin"})).await.0,
         StatusCode::OK
     );
-    assert_eq!(post(&state, "/api/generate", ask("smollm2:135m")).await.0, StatusCode::OK);
-    // Enough for one model (weights + its KV cache + buffers), not for two.
+    assert_eq!(post(&state, "/api/generate", ask("smollm2:135m", 1024)).await.0, StatusCode::OK);
+    assert_eq!(post(&state, "/api/generate", ask("twin", 1024)).await.0, StatusCode::OK);
+    assert_eq!(get(&state, "/api/ps").await.1["models"].as_array().unwrap().len(), 1, "the copy shares the engine");
+    // Enough for one engine at 2048 tokens (weights + its KV cache + buffers), not for two.
     let one_model = hearth_engine::memory_needed(
         &hearth_engine::test_models::smollm2(),
-        &hearth_engine::EngineSettings { context_size: Some(1024), parallel: Some(1), ..Default::default() },
+        &hearth_engine::EngineSettings { context_size: Some(2048), parallel: Some(1), ..Default::default() },
     )
     .unwrap();
     available.store(one_model - 1, Ordering::SeqCst);
-    let (status, reply) = post(&state, "/api/generate", ask("twin")).await;
+    let (status, reply) = post(&state, "/api/generate", ask("twin", 2048)).await;
     // Not hearth's failure, and not a wait that would end: the machine lacks the memory.
     assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "{reply}");
     assert!(reply["error"].as_str().unwrap().contains("GiB are available"), "{reply}");
     let (_, ps) = get(&state, "/api/ps").await;
     assert!(ps["models"].as_array().unwrap().is_empty(), "the idle model made room: {ps}");
     available.store(one_model, Ordering::SeqCst);
-    assert_eq!(post(&state, "/api/generate", ask("twin")).await.0, StatusCode::OK);
+    assert_eq!(post(&state, "/api/generate", ask("twin", 2048)).await.0, StatusCode::OK);
 }
 
 /// With a grid intensity and a price configured, every answer says what its energy emitted

@@ -1,13 +1,14 @@
 //! Reading a request body's common parts, whatever the dialect: the JSON itself, the
-//! model's name, Ollama's `keep_alive`, and embedding inputs.
+//! model's name, Ollama's `keep_alive` and `num_ctx`, and embedding inputs.
 
-use crate::residency::KeepAlive;
+use crate::residency::{KeepAlive, Wanted};
 use crate::service::ServiceError;
+use hearth_core::parameters::StoredParameters;
 use hearth_core::EmbedInput;
 use hearth_store::ModelName;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ServiceError> {
     // JSON is UTF-8 (RFC 8259), and serde_json does not check inside values it skips.
@@ -26,6 +27,17 @@ pub fn model_name(text: &str) -> Result<ModelName, ServiceError> {
 pub fn keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive>, ServiceError> {
     let value = value.filter(|v| !v.is_null());
     value.map(KeepAlive::parse).transpose().map_err(ServiceError::Invalid)
+}
+
+/// What an Ollama request asks of its model's engine: its `keep_alive`, and the context in
+/// its `options.num_ctx` (read by the rule stored parameters are), which an engine with
+/// another context does not serve.
+pub fn wanted(keep_alive: Option<&Value>, options: Option<&Map<String, Value>>) -> Result<Wanted, ServiceError> {
+    let context_size = match options {
+        Some(options) => StoredParameters::read(options.clone()).settings().map_err(ServiceError::Invalid)?.num_ctx,
+        None => None,
+    };
+    Ok(Wanted { keep_alive: self::keep_alive(keep_alive)?, context_size })
 }
 
 /// What to embed, in the forms Ollama and OpenAI both take: a text, texts, token ids, or

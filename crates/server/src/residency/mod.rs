@@ -6,6 +6,10 @@
 //! admission semaphore (slots plus queue): a model is idle when all its permits are back,
 //! whoever else holds a reference to it (a `/metrics` scrape, `ps`).
 //!
+//! A loaded engine is one GGUF file run with one set of settings: names that are the same
+//! file with the same settings (a copy, a `FROM` without a new template) share it, and a
+//! request asking for another context (Ollama's `num_ctx`) gets an engine with that one.
+//!
 //! The list of loaded models is behind a lock held only for moments, never across a load:
 //! loads take turns on a lock of their own, so a request for a loaded model is answered
 //! while another model loads. Nothing here knows HTTP or the engine's type ([`Loader`]).
@@ -48,11 +52,31 @@ pub struct ResidencyConfig {
     pub available_memory: MemoryProbe,
 }
 
-/// A loaded model.
+/// What a request asks of the model it leases, beyond its name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Wanted {
+    /// How long the model stays loaded after this request; the server's default if `None`.
+    pub keep_alive: Option<KeepAlive>,
+    /// Tokens of context (Ollama's per-request `num_ctx`); the model's stored or default
+    /// context if `None`.
+    pub context_size: Option<u32>,
+}
+
+impl Wanted {
+    pub fn keep(keep_alive: KeepAlive) -> Self {
+        Self { keep_alive: Some(keep_alive), ..Self::default() }
+    }
+}
+
+/// A loaded model: an engine running one file with one set of settings.
 pub struct LoadedModel<E> {
+    /// The name it was loaded under, and its stored spec.
     pub name: ModelName,
     pub spec: ModelSpec,
     pub engine: E,
+    settings: EngineSettings,
+    /// Every name it has served, so an unload by any of them finds it.
+    names: Mutex<Vec<ModelName>>,
     /// When it unloads if no request holds it; `None`: never.
     expires: Mutex<Option<Instant>>,
     keep_alive: Mutex<KeepAlive>,
@@ -75,10 +99,14 @@ impl<E> LoadedModel<E> {
         self.requests() == 0
     }
 
-    /// A lease, if the model has room for one more request.
-    fn lease(self: &Arc<Self>, load_duration: Duration) -> Option<Lease<E>> {
+    /// A lease for `spec`, if the model has room for one more request.
+    fn lease(self: &Arc<Self>, spec: &ModelSpec, load_duration: Duration) -> Option<Lease<E>> {
         let permit = self.admission.clone().try_acquire_owned().ok()?;
-        Some(Lease { model: self.clone(), load_duration, _permit: permit })
+        Some(Lease { model: self.clone(), spec: spec.clone(), load_duration, _permit: permit })
+    }
+
+    fn answers_to(&self, name: &ModelName) -> bool {
+        self.names.lock().expect("not poisoned").iter().any(|n| n.same_as(name))
     }
 
     fn expire_now(&self) {
@@ -90,6 +118,9 @@ impl<E> LoadedModel<E> {
 /// A request's hold on a loaded model; when it ends, the model's keep-alive starts over.
 pub struct Lease<E> {
     pub model: Arc<LoadedModel<E>>,
+    /// The spec of the name the request asked for (its system message, parameters), which
+    /// may be another name for the file the engine runs.
+    pub spec: ModelSpec,
     /// Time spent loading the model for this request (zero when it was loaded already).
     pub load_duration: Duration,
     /// Given back after `drop` has set the expiry, so a sweep never sees an idle model
@@ -144,32 +175,32 @@ impl<L: Loader> Residency<L> {
         self.loaded.lock().expect("not poisoned")
     }
 
-    /// A lease on `name` (stored as `spec`), loading it if it is not loaded yet;
-    /// `keep_alive` applies from now on.
+    /// A lease on `name` (stored as `spec`), loading it if no engine runs its file with the
+    /// settings `wanted` makes; the keep-alive `wanted` gives applies from now on.
     pub async fn acquire(
         &self,
         name: &ModelName,
         spec: ModelSpec,
-        keep_alive: Option<KeepAlive>,
+        wanted: Wanted,
     ) -> Result<Lease<L::Engine>, ResidencyError> {
-        let keep_alive = keep_alive.unwrap_or(self.config.keep_alive);
-        if let Some(lease) = self.lease_loaded(name, &spec, keep_alive)? {
+        let keep_alive = wanted.keep_alive.unwrap_or(self.config.keep_alive);
+        let settings = self.engine_settings(name, &spec, wanted.context_size)?;
+        if let Some(lease) = self.lease_loaded(name, &spec, &settings, keep_alive)? {
             return Ok(lease);
         }
         let _turn = self.loading.lock().await;
         // It may have loaded while this request waited for its turn.
-        if let Some(lease) = self.lease_loaded(name, &spec, keep_alive)? {
+        if let Some(lease) = self.lease_loaded(name, &spec, &settings, keep_alive)? {
             return Ok(lease);
         }
         if self.closed.load(Ordering::SeqCst) {
             return Err(ResidencyError::ShuttingDown);
         }
-        let settings = self.engine_settings(name, &spec)?;
         self.keep_under_max_loaded()?;
         self.make_room(name, &spec, &settings).await?;
         let started = Instant::now();
-        let (loader, path) = (self.loader.clone(), spec.path.clone());
-        let engine = tokio::task::spawn_blocking(move || loader.load(&path, &settings))
+        let (loader, path, for_load) = (self.loader.clone(), spec.path.clone(), settings.clone());
+        let engine = tokio::task::spawn_blocking(move || loader.load(&path, &for_load))
             .await
             .map_err(|e| {
                 ResidencyError::load(name, EngineError::Load { path: spec.path.clone(), detail: e.to_string() })
@@ -179,14 +210,16 @@ impl<L: Loader> Residency<L> {
         let capacity = self.config.parallel as usize + self.config.max_queue;
         let model = Arc::new(LoadedModel {
             name: name.clone(),
-            spec,
+            spec: spec.clone(),
             engine,
+            settings,
+            names: Mutex::new(vec![name.clone()]),
             expires: Mutex::new(None),
             keep_alive: Mutex::new(keep_alive),
             admission: Arc::new(tokio::sync::Semaphore::new(capacity)),
             capacity,
         });
-        let lease = model.lease(started.elapsed()).expect("a new model has room");
+        let lease = model.lease(&spec, started.elapsed()).expect("a new model has room");
         let mut loaded = self.models();
         if self.closed.load(Ordering::SeqCst) {
             drop(loaded);
@@ -198,19 +231,21 @@ impl<L: Loader> Residency<L> {
         Ok(lease)
     }
 
-    /// A lease on `name` if it is loaded from the same file (made most recently used), or
-    /// why it has no room; `None` when it is not loaded.
+    /// A lease on an engine that runs `spec`'s file with `settings` (made most recently
+    /// used, and known by `name` from now on), or why it has no room; `None` when there is
+    /// no such engine.
     fn lease_loaded(
         &self,
         name: &ModelName,
         spec: &ModelSpec,
+        settings: &EngineSettings,
         keep_alive: KeepAlive,
     ) -> Result<Option<Lease<L::Engine>>, ResidencyError> {
         let mut loaded = self.models();
-        let Some(at) = loaded.iter().position(|m| m.name.same_as(name) && m.spec.path == spec.path) else {
+        let Some(at) = loaded.iter().position(|m| m.spec.path == spec.path && m.settings == *settings) else {
             return Ok(None);
         };
-        let Some(lease) = loaded[at].lease(Duration::ZERO) else {
+        let Some(lease) = loaded[at].lease(spec, Duration::ZERO) else {
             return Err(ResidencyError::Busy {
                 model: name.clone(),
                 requests: loaded[at].requests(),
@@ -220,6 +255,9 @@ impl<L: Loader> Residency<L> {
         };
         let model = loaded.remove(at);
         *model.keep_alive.lock().expect("not poisoned") = keep_alive;
+        if !model.answers_to(name) {
+            model.names.lock().expect("not poisoned").push(name.clone());
+        }
         loaded.push(model);
         Ok(Some(lease))
     }
@@ -273,9 +311,17 @@ impl<L: Loader> Residency<L> {
         }
     }
 
-    fn engine_settings(&self, name: &ModelName, spec: &ModelSpec) -> Result<EngineSettings, ResidencyError> {
+    /// The settings `spec` runs with: its stored ones, the server's threads and slots, and
+    /// the context a request asks for.
+    fn engine_settings(
+        &self,
+        name: &ModelName,
+        spec: &ModelSpec,
+        context_size: Option<u32>,
+    ) -> Result<EngineSettings, ResidencyError> {
         let mut settings = EngineSettings::stored(&spec.parameters, spec.template.clone())
             .map_err(|e| ResidencyError::load(name, e))?;
+        settings.context_size = context_size.or(settings.context_size);
         settings.threads = self.config.threads.or(settings.threads);
         settings.parallel = Some(self.config.parallel);
         settings.check().map_err(|e| ResidencyError::load(name, e))?;
@@ -285,7 +331,7 @@ impl<L: Loader> Residency<L> {
     /// Unloads `name` now if no request holds it; returns whether it was loaded.
     pub fn unload(&self, name: &ModelName) -> bool {
         let mut loaded = self.models();
-        let Some(at) = loaded.iter().position(|m| m.name.same_as(name)) else { return false };
+        let Some(at) = loaded.iter().position(|m| m.answers_to(name)) else { return false };
         let model = loaded.remove(at);
         if model.is_idle() {
             unload(model);

@@ -151,7 +151,7 @@ fn spec(model: &str) -> ModelSpec {
 
 impl Machine {
     async fn acquire(&self, model: &str) -> Result<Lease<FakeEngine>, ResidencyError> {
-        self.residency.acquire(&name(model), spec(model), None).await
+        self.residency.acquire(&name(model), spec(model), Wanted::default()).await
     }
 
     fn loaded(&self) -> Vec<String> {
@@ -181,12 +181,15 @@ impl Machine {
 #[tokio::test]
 async fn a_model_unloads_when_its_keep_alive_runs_out_and_not_before() {
     let machine = Setup::default().machine();
-    let lease = machine.residency.acquire(&name("a"), spec("a"), Some(KeepAlive::For(Duration::ZERO))).await.unwrap();
+    let lease =
+        machine.residency.acquire(&name("a"), spec("a"), Wanted::keep(KeepAlive::For(Duration::ZERO))).await.unwrap();
     machine.residency.sweep();
     assert_eq!(machine.loaded(), ["a"], "a lease keeps its model loaded past its keep-alive");
     drop(lease);
-    drop(machine.residency.acquire(&name("b"), spec("b"), Some(KeepAlive::For(Duration::from_secs(3600)))).await);
-    drop(machine.residency.acquire(&name("c"), spec("c"), Some(KeepAlive::Forever)).await);
+    drop(
+        machine.residency.acquire(&name("b"), spec("b"), Wanted::keep(KeepAlive::For(Duration::from_secs(3600)))).await,
+    );
+    drop(machine.residency.acquire(&name("c"), spec("c"), Wanted::keep(KeepAlive::Forever)).await);
     machine.residency.sweep();
     assert_eq!(machine.next_dropped().await, "a");
     assert_eq!(machine.loaded(), ["c", "b"]);
@@ -266,7 +269,8 @@ async fn a_loaded_model_is_served_while_another_model_loads() {
     drop(machine.acquire("a").await.unwrap());
     let open_b = machine.gate("b");
     let residency = machine.residency.clone();
-    let loading_b = tokio::spawn(async move { residency.acquire(&name("b"), spec("b"), None).await.map(drop) });
+    let loading_b =
+        tokio::spawn(async move { residency.acquire(&name("b"), spec("b"), Wanted::default()).await.map(drop) });
     assert_eq!(machine.loading.recv_async().await.unwrap(), "b");
     let a = tokio::time::timeout(Duration::from_secs(5), machine.acquire("a"))
         .await
@@ -287,7 +291,9 @@ async fn requests_for_a_model_that_is_loading_share_one_load() {
     let mut waiting = Vec::new();
     for _ in 0..3 {
         let residency = machine.residency.clone();
-        waiting.push(tokio::spawn(async move { residency.acquire(&name("a"), spec("a"), None).await.map(drop) }));
+        waiting.push(tokio::spawn(async move {
+            residency.acquire(&name("a"), spec("a"), Wanted::default()).await.map(drop)
+        }));
     }
     assert_eq!(machine.loading.recv_async().await.unwrap(), "a");
     open.send(()).unwrap();
@@ -306,7 +312,7 @@ async fn a_failed_load_is_the_requests_error_and_leaves_nothing_behind() {
     let mut parameters = serde_json::Map::new();
     parameters.insert("num_thread".into(), 1_000_000.into());
     stored.parameters = hearth_core::parameters::StoredParameters::read(parameters);
-    let refused = machine.residency.acquire(&name("a"), stored, None).await.err().unwrap();
+    let refused = machine.residency.acquire(&name("a"), stored, Wanted::default()).await.err().unwrap();
     assert!(matches!(refused, ResidencyError::InvalidSetting { .. }), "{refused}");
     assert!(machine.loaded().is_empty());
     drop(machine.acquire("a").await.unwrap());
@@ -318,7 +324,8 @@ async fn shutdown_stops_engines_and_drops_a_load_that_ends_after_it() {
     let a = machine.acquire("a").await.unwrap();
     let open_b = machine.gate("b");
     let residency = machine.residency.clone();
-    let loading_b = tokio::spawn(async move { residency.acquire(&name("b"), spec("b"), None).await.map(drop) });
+    let loading_b =
+        tokio::spawn(async move { residency.acquire(&name("b"), spec("b"), Wanted::default()).await.map(drop) });
     assert_eq!(machine.loading.recv_async().await.unwrap(), "b");
     machine.residency.unload_all();
     assert!(a.model.engine.stopped.load(Ordering::SeqCst), "running requests are told to end");
@@ -328,4 +335,51 @@ async fn shutdown_stops_engines_and_drops_a_load_that_ends_after_it() {
     drop(a);
     assert_eq!(machine.next_dropped().await, "a");
     assert!(matches!(machine.acquire("c").await, Err(ResidencyError::ShuttingDown)));
+}
+
+/// Regression: the same GGUF under several names (a copy, a `FROM` another name) was loaded
+/// once per name.
+#[tokio::test]
+async fn names_for_one_file_with_one_set_of_settings_share_an_engine() {
+    let machine = Setup { parallel: 2, ..Setup::default() }.machine();
+    let alias = ModelSpec { system: Some("Be a pirate.".into()), ..spec("a") };
+    let first = machine.acquire("a").await.unwrap();
+    let second = machine.residency.acquire(&name("pirate"), alias, Wanted::default()).await.unwrap();
+    assert!(Arc::ptr_eq(&first.model, &second.model), "one engine");
+    assert_eq!((machine.loads(), machine.loaded()), (1, vec!["a".to_string()]));
+    assert_eq!(second.spec.system.as_deref(), Some("Be a pirate."), "each lease has its own name's spec");
+    assert_eq!(first.spec.system, None);
+    // Another template is another engine.
+    let templated = ModelSpec { template: Some("{{ messages }}".into()), ..spec("a") };
+    drop(machine.residency.acquire(&name("templated"), templated, Wanted::default()).await.unwrap());
+    assert_eq!(machine.loads(), 2);
+    drop((first, second));
+    // An unload by any of its names finds it.
+    assert!(machine.residency.unload(&name("pirate")));
+    assert_eq!(machine.next_dropped().await, "a");
+}
+
+/// Regression: Ollama's per-request `num_ctx` was ignored, every model ran at 4096 tokens.
+#[tokio::test]
+async fn a_request_for_another_context_gets_an_engine_with_that_context() {
+    let machine = Setup { max_loaded: 1, ..Setup::default() }.machine();
+    let wanted = |context_size| Wanted { context_size, ..Wanted::default() };
+    let default = machine.residency.acquire(&name("a"), spec("a"), wanted(None)).await.unwrap();
+    assert_eq!(default.model.settings.context_size, None);
+    drop(default);
+    let larger = machine.residency.acquire(&name("a"), spec("a"), wanted(Some(8192))).await.unwrap();
+    assert_eq!((larger.model.settings.context_size, machine.loads()), (Some(8192), 2));
+    assert_eq!(machine.next_dropped().await, "a", "the idle engine made room under max_loaded");
+    drop(larger);
+    drop(machine.residency.acquire(&name("a"), spec("a"), wanted(Some(8192))).await.unwrap());
+    assert_eq!(machine.loads(), 2, "the same context is served by the engine that has it");
+    // The stored context is the default a request without one gets.
+    let stored = ModelSpec {
+        parameters: hearth_core::parameters::StoredParameters::read(
+            serde_json::json!({"num_ctx": 8192}).as_object().unwrap().clone(),
+        ),
+        ..spec("a")
+    };
+    drop(machine.residency.acquire(&name("a"), stored, wanted(None)).await.unwrap());
+    assert_eq!(machine.loads(), 2);
 }

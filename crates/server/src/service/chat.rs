@@ -23,7 +23,7 @@ pub struct Chat<'a> {
 /// of its answer when it has tools.
 pub fn chat_request(lease: &Lease, chat: Chat<'_>) -> Result<(GenerateRequest, Option<ToolUse>), ServiceError> {
     let Chat { messages, mut sampling, tools, choice, parallel_calls, logprobs } = chat;
-    let mut conversation = conversation(&lease.model.spec, messages);
+    let mut conversation = conversation(&lease.spec, messages);
     let template = lease.model.engine.info().chat_template.as_deref();
     let tool_use = tools::prepare(tools, choice, parallel_calls, template, &mut conversation, &mut sampling)
         .map_err(ServiceError::Invalid)?;

@@ -15,7 +15,7 @@ pub use generate::{collect, conversation, sampling, Finished, Piece};
 pub use models::StoredModel;
 
 use crate::metrics::Metrics;
-use crate::residency::{KeepAlive, Residency};
+use crate::residency::{Residency, Wanted};
 use hearth_core::EnergyPrices;
 use hearth_engine::Engine;
 use hearth_store::{ModelName, Store, StoreError};
@@ -33,14 +33,14 @@ pub struct Service {
 }
 
 impl Service {
-    /// A lease on the model `name`, loaded if it is not yet; `keep_alive` applies from now on.
-    pub async fn lease(&self, name: &ModelName, keep_alive: Option<KeepAlive>) -> Result<Lease, ServiceError> {
+    /// A lease on the model `name`, loaded (with what `wanted` asks) if it is not yet.
+    pub async fn lease(&self, name: &ModelName, wanted: Wanted) -> Result<Lease, ServiceError> {
         let spec = {
             let name = name.clone();
             self.with_store(move |store| store.model_spec(&name)).await
         };
         let spec = spec.map_err(|e| e.about_model(name))?;
-        Ok(self.residency.acquire(name, spec, keep_alive).await?)
+        Ok(self.residency.acquire(name, spec, wanted).await?)
     }
 
     /// Runs `work` on the leased model's engine on a blocking thread (tokenizing a large

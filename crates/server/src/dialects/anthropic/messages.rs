@@ -5,6 +5,7 @@ use super::answer::{answer, Reply};
 use super::wire::{CountTokens, MessagesBody};
 use super::AnthropicError;
 use crate::dialects::request;
+use crate::residency::Wanted;
 use crate::service::{self, Chat, Lease, ServiceError};
 use crate::tools::ToolUse;
 use crate::AppState;
@@ -25,8 +26,8 @@ async fn chat_request(
     body.refuse_unsupported()?;
     let messages = body.chat_messages()?;
     let (tools, choice, parallel_calls) = body.tools()?;
-    let lease = state.service.lease(&name, None).await?;
-    let sampling = body.sampling(&lease.model.spec.parameters, answering)?;
+    let lease = state.service.lease(&name, Wanted::default()).await?;
+    let sampling = body.sampling(&lease.spec.parameters, answering)?;
     let chat = Chat { messages, sampling, tools: &tools, choice: &choice, parallel_calls, logprobs: None };
     let (request, tool_use) = service::chat_request(&lease, chat)?;
     Ok((lease, request, tool_use))

@@ -7,6 +7,7 @@ use super::wire::{
 };
 use crate::dialects::openai::OpenAiError;
 use crate::dialects::request;
+use crate::residency::Wanted;
 use crate::service::{Lease, ServiceError};
 use crate::AppState;
 use axum::body::Bytes;
@@ -26,7 +27,7 @@ async fn lease(state: &AppState, model: Option<&str>) -> Result<Lease, ServiceEr
             }
         },
     };
-    state.service.lease(&name, None).await
+    state.service.lease(&name, Wanted::default()).await
 }
 
 pub async fn tokenize(State(state): State<AppState>, body: Bytes) -> Result<Json<Tokenized>, OpenAiError> {

@@ -17,10 +17,10 @@ pub async fn embed(State(state): State<AppState>, body: Bytes) -> Result<Json<Em
     let started = Instant::now();
     let body: EmbedBody = request::parse(&body)?;
     let name = request::model_name(&body.model)?;
-    let keep_alive = request::keep_alive(body.keep_alive.as_ref())?;
+    let wanted = request::wanted(body.keep_alive.as_ref(), body.options.as_ref())?;
     let inputs = body.input.map(request::Inputs::into_inputs).unwrap_or_default();
     let request = EmbedRequest { inputs, truncate: body.truncate.unwrap_or(true), normalize: true };
-    let lease = state.service.lease(&name, keep_alive).await?;
+    let lease = state.service.lease(&name, wanted).await?;
     let load_duration = lease.load_duration;
     let mut embeddings = state.service.embed(lease, request).await?;
     shorten(&mut embeddings.vectors, body.dimensions)?;
@@ -38,9 +38,9 @@ pub async fn embed(State(state): State<AppState>, body: Bytes) -> Result<Json<Em
 pub async fn embeddings(State(state): State<AppState>, body: Bytes) -> Result<Json<Embedding>, OllamaError> {
     let body: EmbeddingsBody = request::parse(&body)?;
     let name = request::model_name(&body.model)?;
-    let keep_alive = request::keep_alive(body.keep_alive.as_ref())?;
+    let wanted = request::wanted(body.keep_alive.as_ref(), body.options.as_ref())?;
     let inputs = if body.prompt.is_empty() { Vec::new() } else { vec![EmbedInput::Text(body.prompt)] };
-    let lease = state.service.lease(&name, keep_alive).await?;
+    let lease = state.service.lease(&name, wanted).await?;
     let embeddings = state.service.embed(lease, EmbedRequest { inputs, truncate: true, normalize: false }).await?;
     Ok(Json(Embedding { embedding: embeddings.vectors.into_iter().next().unwrap_or_default() }))
 }

@@ -6,7 +6,7 @@ use super::{error, OllamaError};
 use crate::dialects::hearth::{self, Energy};
 use crate::dialects::request;
 use crate::format;
-use crate::residency::KeepAlive;
+use crate::residency::{KeepAlive, Wanted};
 use crate::service::{self, Chat, Finished, Lease, Piece, ServiceError};
 use crate::tools::{self, ToolUse};
 use crate::AppState;
@@ -62,24 +62,24 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
     let started = Instant::now();
     let body: GenerateBody = request::parse(&body)?;
     let name = request::model_name(&body.model)?;
-    let keep_alive = request::keep_alive(body.keep_alive.as_ref())?;
+    let wanted = request::wanted(body.keep_alive.as_ref(), body.options.as_ref())?;
     refuse_unsupported(body.images.as_ref(), body.template.as_deref())?;
     let grammar = format::ollama(body.format.as_ref()).map_err(ServiceError::Invalid)?;
     let logprobs = logprobs(body.logprobs, body.top_logprobs)?;
     let streaming = body.stream.unwrap_or(true);
     let reply = Reply { name, kind: Kind::Generate, streaming, logprobs: logprobs.is_some(), started };
     if body.prompt.is_empty() {
-        return load_or_unload(&state, reply, keep_alive).await;
+        return load_or_unload(&state, reply, wanted).await;
     }
-    let lease = state.service.lease(&reply.name, keep_alive).await?;
-    let mut sampling = service::sampling(&lease.model.spec.parameters, &body.options.unwrap_or_default())
-        .map_err(ServiceError::Invalid)?;
+    let lease = state.service.lease(&reply.name, wanted).await?;
+    let mut sampling =
+        service::sampling(&lease.spec.parameters, &body.options.unwrap_or_default()).map_err(ServiceError::Invalid)?;
     sampling.grammar = grammar;
     let prompt = if body.raw {
         Prompt::Raw(body.prompt)
     } else {
         let mut messages = Vec::new();
-        if let Some(system) = body.system.or_else(|| lease.model.spec.system.clone()) {
+        if let Some(system) = body.system.or_else(|| lease.spec.system.clone()) {
             messages.push(ChatMessage::system(system));
         }
         messages.push(ChatMessage::user(body.prompt));
@@ -94,20 +94,20 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let started = Instant::now();
     let body: ChatBody = request::parse(&body)?;
     let name = request::model_name(&body.model)?;
-    let keep_alive = request::keep_alive(body.keep_alive.as_ref())?;
+    let wanted = request::wanted(body.keep_alive.as_ref(), body.options.as_ref())?;
     let grammar = format::ollama(body.format.as_ref()).map_err(ServiceError::Invalid)?;
     let logprobs = logprobs(body.logprobs, body.top_logprobs)?;
     let streaming = body.stream.unwrap_or(true);
     let reply = Reply { name, kind: Kind::Chat, streaming, logprobs: logprobs.is_some(), started };
     let Some(messages) = body.messages.filter(|m| !m.is_empty()) else {
-        return load_or_unload(&state, reply, keep_alive).await;
+        return load_or_unload(&state, reply, wanted).await;
     };
     for message in &messages {
         refuse_unsupported(message.images.as_ref(), None)?;
     }
-    let lease = state.service.lease(&reply.name, keep_alive).await?;
-    let mut sampling = service::sampling(&lease.model.spec.parameters, &body.options.unwrap_or_default())
-        .map_err(ServiceError::Invalid)?;
+    let lease = state.service.lease(&reply.name, wanted).await?;
+    let mut sampling =
+        service::sampling(&lease.spec.parameters, &body.options.unwrap_or_default()).map_err(ServiceError::Invalid)?;
     sampling.grammar = grammar;
     let messages = messages.into_iter().map(MessageBody::into_message).collect();
     let tools = body.tools.unwrap_or_default();
@@ -118,16 +118,12 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
 
 /// `generate` and `chat` with nothing to answer: load the model (or unload it, with
 /// `keep_alive: 0`), as Ollama does.
-async fn load_or_unload(
-    state: &AppState,
-    reply: Reply,
-    keep_alive: Option<KeepAlive>,
-) -> Result<Response, OllamaError> {
-    let reason = if keep_alive == Some(KeepAlive::For(Duration::ZERO)) {
+async fn load_or_unload(state: &AppState, reply: Reply, wanted: Wanted) -> Result<Response, OllamaError> {
+    let reason = if wanted.keep_alive == Some(KeepAlive::For(Duration::ZERO)) {
         state.service.unload(&reply.name);
         "unload"
     } else {
-        drop(state.service.lease(&reply.name, keep_alive).await?);
+        drop(state.service.lease(&reply.name, wanted).await?);
         "load"
     };
     let mut done = reply.chunk(String::new(), &[], &[]);

@@ -239,6 +239,7 @@ pub struct EmbedBody {
     pub truncate: Option<bool>,
     pub dimensions: Option<usize>,
     pub keep_alive: Option<Value>,
+    pub options: Option<Map<String, Value>>,
 }
 
 #[derive(Serialize)]
@@ -258,6 +259,7 @@ pub struct EmbeddingsBody {
     #[serde(default)]
     pub prompt: String,
     pub keep_alive: Option<Value>,
+    pub options: Option<Map<String, Value>>,
 }
 
 #[derive(Serialize)]

@@ -5,6 +5,7 @@ use super::answer::{answer, Kind, Reply};
 use super::wire::{ChatBody, CompletionBody, PromptBody};
 use super::OpenAiError;
 use crate::dialects::request;
+use crate::residency::Wanted;
 use crate::service::{self, Chat, ServiceError};
 use crate::tools;
 use crate::AppState;
@@ -21,8 +22,8 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
     let messages = body.chat_messages()?;
     let choice = tools::Choice::parse(common.tool_choice.as_ref()).map_err(ServiceError::Invalid)?;
     let logprobs = common.logprobs()?;
-    let lease = state.service.lease(&name, None).await?;
-    let sampling = common.sampling(&lease.model.spec.parameters)?;
+    let lease = state.service.lease(&name, Wanted::default()).await?;
+    let sampling = common.sampling(&lease.spec.parameters)?;
     let tools = common.tools.clone().unwrap_or_default();
     let parallel_calls = common.parallel_tool_calls.unwrap_or(true);
     let chat = Chat { messages, sampling, tools: &tools, choice: &choice, parallel_calls, logprobs };
@@ -47,8 +48,8 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
             return Err(ServiceError::invalid("prompt must be one string: hearth answers one prompt per request").into())
         }
     };
-    let lease = state.service.lease(&name, None).await?;
-    let sampling = common.sampling(&lease.model.spec.parameters)?;
+    let lease = state.service.lease(&name, Wanted::default()).await?;
+    let sampling = common.sampling(&lease.spec.parameters)?;
     let mut request = GenerateRequest::new(prompt, sampling);
     request.logprobs = logprobs;
     answer(&state, lease, request, None, Reply::new(Kind::Completion, common)).await

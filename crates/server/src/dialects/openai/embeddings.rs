@@ -3,6 +3,7 @@
 use super::wire::{EmbeddingOut, EmbeddingUsage, Embeddings, EmbeddingsBody, Vector};
 use super::OpenAiError;
 use crate::dialects::request;
+use crate::residency::Wanted;
 use crate::service::embed::shorten;
 use crate::service::ServiceError;
 use crate::AppState;
@@ -26,7 +27,7 @@ pub async fn embeddings(State(state): State<AppState>, body: Bytes) -> Result<Js
     if inputs.is_empty() {
         return Err(ServiceError::invalid("input must not be empty").into());
     }
-    let lease = state.service.lease(&name, None).await?;
+    let lease = state.service.lease(&name, Wanted::default()).await?;
     // OpenAI refuses an input that does not fit rather than cutting it.
     let mut embeddings = state.service.embed(lease, EmbedRequest { inputs, truncate: false, normalize: true }).await?;
     shorten(&mut embeddings.vectors, body.dimensions)?;

@@ -6,6 +6,7 @@ use super::answer::{answer, Reply};
 use super::wire::{CreateBody, Deleted};
 use crate::dialects::openai::OpenAiError;
 use crate::dialects::request;
+use crate::residency::Wanted;
 use crate::service::{self, Chat, ServiceError};
 use crate::AppState;
 use axum::body::Bytes;
@@ -30,8 +31,8 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     };
     body.input_messages(&mut history)?;
     let (tools, choice) = body.tools()?;
-    let lease = state.service.lease(&name, None).await?;
-    let sampling = body.sampling(&lease.model.spec.parameters)?;
+    let lease = state.service.lease(&name, Wanted::default()).await?;
+    let sampling = body.sampling(&lease.spec.parameters)?;
     // Instructions are this request's alone: a continuation does not inherit them.
     let messages = body.instructions.iter().map(|i| ChatMessage::system(i.clone())).chain(history.iter().cloned());
     let parallel_calls = body.parallel_tool_calls.unwrap_or(true);
