@@ -10,6 +10,7 @@ mod event;
 mod model;
 pub mod parameters;
 mod request;
+pub mod think;
 
 pub use collect::{collect, Answer, Collector, Fed};
 pub use energy::{EnergyMeter, EnergyPrices, EnergyReport, EnergySource};

@@ -196,11 +196,15 @@ pub struct GenerateRequest {
     /// alternatives (at most [`MAX_TOP_LOGPROBS`]); `None` reports none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logprobs: Option<u32>,
+    /// Whether a thinking model should think, given to its chat template as
+    /// `enable_thinking`; `None` leaves it to the template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<bool>,
 }
 
 impl GenerateRequest {
     pub fn new(prompt: Prompt, sampling: SamplingParams) -> Self {
-        Self { prompt, sampling, tools: Vec::new(), logprobs: None }
+        Self { prompt, sampling, tools: Vec::new(), logprobs: None, thinking: None }
     }
 }
 

@@ -7,7 +7,7 @@ use crate::engine::{Model, ENGINE_STACK};
 use crate::limits;
 use crate::sampler::TokenPicker;
 use crate::template::RenderLimits;
-use hearth_core::{check_top_logprobs, GenerateError, GenerateRequest, Prompt, SamplingParams};
+use hearth_core::{check_top_logprobs, think, GenerateError, GenerateRequest, Prompt, SamplingParams};
 use llama_cpp_2::token::LlamaToken;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -46,6 +46,8 @@ pub struct Prepared {
     pub(crate) prompt: Vec<LlamaToken>,
     /// The request's sampler, its grammar parsed and its repeat penalty shown the prompt.
     pub(crate) picker: TokenPicker,
+    /// The rendered prompt ends inside an open `<think>`: the answer starts with thinking.
+    opens_thinking: bool,
     /// When preparation began: time to first token counts from here.
     pub(crate) submitted: Instant,
 }
@@ -54,6 +56,11 @@ impl Prepared {
     /// Tokens of the prompt, as the model will see them.
     pub fn prompt_tokens(&self) -> usize {
         self.prompt.len()
+    }
+
+    /// Whether the chat template left the answer inside an open `<think>` (DeepSeek-R1's do).
+    pub fn opens_thinking(&self) -> bool {
+        self.opens_thinking
     }
 }
 
@@ -70,13 +77,15 @@ pub(crate) fn prepare(
     }
     let mut picker = picker(model, &request.sampling)?;
     let vocab = model.llama.vocab();
+    let mut opens_thinking = false;
     let prompt = match &request.prompt {
         Prompt::Chat(messages) => {
             let limits = RenderLimits::new(limits::render_bytes(context_size), cancel);
             let text = model
                 .template
-                .render_limited(messages, &request.tools, &limits)
+                .render_limited(messages, &request.tools, request.thinking, &limits)
                 .map_err(|e| GenerateError::InvalidRequest(e.to_string()))?;
+            opens_thinking = think::prompt_opens_thinking(&text);
             tokenize(model, &text)
         }
         Prompt::Raw(text) => {
@@ -114,7 +123,7 @@ pub(crate) fn prepare(
     }
     let last_n = request.sampling.repeat_last_n as usize;
     picker.accept_prompt(&prompt[prompt.len().saturating_sub(last_n)..]);
-    Ok(Prepared { request, prompt, picker, submitted })
+    Ok(Prepared { request, prompt, picker, opens_thinking, submitted })
 }
 
 /// The request's token picker. A grammar is parsed here, not on the engine thread, where a

@@ -232,7 +232,7 @@ impl<'m> Scheduler<'m> {
     /// Puts a request into the free slot whose cache shares the longest prefix with its
     /// prompt (else the one used least recently), or answers it with an error.
     fn admit_generation(&mut self, prepared: Prepared, events: flume::Sender<StreamEvent>) {
-        let Prepared { request, prompt, picker, submitted } = prepared;
+        let Prepared { request, prompt, picker, submitted, .. } = prepared;
         let slots =
             self.slots.iter().map(|s| SlotView { busy: s.active.is_some(), cached: &s.cached, last_used: s.last_used });
         let Some(choice) = policy::choose_slot(slots, &prompt) else {

@@ -109,18 +109,20 @@ impl ChatTemplate {
         tools: &[serde_json::Value],
     ) -> Result<String, TemplateError> {
         let never = Cancellation::never();
-        self.render_limited(messages, tools, &RenderLimits::new(usize::MAX, &never))
+        self.render_limited(messages, tools, None, &RenderLimits::new(usize::MAX, &never))
     }
 
-    /// Like [`ChatTemplate::render_with_tools`], stopped at `limits`.
+    /// Like [`ChatTemplate::render_with_tools`], stopped at `limits`. `thinking` is given
+    /// to the template as `enable_thinking` (Qwen3's templates read it) when set.
     pub fn render_limited(
         &self,
         messages: &[ChatMessage],
         tools: &[serde_json::Value],
+        thinking: Option<bool>,
         limits: &RenderLimits<'_>,
     ) -> Result<String, TemplateError> {
         match &self.env {
-            Some(env) => self.render_with(env, messages, tools, limits),
+            Some(env) => self.render_with(env, messages, tools, thinking, limits),
             None => Ok(plain_completion(messages)),
         }
     }
@@ -130,6 +132,7 @@ impl ChatTemplate {
         env: &Environment<'static>,
         messages: &[ChatMessage],
         tools: &[serde_json::Value],
+        thinking: Option<bool>,
         limits: &RenderLimits<'_>,
     ) -> Result<String, TemplateError> {
         let messages: Vec<Value> = messages.iter().map(message_value).collect();
@@ -137,16 +140,19 @@ impl ChatTemplate {
         let tools = (!tools.is_empty()).then(|| Value::from_serialize(tools));
         let template = env.get_template(TEMPLATE_NAME).map_err(|e| TemplateError::Parse(describe(&e)))?;
         let mut out = BoundedOutput { text: Vec::new(), limits, stopped: None };
-        let rendered = template.render_captured_to(
-            context! {
-                messages => messages,
-                tools => tools,
-                add_generation_prompt => true,
-                bos_token => self.bos_token.as_str(),
-                eos_token => self.eos_token.as_str(),
-            },
-            &mut out,
-        );
+        let context = context! {
+            messages => messages,
+            tools => tools,
+            add_generation_prompt => true,
+            bos_token => self.bos_token.as_str(),
+            eos_token => self.eos_token.as_str(),
+        };
+        // Left undefined unless asked: templates test `enable_thinking is defined`.
+        let context = match thinking {
+            Some(enable_thinking) => context! { enable_thinking, ..context },
+            None => context,
+        };
+        let rendered = template.render_captured_to(context, &mut out);
         match rendered {
             Ok(_) => String::from_utf8(out.text).map_err(|e| TemplateError::Render(e.to_string())),
             Err(_) if out.stopped.is_some() => Err(out.stopped.expect("checked")),
@@ -266,6 +272,20 @@ fn strftime_now(format: &str) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn enable_thinking_reaches_the_template_only_when_asked() {
+        let source = "{% if enable_thinking is defined and enable_thinking is false %}off{% elif enable_thinking is defined %}on{% else %}unset{% endif %}";
+        let t = ChatTemplate::new(Some(source), "", "").unwrap();
+        let never = Cancellation::never();
+        let render = |thinking| {
+            t.render_limited(&[ChatMessage::user("x")], &[], thinking, &RenderLimits::new(usize::MAX, &never)).unwrap()
+        };
+        assert_eq!(
+            (render(None), render(Some(true)), render(Some(false))),
+            ("unset".into(), "on".into(), "off".into())
+        );
+    }
+
     const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
     #[test]
@@ -324,13 +344,14 @@ mod tests {
         let t = ChatTemplate::new(Some(loud), "", "").unwrap();
         let never = Cancellation::never();
         let limited = RenderLimits::new(1 << 20, &never);
-        let err = t.render_limited(&[ChatMessage::user("x")], &[], &limited).unwrap_err();
+        let err = t.render_limited(&[ChatMessage::user("x")], &[], None, &limited).unwrap_err();
         assert!(matches!(err, TemplateError::TooLong(_)), "{err}");
 
         let cancel = Cancellation::new();
         cancel.cancel();
-        let err =
-            t.render_limited(&[ChatMessage::user("x")], &[], &RenderLimits::new(usize::MAX, &cancel)).unwrap_err();
+        let err = t
+            .render_limited(&[ChatMessage::user("x")], &[], None, &RenderLimits::new(usize::MAX, &cancel))
+            .unwrap_err();
         assert!(matches!(err, TemplateError::Cancelled), "{err}");
     }
 

@@ -44,7 +44,7 @@ impl Engine {
         let limits = RenderLimits::new(limits::render_bytes(self.settings().context_size), cancel);
         self.model()
             .template
-            .render_limited(messages, &[], &limits)
+            .render_limited(messages, &[], None, &limits)
             .map_err(|e| GenerateError::InvalidRequest(e.to_string()))
     }
 }

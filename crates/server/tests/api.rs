@@ -501,6 +501,113 @@ async fn a_request_s_num_ctx_is_the_context_it_is_served_with() {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
 }
 
+/// A model whose template opens `<think>` in the prompt (as DeepSeek-R1's does) and closes
+/// it when asked not to think (as Qwen3's does), and a few examples that teach SmolLM2 to
+/// close it: its thinking and answer come apart in every dialect, streamed or not.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thinking_model_s_thinking_comes_apart_from_its_answer_in_every_dialect() {
+    let (state, _dir) = server(2, five_minutes());
+    let template = "{%- for message in messages %}{{ '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>\n' }}{%- endfor %}{%- if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{%- if enable_thinking is defined and enable_thinking is false %}{{ '<think>\n\n</think>\n\n' }}{%- else %}{{ '<think>\n' }}{%- endif %}{%- endif %}";
+    let (status, created) = post(
+        &state,
+        "/api/create",
+        json!({"model": "thinker", "from": "smollm2:135m", "template": template, "stream": false}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let (_, shown) = post(&state, "/api/show", json!({"model": "thinker"})).await;
+    assert!(shown["capabilities"].as_array().unwrap().contains(&json!("thinking")), "{shown}");
+    let messages = json!([
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "<think>\nTwo plus two makes four.\n</think>\n\n4"},
+        {"role": "user", "content": "What is 3+3?"},
+        {"role": "assistant", "content": "<think>\nThree plus three makes six.\n</think>\n\n6"},
+        {"role": "user", "content": "What is 5+5?"},
+    ]);
+    let ollama = |extra: Value| {
+        let mut body =
+            json!({"model": "thinker", "messages": messages, "options": {"temperature": 0, "num_predict": 40}});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, reply) = post(&state, "/api/chat", ollama(json!({"stream": false}))).await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    let thinking = reply["message"]["thinking"].as_str().unwrap().to_string();
+    let answer = reply["message"]["content"].as_str().unwrap().to_string();
+    assert!(!thinking.trim().is_empty() && !answer.trim().is_empty(), "{reply}");
+    for text in [&thinking, &answer] {
+        assert!(!text.contains("<think>") && !text.contains("</think>"), "{reply}");
+    }
+    let lines = ndjson(&state, "/api/chat", ollama(json!({}))).await;
+    let joined = |key: &str| lines.iter().filter_map(|l| l["message"][key].as_str()).collect::<String>();
+    assert_eq!((joined("thinking"), joined("content")), (thinking.clone(), answer.clone()), "streamed alike");
+    // think: false reaches the template (which closes the tag): no thinking at all.
+    let (_, plain) = post(&state, "/api/chat", ollama(json!({"stream": false, "think": false}))).await;
+    assert!(plain["message"].get("thinking").is_none() && plain["message"]["content"].is_string(), "{plain}");
+    for (think, why) in [(json!(true), "does not support thinking"), (json!("extreme"), "think must be")] {
+        let body = json!({"model": "smollm2:135m", "stream": false, "think": think, "messages": [{"role": "user", "content": "Hi"}]});
+        let (status, error) = post(&state, "/api/chat", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+        assert!(error["error"].as_str().unwrap().contains(why), "{error}");
+    }
+
+    // OpenAI's chat: reasoning_content, as llama.cpp's server gives it.
+    let openai = json!({"model": "thinker", "messages": messages, "temperature": 0, "max_tokens": 40});
+    let (_, reply) = post(&state, "/v1/chat/completions", openai.clone()).await;
+    let message = &reply["choices"][0]["message"];
+    assert_eq!(
+        (message["reasoning_content"].as_str(), message["content"].as_str()),
+        (Some(thinking.as_str()), Some(answer.as_str()))
+    );
+    let mut streamed = openai.clone();
+    streamed["stream"] = json!(true);
+    let chunks: Vec<Value> = sse(&state, "/v1/chat/completions", streamed)
+        .await
+        .iter()
+        .filter(|e| *e != "[DONE]")
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let joined = |key: &str| chunks.iter().filter_map(|c| c["choices"][0]["delta"][key].as_str()).collect::<String>();
+    assert_eq!((joined("reasoning_content"), joined("content")), (thinking.clone(), answer.clone()));
+
+    // Anthropic's: a thinking block before the text, streamed as thinking_delta.
+    let anthropic = json!({"model": "thinker", "messages": messages, "temperature": 0, "max_tokens": 40,
+                           "thinking": {"type": "enabled", "budget_tokens": 1024}});
+    let (_, reply) = post(&state, "/v1/messages", anthropic.clone()).await;
+    assert_eq!(reply["content"][0], json!({"type": "thinking", "thinking": thinking, "signature": ""}), "{reply}");
+    assert_eq!(reply["content"][1]["text"], json!(answer));
+    let mut streamed = anthropic.clone();
+    streamed["stream"] = json!(true);
+    let events = anthropic_events(&state, streamed).await;
+    let joined = |key: &str| events.iter().filter_map(|(_, e)| e["delta"][key].as_str()).collect::<String>();
+    assert_eq!((joined("thinking"), joined("text")), (thinking.clone(), answer.clone()));
+    let mut refused = anthropic.clone();
+    refused["model"] = json!("smollm2:135m");
+    assert_eq!(post(&state, "/v1/messages", refused).await.0, StatusCode::BAD_REQUEST);
+
+    // The Responses API's: a reasoning item before the message.
+    let responses = json!({"model": "thinker", "input": messages, "temperature": 0, "max_output_tokens": 40});
+    let (_, reply) = post(&state, "/v1/responses", responses.clone()).await;
+    assert_eq!(reply["output"][0]["type"], "reasoning", "{reply}");
+    assert_eq!(reply["output"][0]["content"][0]["text"], json!(thinking));
+    assert_eq!(reply["output"][1]["content"][0]["text"], json!(answer));
+    assert!(reply["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64().unwrap() > 0, "{reply}");
+    let mut streamed = responses.clone();
+    streamed["stream"] = json!(true);
+    let (_, bytes) = call(&state, Method::POST, "/v1/responses", Some(streamed)).await;
+    let events: Vec<Value> = String::from_utf8(bytes)
+        .unwrap()
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| serde_json::from_str(e.split_once("\ndata: ").unwrap().1).unwrap())
+        .collect();
+    let joined = |kind: &str| {
+        events.iter().filter(|e| e["type"] == kind).filter_map(|e| e["delta"].as_str()).collect::<String>()
+    };
+    assert_eq!((joined("response.reasoning_text.delta"), joined("response.output_text.delta")), (thinking, answer));
+    assert!(events.iter().enumerate().all(|(n, e)| e["sequence_number"] == n));
+}
+
 /// Regression: `/api/show` gave the time of the request as `modified_at`.
 #[tokio::test(flavor = "multi_thread")]
 async fn show_reports_when_the_model_was_written_not_the_request_time() {

@@ -24,7 +24,7 @@ pub struct Chat<'a> {
 pub fn chat_request(lease: &Lease, chat: Chat<'_>) -> Result<(GenerateRequest, Option<ToolUse>), ServiceError> {
     let Chat { messages, mut sampling, tools, choice, parallel_calls, logprobs } = chat;
     let mut conversation = conversation(&lease.spec, messages);
-    let template = lease.model.engine.info().chat_template.as_deref();
+    let template = lease.template();
     let tool_use = tools::prepare(tools, choice, parallel_calls, template, &mut conversation, &mut sampling)
         .map_err(ServiceError::Invalid)?;
     let mut request = GenerateRequest::new(Prompt::Chat(conversation), sampling);

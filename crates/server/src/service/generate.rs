@@ -7,13 +7,15 @@ use super::{Lease, Service, ServiceError};
 use crate::metrics::Metrics;
 use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::parameters::{self, StoredParameters};
+use hearth_core::think::{Sorted, ThinkSplitter};
 use hearth_core::{
-    ChatMessage, Collector, EnergyPrices, EnergyReport, Fed, FinishReason, GenerateRequest, Role, SamplingParams,
-    StreamEvent, Timings, TokenLogprob, Usage,
+    ChatMessage, Collector, EnergyPrices, EnergyReport, Fed, FinishReason, GenerateRequest, Prompt, Role,
+    SamplingParams, StreamEvent, Timings, TokenLogprob, Usage,
 };
 use hearth_engine::{Cancellation, Prepared};
 use hearth_store::ModelSpec;
 use serde_json::{Map, Value};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,12 +41,17 @@ pub struct Finished {
     pub energy: Option<EnergyReport>,
     /// What energy costs in carbon and money, as configured, to report the answer's.
     pub prices: Arc<EnergyPrices>,
+    /// Generated tokens that were thinking (0 for a model that does not think).
+    pub thinking_tokens: u32,
 }
 
 /// What the engine streams, as the handlers consume it.
 pub enum Piece {
-    /// Text, with the log-probabilities of the tokens it completes (when asked for).
+    /// Text of the answer, with the log-probabilities of the tokens it completes (when
+    /// asked for).
     Text(String, Vec<TokenLogprob>),
+    /// Text of a thinking model's thinking, kept apart from its answer.
+    Thinking(String),
     Done(Finished),
     Failed(ServiceError),
 }
@@ -116,7 +123,8 @@ fn start(
             Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
                 metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
                 let prices = running.prices.clone();
-                Some((Piece::Done(Finished { finish_reason, usage, timings, energy, prices }), None))
+                let finished = Finished { finish_reason, usage, timings, energy, prices, thinking_tokens: 0 };
+                Some((Piece::Done(finished), None))
             }
             Ok(StreamEvent::Error(e)) => {
                 metrics.failed();
@@ -150,7 +158,8 @@ pub struct Generation<S> {
 
 impl Service {
     /// Prepares and starts `request`. An error that comes before any text is returned as the
-    /// error itself, so the response can carry its status code.
+    /// error itself, so the response can carry its status code. A chat with a model whose
+    /// template thinks has its thinking apart, as [`Piece::Thinking`].
     pub async fn generate(
         &self,
         lease: Lease,
@@ -158,9 +167,13 @@ impl Service {
     ) -> Result<Generation<impl Stream<Item = Piece> + Send>, ServiceError> {
         self.metrics.started();
         let in_flight = InFlight(self.metrics.clone());
+        let thinks = matches!(request.prompt, Prompt::Chat(_)) && lease.thinks();
         let (lease, prepared) = prepare(lease, request).await.inspect_err(|_| self.metrics.failed())?;
         let prompt_tokens = prepared.prompt_tokens() as u32;
-        let mut pieces = Box::pin(start(lease, prepared, in_flight, self.prices.clone()));
+        let opens_thinking = prepared.opens_thinking();
+        let started = start(lease, prepared, in_flight, self.prices.clone());
+        let mut pieces: Pin<Box<dyn Stream<Item = Piece> + Send>> =
+            if thinks { Box::pin(split_thinking(started, opens_thinking)) } else { Box::pin(started) };
         match pieces.next().await.expect("a stream ends with Done or Failed") {
             Piece::Failed(e) => Err(e),
             first => Ok(Generation { prompt_tokens, pieces: stream::once(async move { first }).chain(pieces) }),
@@ -175,6 +188,43 @@ impl Service {
         let (_, prepared) = prepare(lease, request).await?;
         Ok(prepared.prompt_tokens() as u32)
     }
+}
+
+/// `pieces` with the thinking at the start of the answer apart from the answer (`opened`:
+/// the prompt left the answer inside `<think>`); the ending counts the thinking tokens.
+fn split_thinking(pieces: impl Stream<Item = Piece> + Send, opened: bool) -> impl Stream<Item = Piece> + Send {
+    let mut splitter = ThinkSplitter::new(opened);
+    let mut thinking_tokens = 0;
+    pieces.flat_map(move |piece| {
+        let out = match piece {
+            Piece::Text(text, logprobs) => {
+                let sorted = splitter.push(&text);
+                if sorted.content.is_empty() && !sorted.thinking.is_empty() {
+                    thinking_tokens += 1;
+                }
+                sorted_pieces(sorted, logprobs)
+            }
+            Piece::Done(mut finished) => {
+                let mut out = sorted_pieces(splitter.finish(), Vec::new());
+                finished.thinking_tokens = thinking_tokens;
+                out.push(Piece::Done(finished));
+                out
+            }
+            other => vec![other],
+        };
+        stream::iter(out)
+    })
+}
+
+fn sorted_pieces(sorted: Sorted, logprobs: Vec<TokenLogprob>) -> Vec<Piece> {
+    let mut out = Vec::with_capacity(2);
+    if !sorted.thinking.is_empty() {
+        out.push(Piece::Thinking(sorted.thinking));
+    }
+    if !sorted.content.is_empty() || !logprobs.is_empty() {
+        out.push(Piece::Text(sorted.content, logprobs));
+    }
+    out
 }
 
 /// The conversation a model is asked: its own system message (unless the request brings
@@ -192,6 +242,8 @@ pub fn conversation(spec: &ModelSpec, messages: Vec<ChatMessage>) -> Vec<ChatMes
 /// A whole answer.
 pub struct Answer {
     pub text: String,
+    /// A thinking model's thinking; empty for any other.
+    pub thinking: String,
     pub logprobs: Vec<TokenLogprob>,
     pub finished: Finished,
 }
@@ -201,21 +253,23 @@ pub struct Answer {
 pub async fn collect(pieces: impl Stream<Item = Piece>) -> Result<Answer, ServiceError> {
     let mut pieces = std::pin::pin!(pieces);
     let mut collector = Collector::new();
+    let mut thinking = String::new();
     while let Some(piece) = pieces.next().await {
         match piece {
+            Piece::Thinking(text) => thinking.push_str(&text),
             Piece::Text(text, logprobs) => {
                 for event in logprobs.into_iter().map(StreamEvent::Logprob).chain([StreamEvent::Token(text)]) {
                     collector.feed(event)?;
                 }
             }
-            Piece::Done(Finished { finish_reason, usage, timings, energy, prices }) => {
+            Piece::Done(Finished { finish_reason, usage, timings, energy, prices, thinking_tokens }) => {
                 let Fed::Done(answer) = collector.feed(StreamEvent::Done { finish_reason, usage, timings, energy })?
                 else {
                     unreachable!("Done ends an answer")
                 };
                 let hearth_core::Answer { text, logprobs, finish_reason, usage, timings, energy } = answer;
-                let finished = Finished { finish_reason, usage, timings, energy, prices };
-                return Ok(Answer { text, logprobs, finished });
+                let finished = Finished { finish_reason, usage, timings, energy, prices, thinking_tokens };
+                return Ok(Answer { text, thinking, logprobs, finished });
             }
             Piece::Failed(e) => return Err(e),
         }
@@ -265,6 +319,7 @@ mod tests {
             timings: Timings::default(),
             energy: None,
             prices: prices.clone(),
+            thinking_tokens: 0,
         };
         let pieces = [
             Piece::Text("a".into(), vec![logprob(b'a')]),

@@ -24,6 +24,18 @@ use std::sync::Arc;
 /// A request's hold on a loaded llama.cpp engine.
 pub type Lease = crate::residency::Lease<Engine>;
 
+impl Lease {
+    /// The chat template the engine renders with: the model's own, or the one it is stored with.
+    pub fn template(&self) -> Option<&str> {
+        self.model.engine.info().chat_template.as_deref()
+    }
+
+    /// Whether the model thinks before it answers (its template writes thinking tags).
+    pub fn thinks(&self) -> bool {
+        hearth_core::think::template_thinks(self.template())
+    }
+}
+
 pub struct Service {
     pub residency: Residency,
     pub store: Arc<Store>,

@@ -24,15 +24,18 @@ pub struct Reply {
     streaming: bool,
     /// The request's stop sequences, to name the one that ended the answer.
     stop_sequences: Vec<String>,
+    /// Whether a thinking model's thinking is sent, as `thinking` blocks.
+    thinking: bool,
 }
 
 impl Reply {
-    pub fn new(model: &str, streaming: bool, stop_sequences: &[String]) -> Self {
+    pub fn new(model: &str, streaming: bool, stop_sequences: &[String], thinking: bool) -> Self {
         Self {
             id: hearth::random_id("msg"),
             model: model.to_string(),
             streaming,
             stop_sequences: stop_sequences.to_vec(),
+            thinking,
         }
     }
 
@@ -89,7 +92,8 @@ pub async fn answer(
         // Calls are known only once the answer is whole: it is read first, then sent.
         let answer = service::collect(generation.pieces).await?;
         let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
-        let content = blocks(text, &calls);
+        let thinking = if reply.thinking { answer.thinking } else { String::new() };
+        let content = blocks(thinking, text, &calls);
         if !reply.streaming {
             let ending = reply.ending(&answer.finished, &calls);
             return Ok(Json(reply.message(content, Some(ending), usage(&answer.finished))).into_response());
@@ -101,17 +105,15 @@ pub async fn answer(
         events.extend(reply.closing(&answer.finished, &calls));
         return Ok(event_stream(stream::iter(events)));
     }
-    let start = [
-        opening,
-        Event::ContentBlockStart { index: 0, content_block: BlockOut::Text { text: String::new() } },
-        Event::Ping,
-    ];
+    let mut blocks = OpenBlock::default();
     let events = generation.pieces.flat_map(move |piece| {
         let events = match piece {
             Piece::Text(text, _) if text.is_empty() => Vec::new(),
-            Piece::Text(text, _) => vec![Event::ContentBlockDelta { index: 0, delta: Delta::TextDelta { text } }],
+            Piece::Thinking(_) if !reply.thinking => Vec::new(),
+            Piece::Thinking(thinking) => blocks.delta(Delta::Thinking { thinking }),
+            Piece::Text(text, _) => blocks.delta(Delta::Text { text }),
             Piece::Done(finished) => {
-                let mut events = vec![Event::ContentBlockStop { index: 0 }];
+                let mut events = blocks.close();
                 events.extend(reply.closing(&finished, &[]));
                 events
             }
@@ -119,12 +121,65 @@ pub async fn answer(
         };
         stream::iter(events)
     });
-    Ok(event_stream(stream::iter(start).chain(events)))
+    Ok(event_stream(stream::iter([opening]).chain(events)))
 }
 
-/// What the model said as content blocks: its text (if any), then one block per call.
-fn blocks(text: String, calls: &[ToolCall]) -> Vec<BlockOut> {
-    let mut blocks = Vec::with_capacity(calls.len() + 1);
+/// The content block a stream has open: a delta of another kind closes it and opens the
+/// next; a `ping` follows the first start, as Anthropic's streams have it.
+#[derive(Default)]
+struct OpenBlock {
+    /// The open block's index, and whether it is thinking.
+    open: Option<(usize, bool)>,
+    next: usize,
+}
+
+impl OpenBlock {
+    fn delta(&mut self, delta: Delta) -> Vec<Event> {
+        let thinking = matches!(delta, Delta::Thinking { .. });
+        let mut events = Vec::new();
+        if self.open.is_none_or(|(_, open_thinking)| open_thinking != thinking) {
+            events.extend(self.stop());
+            events.extend(self.start(thinking));
+        }
+        let (index, _) = self.open.expect("opened above");
+        events.push(Event::ContentBlockDelta { index, delta });
+        events
+    }
+
+    fn start(&mut self, thinking: bool) -> Vec<Event> {
+        let content_block = if thinking {
+            BlockOut::Thinking { thinking: String::new(), signature: String::new() }
+        } else {
+            BlockOut::Text { text: String::new() }
+        };
+        let mut events = vec![Event::ContentBlockStart { index: self.next, content_block }];
+        if self.next == 0 {
+            events.push(Event::Ping);
+        }
+        self.open = Some((self.next, thinking));
+        self.next += 1;
+        events
+    }
+
+    fn stop(&mut self) -> Option<Event> {
+        self.open.take().map(|(index, _)| Event::ContentBlockStop { index })
+    }
+
+    /// Closes the open block; an answer that opened none gets its one empty text block.
+    fn close(&mut self) -> Vec<Event> {
+        let mut events = if self.next == 0 { self.start(false) } else { Vec::new() };
+        events.extend(self.stop());
+        events
+    }
+}
+
+/// What the model said as content blocks: its thinking (if any is sent), its text (if
+/// any), then one block per call.
+fn blocks(thinking: String, text: String, calls: &[ToolCall]) -> Vec<BlockOut> {
+    let mut blocks = Vec::with_capacity(calls.len() + 2);
+    if !thinking.is_empty() {
+        blocks.push(BlockOut::Thinking { thinking, signature: String::new() });
+    }
     if !text.is_empty() || calls.is_empty() {
         blocks.push(BlockOut::Text { text });
     }
@@ -142,10 +197,13 @@ fn blocks(text: String, calls: &[ToolCall]) -> Vec<BlockOut> {
 /// A block known whole, as the events that stream it: its start (empty), one delta, its stop.
 fn whole_block(index: usize, block: BlockOut) -> [Event; 3] {
     let (empty, delta) = match block {
-        BlockOut::Text { text } => (BlockOut::Text { text: String::new() }, Delta::TextDelta { text }),
+        BlockOut::Thinking { thinking, signature } => {
+            (BlockOut::Thinking { thinking: String::new(), signature }, Delta::Thinking { thinking })
+        }
+        BlockOut::Text { text } => (BlockOut::Text { text: String::new() }, Delta::Text { text }),
         BlockOut::ToolUse { id, name, input } => {
             let partial_json = input.to_string();
-            (BlockOut::ToolUse { id, name, input: json!({}) }, Delta::InputJsonDelta { partial_json })
+            (BlockOut::ToolUse { id, name, input: json!({}) }, Delta::InputJson { partial_json })
         }
     };
     [
@@ -189,18 +247,19 @@ mod tests {
             timings: Timings::default(),
             energy: None,
             prices: Arc::default(),
+            thinking_tokens: 0,
         }
     }
 
     #[test]
     fn endings_in_anthropic_s_words() {
-        let reply = Reply::new("m", false, &["END".into(), "STOP".into()]);
+        let reply = Reply::new("m", false, &["END".into(), "STOP".into()], false);
         assert_eq!(reply.ending(&finished(FinishReason::Stop), &[]), ("end_turn", None));
         assert_eq!(reply.ending(&finished(FinishReason::Length), &[]), ("max_tokens", None));
         assert_eq!(reply.ending(&finished(FinishReason::StopSequence(1)), &[]), ("stop_sequence", Some("STOP".into())));
         let call = ToolCall { id: "call_x".into(), name: "f".into(), arguments: json!({"a": 1}) };
         assert_eq!(reply.ending(&finished(FinishReason::Stop), std::slice::from_ref(&call)), ("tool_use", None));
-        let blocks = serde_json::to_value(blocks(String::new(), &[call])).unwrap();
+        let blocks = serde_json::to_value(blocks(String::new(), String::new(), &[call])).unwrap();
         assert_eq!(blocks, json!([{"type": "tool_use", "id": "toolu_x", "name": "f", "input": {"a": 1}}]));
     }
 
@@ -214,8 +273,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_opens_a_block_per_kind_in_turn_and_always_one() {
+        let names = |events: Vec<Event>| events.iter().map(Event::name).collect::<Vec<_>>();
+        let mut blocks = OpenBlock::default();
+        let mut events = blocks.delta(Delta::Thinking { thinking: "hm".into() });
+        events.extend(blocks.delta(Delta::Thinking { thinking: "m".into() }));
+        events.extend(blocks.delta(Delta::Text { text: "Paris".into() }));
+        events.extend(blocks.close());
+        assert_eq!(
+            names(events),
+            [
+                "content_block_start",
+                "ping",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+            ]
+        );
+        assert_eq!(names(OpenBlock::default().close()), ["content_block_start", "ping", "content_block_stop"]);
+    }
+
+    #[test]
     fn events_are_named_by_their_type() {
-        let event = Event::ContentBlockDelta { index: 2, delta: Delta::InputJsonDelta { partial_json: "{}".into() } };
+        let event = Event::ContentBlockDelta { index: 2, delta: Delta::InputJson { partial_json: "{}".into() } };
         let text = String::from_utf8(sse(&event).to_vec()).unwrap();
         assert_eq!(
             text,

@@ -15,34 +15,36 @@ use axum::response::Response;
 use axum::Json;
 use hearth_core::GenerateRequest;
 
-/// The engine request a body asks for, on a lease of its model. `answering` is false when
-/// only the prompt's tokens are to be counted (no `max_tokens` then).
+/// The engine request a body asks for, on a lease of its model, and whether thinking is
+/// sent back. `answering` is false when only the prompt's tokens are to be counted (no
+/// `max_tokens` then).
 async fn chat_request(
     state: &AppState,
     body: &MessagesBody,
     answering: bool,
-) -> Result<(Lease, GenerateRequest, Option<ToolUse>), ServiceError> {
+) -> Result<(Lease, GenerateRequest, Option<ToolUse>, bool), ServiceError> {
     let name = body.model_name()?;
-    body.refuse_unsupported()?;
     let messages = body.chat_messages()?;
     let (tools, choice, parallel_calls) = body.tools()?;
     let lease = state.service.lease(&name, Wanted::default()).await?;
     let sampling = body.sampling(&lease.spec.parameters, answering)?;
     let chat = Chat { messages, sampling, tools: &tools, choice: &choice, parallel_calls, logprobs: None };
-    let (request, tool_use) = service::chat_request(&lease, chat)?;
-    Ok((lease, request, tool_use))
+    let (mut request, tool_use) = service::chat_request(&lease, chat)?;
+    let (thinking, shown) = body.thinking(lease.thinks())?;
+    request.thinking = thinking;
+    Ok((lease, request, tool_use, shown))
 }
 
 pub async fn messages(State(state): State<AppState>, body: Bytes) -> Result<Response, AnthropicError> {
     let body: MessagesBody = request::parse(&body)?;
-    let (lease, request, tool_use) = chat_request(&state, &body, true).await?;
-    let reply = Reply::new(&body.model, body.stream.unwrap_or(false), &request.sampling.stop);
+    let (lease, request, tool_use, thinking) = chat_request(&state, &body, true).await?;
+    let reply = Reply::new(&body.model, body.stream.unwrap_or(false), &request.sampling.stop, thinking);
     answer(&state, lease, request, tool_use, reply).await
 }
 
 pub async fn count_tokens(State(state): State<AppState>, body: Bytes) -> Result<Json<CountTokens>, AnthropicError> {
     let body: MessagesBody = request::parse(&body)?;
-    let (lease, request, _) = chat_request(&state, &body, false).await?;
+    let (lease, request, ..) = chat_request(&state, &body, false).await?;
     let input_tokens = state.service.count_tokens(lease, request).await?;
     Ok(Json(CountTokens { input_tokens }))
 }

@@ -50,14 +50,17 @@ impl MessagesBody {
         request::model_name(&self.model)
     }
 
-    /// `thinking` asks for what hearth cannot give yet: refused, not silently ignored.
-    pub fn refuse_unsupported(&self) -> Result<(), ServiceError> {
+    /// What a thinking model's template is asked (`enable_thinking`), and whether its
+    /// thinking is sent back: with `enabled` (refused for a model that cannot think, not
+    /// silently ignored) and `adaptive`; not by default, as Anthropic's API has it.
+    pub fn thinking(&self, model_thinks: bool) -> Result<(Option<bool>, bool), ServiceError> {
         match self.thinking {
-            Some(Thinking::Enabled {}) => {
-                Err(bad("thinking: hearth does not yet separate a model's thinking from its answer; \
-                 leave thinking out or set {\"type\": \"disabled\"}"))
+            Some(Thinking::Enabled {}) if !model_thinks => {
+                Err(bad(format!("thinking: \"{}\" does not support thinking", self.model)))
             }
-            Some(Thinking::Disabled | Thinking::Adaptive {}) | None => Ok(()),
+            Some(Thinking::Enabled {}) => Ok((Some(true), true)),
+            Some(Thinking::Adaptive {}) => Ok((None, true)),
+            Some(Thinking::Disabled) | None => Ok((Some(false), false)),
         }
     }
 

@@ -157,8 +157,19 @@ pub struct Message {
 #[derive(Serialize, Clone)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum BlockOut {
-    Text { text: String },
-    ToolUse { id: String, name: String, input: Value },
+    /// A thinking model's thinking; hearth signs nothing, so `signature` is empty.
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        input: Value,
+    },
 }
 
 /// Anthropic's usage: `input_tokens` are those not read from the cache, so input in all is
@@ -203,10 +214,14 @@ impl Event {
 }
 
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 pub enum Delta {
-    TextDelta { text: String },
-    InputJsonDelta { partial_json: String },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: String },
+    #[serde(rename = "text_delta")]
+    Text { text: String },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: String },
 }
 
 #[derive(Serialize)]

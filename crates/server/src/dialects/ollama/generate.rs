@@ -1,7 +1,7 @@
 //! `/api/generate` and `/api/chat`: NDJSON streaming by default, durations in
 //! nanoseconds, `done_reason`; with nothing to answer, a load (or unload) of the model.
 
-use super::wire::{ChatBody, Chunk, Counts, FunctionOut, GenerateBody, MessageBody, MessageOut, ToolCallOut};
+use super::wire::{ChatBody, Chunk, Counts, FunctionOut, GenerateBody, MessageBody, MessageOut, Think, ToolCallOut};
 use super::{error, OllamaError};
 use crate::dialects::hearth::{self, Energy};
 use crate::dialects::request;
@@ -55,7 +55,39 @@ struct Reply {
     streaming: bool,
     /// Whether lines carry the tokens' log-probabilities.
     logprobs: bool,
+    /// Whether a thinking model's thinking is reported (not with `think: false`).
+    thinking: bool,
     started: Instant,
+}
+
+/// What a text of the answer says: its words, and the thinking before them.
+#[derive(Default)]
+struct Said {
+    text: String,
+    thinking: String,
+}
+
+impl Said {
+    fn text(text: String) -> Self {
+        Self { text, thinking: String::new() }
+    }
+}
+
+/// Ollama's `think` as the template is asked it; `true` or an effort on a model that cannot
+/// think is refused, as Ollama refuses it.
+fn thinking(think: Option<&Think>, lease: &Lease, name: &ModelName) -> Result<Option<bool>, ServiceError> {
+    let wanted = match think {
+        None => return Ok(None),
+        Some(Think::On(on)) => *on,
+        Some(Think::Level(level)) if ["low", "medium", "high"].contains(&level.as_str()) => true,
+        Some(Think::Level(other)) => {
+            return Err(ServiceError::invalid(format!("think must be true, false, low, medium or high, got {other:?}")))
+        }
+    };
+    if wanted && !lease.thinks() {
+        return Err(ServiceError::invalid(format!("\"{name}\" does not support thinking")));
+    }
+    Ok(Some(wanted))
 }
 
 pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Response, OllamaError> {
@@ -67,7 +99,9 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
     let grammar = format::ollama(body.format.as_ref()).map_err(ServiceError::Invalid)?;
     let logprobs = logprobs(body.logprobs, body.top_logprobs)?;
     let streaming = body.stream.unwrap_or(true);
-    let reply = Reply { name, kind: Kind::Generate, streaming, logprobs: logprobs.is_some(), started };
+    let thinks = !matches!(body.think, Some(Think::On(false)));
+    let reply =
+        Reply { name, kind: Kind::Generate, streaming, logprobs: logprobs.is_some(), thinking: thinks, started };
     if body.prompt.is_empty() {
         return load_or_unload(&state, reply, wanted).await;
     }
@@ -87,6 +121,7 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
     };
     let mut request = GenerateRequest::new(prompt, sampling);
     request.logprobs = logprobs;
+    request.thinking = thinking(body.think.as_ref(), &lease, &reply.name)?;
     answer(&state, lease, request, None, reply).await
 }
 
@@ -98,7 +133,8 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let grammar = format::ollama(body.format.as_ref()).map_err(ServiceError::Invalid)?;
     let logprobs = logprobs(body.logprobs, body.top_logprobs)?;
     let streaming = body.stream.unwrap_or(true);
-    let reply = Reply { name, kind: Kind::Chat, streaming, logprobs: logprobs.is_some(), started };
+    let thinks = !matches!(body.think, Some(Think::On(false)));
+    let reply = Reply { name, kind: Kind::Chat, streaming, logprobs: logprobs.is_some(), thinking: thinks, started };
     let Some(messages) = body.messages.filter(|m| !m.is_empty()) else {
         return load_or_unload(&state, reply, wanted).await;
     };
@@ -112,7 +148,8 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
     let messages = messages.into_iter().map(MessageBody::into_message).collect();
     let tools = body.tools.unwrap_or_default();
     let chat = Chat { messages, sampling, tools: &tools, choice: &tools::Choice::Auto, parallel_calls: true, logprobs };
-    let (request, tool_use) = service::chat_request(&lease, chat)?;
+    let (mut request, tool_use) = service::chat_request(&lease, chat)?;
+    request.thinking = thinking(body.think.as_ref(), &lease, &reply.name)?;
     answer(&state, lease, request, tool_use, reply).await
 }
 
@@ -126,17 +163,20 @@ async fn load_or_unload(state: &AppState, reply: Reply, wanted: Wanted) -> Resul
         drop(state.service.lease(&reply.name, wanted).await?);
         "load"
     };
-    let mut done = reply.chunk(String::new(), &[], &[]);
+    let mut done = reply.chunk(Said::default(), &[], &[]);
     done.done = true;
     done.done_reason = Some(reason);
     Ok(Json(done).into_response())
 }
 
 impl Reply {
-    /// A line with `text`: `response` or `message`, as the endpoint has it.
-    fn chunk(&self, text: String, logprobs: &[TokenLogprob], calls: &[ToolCall]) -> Chunk {
-        let (response, message) = match self.kind {
-            Kind::Generate => (Some(text), None),
+    /// A line with what was said: `response` (and `thinking`) or `message`, as the
+    /// endpoint has it.
+    fn chunk(&self, said: Said, logprobs: &[TokenLogprob], calls: &[ToolCall]) -> Chunk {
+        let Said { text, thinking } = said;
+        let thinking = (self.thinking && !thinking.is_empty()).then_some(thinking);
+        let (response, message, thinking) = match self.kind {
+            Kind::Generate => (Some(text), None, thinking),
             Kind::Chat => {
                 let tool_calls = calls
                     .iter()
@@ -146,13 +186,14 @@ impl Reply {
                         function: FunctionOut { index, name: c.name.clone(), arguments: c.arguments.clone() },
                     })
                     .collect();
-                (None, Some(MessageOut { role: "assistant", content: text, tool_calls }))
+                (None, Some(MessageOut { role: "assistant", content: text, thinking, tool_calls }), None)
             }
         };
         Chunk {
             model: self.name.to_string(),
             created_at: rfc3339(SystemTime::now()),
             response,
+            thinking,
             message,
             logprobs: self.logprobs.then(|| hearth::logprobs(logprobs)),
             done: false,
@@ -195,24 +236,28 @@ async fn answer(
     if !reply.streaming || tool_use.is_some() {
         let answer = service::collect(pieces).await?;
         let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
-        let whole = reply.chunk(text, &answer.logprobs, &calls);
+        let whole = reply.chunk(Said { text, thinking: answer.thinking }, &answer.logprobs, &calls);
         if !reply.streaming {
             return Ok(Json(reply.last(whole, &answer.finished, load_duration)).into_response());
         }
-        let last = reply.last(reply.chunk(String::new(), &[], &[]), &answer.finished, load_duration);
+        let last = reply.last(reply.chunk(Said::default(), &[], &[]), &answer.finished, load_duration);
         let lines = [ndjson(&whole), ndjson(&last)].map(Ok::<_, std::convert::Infallible>);
         return Ok(ndjson_response(Body::from_stream(stream::iter(lines))));
     }
-    let lines = pieces.map(move |piece| {
+    let lines = pieces.filter_map(move |piece| {
         let line = match piece {
-            Piece::Text(text, logprobs) => ndjson(&reply.chunk(text, &logprobs, &[])),
-            Piece::Done(finished) => {
-                let empty = reply.chunk(String::new(), &[], &[]);
-                ndjson(&reply.last(empty, &finished, load_duration))
+            Piece::Text(text, logprobs) => Some(ndjson(&reply.chunk(Said::text(text), &logprobs, &[]))),
+            Piece::Thinking(thinking) if reply.thinking => {
+                Some(ndjson(&reply.chunk(Said { text: String::new(), thinking }, &[], &[])))
             }
-            Piece::Failed(e) => ndjson(&error::body(&e)),
+            Piece::Thinking(_) => None,
+            Piece::Done(finished) => {
+                let empty = reply.chunk(Said::default(), &[], &[]);
+                Some(ndjson(&reply.last(empty, &finished, load_duration)))
+            }
+            Piece::Failed(e) => Some(ndjson(&error::body(&e))),
         };
-        Ok::<_, std::convert::Infallible>(line)
+        std::future::ready(line.map(Ok::<_, std::convert::Infallible>))
     });
     Ok(ndjson_response(Body::from_stream(lines)))
 }

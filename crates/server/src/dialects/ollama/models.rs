@@ -68,6 +68,9 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Sho
     if model.template().is_some() {
         capabilities.push("chat");
     }
+    if hearth_core::think::template_thinks(model.template()) {
+        capabilities.push("thinking");
+    }
     Ok(Json(Show {
         modelfile: model.spec.modelfile(&name),
         parameters: parameters.join("\n"),

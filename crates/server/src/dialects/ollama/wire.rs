@@ -27,6 +27,15 @@ pub struct GenerateBody {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<u32>,
+    pub think: Option<Think>,
+}
+
+/// Ollama's `think`: `true`/`false`, or an effort (`"low"`, `"medium"`, `"high"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub enum Think {
+    On(bool),
+    Level(String),
 }
 
 #[derive(Deserialize)]
@@ -42,6 +51,7 @@ pub struct ChatBody {
     #[serde(default)]
     pub logprobs: bool,
     pub top_logprobs: Option<u32>,
+    pub think: Option<Think>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +104,9 @@ pub struct Chunk {
     pub created_at: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
+    /// `/api/generate`'s thinking, beside `response`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<MessageOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -109,6 +122,8 @@ pub struct Chunk {
 pub struct MessageOut {
     pub role: &'static str,
     pub content: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallOut>,
 }

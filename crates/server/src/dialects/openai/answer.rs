@@ -38,6 +38,8 @@ pub struct Reply {
     streaming: bool,
     include_usage: bool,
     logprobs: bool,
+    /// Whether a thinking model's thinking is sent (not with `reasoning_effort: "none"`).
+    thinking: bool,
 }
 
 impl Reply {
@@ -54,6 +56,7 @@ impl Reply {
             streaming: common.stream.unwrap_or(false),
             include_usage: common.stream_options.as_ref().is_some_and(|o| o.include_usage),
             logprobs: common.logprobs.as_ref().is_some_and(|l| !l.is_null() && l != &json!(false)),
+            thinking: common.reasoning_effort.as_deref() != Some("none"),
         }
     }
 
@@ -94,7 +97,9 @@ impl Reply {
             (Kind::Chat, false) => {
                 let content = delta.content.flatten();
                 let content = if delta.tool_calls.is_empty() { Some(content.unwrap_or_default()) } else { content };
-                choice.message = Some(Message { role: "assistant", content, tool_calls: delta.tool_calls });
+                let reasoning_content = delta.reasoning_content;
+                choice.message =
+                    Some(Message { role: "assistant", content, reasoning_content, tool_calls: delta.tool_calls });
             }
         }
         choice
@@ -113,7 +118,7 @@ impl Reply {
 
     /// Chat streams open with the assistant's role.
     fn opening(&self) -> Option<Bytes> {
-        let delta = Delta { role: Some("assistant"), content: Some(Some(String::new())), tool_calls: Vec::new() };
+        let delta = Delta { role: Some("assistant"), content: Some(Some(String::new())), ..Delta::default() };
         (self.kind == Kind::Chat).then(|| sse(&self.object(vec![self.choice(delta, &[], None)], None)))
     }
 }
@@ -121,10 +126,15 @@ impl Reply {
 /// What the model said, split into text and tool calls.
 fn said(text: String, calls: &[ToolCall], indexed: bool) -> Delta {
     if calls.is_empty() {
-        return Delta { role: None, content: Some(Some(text)), tool_calls: Vec::new() };
+        return Delta { content: Some(Some(text)), ..Delta::default() };
     }
     let content = if text.is_empty() { None } else { Some(text) };
-    Delta { role: None, content: Some(content), tool_calls: tool_calls(calls, indexed) }
+    Delta { content: Some(content), tool_calls: tool_calls(calls, indexed), ..Delta::default() }
+}
+
+/// A thinking model's thinking, in a delta of its own.
+fn thought(thinking: String) -> Delta {
+    Delta { reasoning_content: Some(thinking), ..Delta::default() }
 }
 
 pub async fn answer(
@@ -140,11 +150,17 @@ pub async fn answer(
         let answer = service::collect(pieces).await?;
         let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
         let reason = finish_reason(&answer.finished, &calls);
+        let thinking = (reply.thinking && !answer.thinking.is_empty()).then_some(answer.thinking);
         if !reply.streaming {
-            let choice = reply.choice(said(text, &calls, false), &answer.logprobs, Some(reason));
+            let mut delta = said(text, &calls, false);
+            delta.reasoning_content = thinking;
+            let choice = reply.choice(delta, &answer.logprobs, Some(reason));
             return Ok(Json(reply.object(vec![choice], Some(usage(&answer.finished)))).into_response());
         }
         let mut out: Vec<Bytes> = reply.opening().into_iter().collect();
+        if let Some(thinking) = thinking {
+            out.push(sse(&reply.object(vec![reply.choice(thought(thinking), &[], None)], None)));
+        }
         let choice = reply.choice(said(text, &calls, true), &answer.logprobs, None);
         out.push(sse(&reply.object(vec![choice], None)));
         out.extend(reply.ending(&answer.finished, &calls));
@@ -158,6 +174,10 @@ pub async fn answer(
             Piece::Text(text, logprobs) => {
                 vec![sse(&reply.object(vec![reply.choice(said(text, &[], true), &logprobs, None)], None))]
             }
+            Piece::Thinking(thinking) if reply.thinking => {
+                vec![sse(&reply.object(vec![reply.choice(thought(thinking), &[], None)], None))]
+            }
+            Piece::Thinking(_) => Vec::new(),
             Piece::Done(finished) => reply.ending(&finished, &[]),
             Piece::Failed(e) => vec![sse(&error::body(&e)), Bytes::from_static(b"data: [DONE]\n\n")],
         };

@@ -27,7 +27,8 @@ pub async fn chat_completions(State(state): State<AppState>, body: Bytes) -> Res
     let tools = common.tools.clone().unwrap_or_default();
     let parallel_calls = common.parallel_tool_calls.unwrap_or(true);
     let chat = Chat { messages, sampling, tools: &tools, choice: &choice, parallel_calls, logprobs };
-    let (request, tool_use) = service::chat_request(&lease, chat)?;
+    let (mut request, tool_use) = service::chat_request(&lease, chat)?;
+    request.thinking = common.thinking(lease.thinks());
     answer(&state, lease, request, tool_use, Reply::new(Kind::Chat, common)).await
 }
 

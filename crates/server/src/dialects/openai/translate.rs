@@ -19,6 +19,16 @@ impl Common {
         request::model_name(&self.model)
     }
 
+    /// What a thinking model's template is asked (`enable_thinking`): `reasoning_effort:
+    /// "none"` is no thinking; any other effort, thinking (for a model that can).
+    pub fn thinking(&self, model_thinks: bool) -> Option<bool> {
+        match self.reasoning_effort.as_deref() {
+            Some("none") => Some(false),
+            Some(_) if model_thinks => Some(true),
+            _ => None,
+        }
+    }
+
     /// What hearth cannot do is refused, not silently ignored.
     pub fn refuse_unsupported(&self) -> Result<(), ServiceError> {
         if self.n.is_some_and(|n| n != 1) {

@@ -28,6 +28,8 @@ pub struct Common {
     pub tools: Option<Vec<Value>>,
     pub tool_choice: Option<Value>,
     pub parallel_tool_calls: Option<bool>,
+    /// `none` asks a thinking model not to think; any other effort lets it.
+    pub reasoning_effort: Option<String>,
     /// Not OpenAI's: llama.cpp's server and vLLM take it, and benchmarks need fixed lengths.
     #[serde(default)]
     pub ignore_eos: bool,
@@ -144,6 +146,9 @@ pub struct Choice {
 pub struct Message {
     pub role: &'static str,
     pub content: Option<String>,
+    /// A thinking model's thinking, as llama.cpp's server returns it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallOut>,
 }
@@ -155,6 +160,8 @@ pub struct Delta {
     /// Absent, `null` (beside tool calls), or text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reasoning_content: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_calls: Vec<ToolCallOut>,
 }

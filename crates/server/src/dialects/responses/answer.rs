@@ -7,8 +7,8 @@
 
 use super::stored::{Kept, Responses};
 use super::wire::{
-    CreateBody, Event, IncompleteDetails, InputTokensDetails, OutputItem, OutputText, OutputTokensDetails, Response,
-    Sequenced, ToolChoice, Usage,
+    CreateBody, Event, IncompleteDetails, InputTokensDetails, OutputItem, OutputText, OutputTokensDetails,
+    ReasoningText, Response, Sequenced, ToolChoice, Usage,
 };
 use crate::dialects::hearth::{self, Energy};
 use crate::dialects::openai::{self, OpenAiError};
@@ -32,6 +32,8 @@ pub struct Reply {
     /// The conversation so far, instructions aside, for a later `previous_response_id`.
     history: Vec<ChatMessage>,
     responses: Arc<Responses>,
+    /// Whether a thinking model's thinking is sent, as a reasoning item.
+    thinking: bool,
 }
 
 impl Reply {
@@ -58,20 +60,21 @@ impl Reply {
             metadata: body.metadata.clone().unwrap_or_default(),
             usage: None,
         };
-        Self { started, streaming: body.stream.unwrap_or(false), history, responses }
+        let thinking = body.thinking(true) != Some(false);
+        Self { started, streaming: body.stream.unwrap_or(false), history, responses, thinking }
     }
 
     /// The response once the answer is whole, kept unless `store: false`.
-    fn finish(&self, text: &str, calls: &[ToolCall], message_id: String, finished: &Finished) -> Response {
+    fn finish(&self, said: &Said, calls: &[ToolCall], finished: &Finished) -> Response {
         let cut = finished.finish_reason == FinishReason::Length && calls.is_empty();
         let mut response = self.started.clone();
         response.status = if cut { "incomplete" } else { "completed" };
         response.incomplete_details = cut.then_some(IncompleteDetails { reason: "max_output_tokens" });
-        response.output = output(text, calls, message_id, response.status);
+        response.output = said.output(calls, response.status);
         response.usage = Some(usage(finished));
         if response.store {
             let mut conversation = self.history.clone();
-            let mut turn = ChatMessage::assistant(text);
+            let mut turn = ChatMessage::assistant(said.text.clone());
             turn.tool_calls = calls.to_vec();
             conversation.push(turn);
             let json = serde_json::to_string(&response).expect("a response serializes");
@@ -86,6 +89,52 @@ impl Reply {
     }
 }
 
+/// What the model said, with the ids of the items that carry it.
+struct Said {
+    thinking: String,
+    text: String,
+    reasoning_id: String,
+    message_id: String,
+}
+
+impl Said {
+    fn new(thinking: String, text: String) -> Self {
+        Self { thinking, text, reasoning_id: hearth::random_id("rs"), message_id: hearth::random_id("msg") }
+    }
+
+    fn reasoning(&self, status: &'static str) -> OutputItem {
+        let content = vec![ReasoningText { kind: "reasoning_text", text: self.thinking.clone() }];
+        OutputItem::Reasoning { id: self.reasoning_id.clone(), summary: Vec::new(), content, status }
+    }
+
+    fn message(&self, status: &'static str) -> OutputItem {
+        let content = vec![OutputText::new(self.text.clone())];
+        OutputItem::Message { id: self.message_id.clone(), status, role: "assistant", content }
+    }
+
+    /// The output items: the thinking (if any), the text as a message (unless the answer is
+    /// only calls), then each call.
+    fn output(&self, calls: &[ToolCall], status: &'static str) -> Vec<OutputItem> {
+        let mut items = Vec::with_capacity(calls.len() + 2);
+        if !self.thinking.is_empty() {
+            items.push(self.reasoning("completed"));
+        }
+        if !self.text.is_empty() || calls.is_empty() {
+            items.push(self.message(status));
+        }
+        for call in calls {
+            items.push(OutputItem::FunctionCall {
+                id: hearth::random_id("fc"),
+                call_id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: call.arguments.to_string(),
+                status: "completed",
+            });
+        }
+        items
+    }
+}
+
 pub async fn answer(
     state: &AppState,
     lease: Lease,
@@ -94,12 +143,12 @@ pub async fn answer(
     reply: Reply,
 ) -> Result<HttpResponse, OpenAiError> {
     let pieces = state.service.generate(lease, request).await?.pieces;
-    let message_id = hearth::random_id("msg");
     if !reply.streaming || tool_use.is_some() {
         // Calls are known only once the answer is whole: it is read first, then sent.
         let answer = service::collect(pieces).await?;
         let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
-        let response = reply.finish(&text, &calls, message_id, &answer.finished);
+        let thinking = if reply.thinking { answer.thinking } else { String::new() };
+        let response = reply.finish(&Said::new(thinking, text), &calls, &answer.finished);
         if !reply.streaming {
             return Ok(Json(response).into_response());
         }
@@ -110,31 +159,15 @@ pub async fn answer(
         events.push(closing(response));
         return Ok(event_stream(stream::iter(events)));
     }
-    let message =
-        OutputItem::Message { id: message_id.clone(), status: "in_progress", role: "assistant", content: Vec::new() };
-    let text_event = text_events(message_id.clone());
-    let mut start: Vec<Event> = reply.opening().into();
-    start.push(Event::ItemAdded { output_index: 0, item: message });
-    start.push(text_event(TextStep::Added));
-    let mut text = String::new();
+    let opening: Vec<Event> = reply.opening().into();
+    let mut streaming = Streaming { said: Said::new(String::new(), String::new()), reasoning: None, message: None };
     let events = pieces.flat_map(move |piece| {
         let events = match piece {
             Piece::Text(delta, _) if delta.is_empty() => Vec::new(),
-            Piece::Text(delta, _) => {
-                text.push_str(&delta);
-                vec![text_event(TextStep::Delta(delta))]
-            }
-            Piece::Done(finished) => {
-                let response = reply.finish(&text, &[], message_id.clone(), &finished);
-                let item = response.output[0].clone();
-                let done = std::mem::take(&mut text);
-                vec![
-                    text_event(TextStep::Done(done.clone())),
-                    text_event(TextStep::PartDone(done)),
-                    Event::ItemDone { output_index: 0, item },
-                    closing(response),
-                ]
-            }
+            Piece::Thinking(_) if !reply.thinking => Vec::new(),
+            Piece::Thinking(delta) => streaming.thinking(delta),
+            Piece::Text(delta, _) => streaming.text(delta),
+            Piece::Done(finished) => streaming.done(&reply, &finished),
             Piece::Failed(e) => {
                 let body = openai::error_body(&e);
                 vec![Event::Error { code: body.error.code, message: body.error.message, param: None }]
@@ -142,61 +175,99 @@ pub async fn answer(
         };
         stream::iter(events)
     });
-    Ok(event_stream(stream::iter(start).chain(events)))
+    Ok(event_stream(stream::iter(opening).chain(events)))
 }
 
-/// The steps of the text of the one message a stream carries (output 0, content 0).
-enum TextStep {
-    Added,
-    Delta(String),
-    Done(String),
-    PartDone(String),
+/// A streamed answer's items as they open: the thinking first (if the model thinks), then
+/// the message. Each holds its output index once opened.
+struct Streaming {
+    said: Said,
+    reasoning: Option<usize>,
+    message: Option<usize>,
 }
 
-fn text_events(item_id: String) -> impl Fn(TextStep) -> Event {
-    move |step| {
-        let (item_id, output_index, content_index) = (item_id.clone(), 0, 0);
-        match step {
-            TextStep::Added => {
-                Event::PartAdded { item_id, output_index, content_index, part: OutputText::new(String::new()) }
+impl Streaming {
+    fn thinking(&mut self, delta: String) -> Vec<Event> {
+        let mut events = Vec::new();
+        let output_index = match self.reasoning {
+            Some(index) => index,
+            None => {
+                events.push(Event::ItemAdded { output_index: 0, item: self.said.reasoning("in_progress") });
+                *self.reasoning.insert(0)
             }
-            TextStep::Delta(delta) => {
-                Event::TextDelta { item_id, output_index, content_index, delta, logprobs: Vec::new() }
-            }
-            TextStep::Done(text) => {
-                Event::TextDone { item_id, output_index, content_index, text, logprobs: Vec::new() }
-            }
-            TextStep::PartDone(text) => {
-                Event::PartDone { item_id, output_index, content_index, part: OutputText::new(text) }
-            }
+        };
+        self.said.thinking.push_str(&delta);
+        let item_id = self.said.reasoning_id.clone();
+        events.push(Event::ReasoningDelta { item_id, output_index, content_index: 0, delta });
+        events
+    }
+
+    fn text(&mut self, delta: String) -> Vec<Event> {
+        let mut events = if self.message.is_none() { self.open_message() } else { Vec::new() };
+        self.said.text.push_str(&delta);
+        let (item_id, output_index) = (self.said.message_id.clone(), self.message.expect("opened"));
+        events.push(Event::TextDelta { item_id, output_index, content_index: 0, delta, logprobs: Vec::new() });
+        events
+    }
+
+    /// Ends the thinking (if it is open) and opens the message after it.
+    fn open_message(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        if let Some(output_index) = self.reasoning {
+            let (item_id, text) = (self.said.reasoning_id.clone(), self.said.thinking.clone());
+            events.push(Event::ReasoningDone { item_id, output_index, content_index: 0, text });
+            events.push(Event::ItemDone { output_index, item: self.said.reasoning("completed") });
         }
+        let output_index = self.reasoning.map_or(0, |index| index + 1);
+        self.message = Some(output_index);
+        let added = OutputItem::Message {
+            id: self.said.message_id.clone(),
+            status: "in_progress",
+            role: "assistant",
+            content: Vec::new(),
+        };
+        events.push(Event::ItemAdded { output_index, item: added });
+        let item_id = self.said.message_id.clone();
+        events.push(Event::PartAdded { item_id, output_index, content_index: 0, part: OutputText::new(String::new()) });
+        events
     }
-}
 
-/// The output items of an answer: its text as a message (unless it is only calls), then
-/// each call.
-fn output(text: &str, calls: &[ToolCall], message_id: String, status: &'static str) -> Vec<OutputItem> {
-    let mut items = Vec::with_capacity(calls.len() + 1);
-    if !text.is_empty() || calls.is_empty() {
-        let content = vec![OutputText::new(text.to_string())];
-        items.push(OutputItem::Message { id: message_id, status, role: "assistant", content });
+    fn done(&mut self, reply: &Reply, finished: &Finished) -> Vec<Event> {
+        let mut events = if self.message.is_none() { self.open_message() } else { Vec::new() };
+        let response = reply.finish(&self.said, &[], finished);
+        let (item_id, output_index, text) =
+            (self.said.message_id.clone(), self.message.expect("opened"), self.said.text.clone());
+        let part = OutputText::new(text.clone());
+        events.extend([
+            Event::TextDone { item_id: item_id.clone(), output_index, content_index: 0, text, logprobs: Vec::new() },
+            Event::PartDone { item_id, output_index, content_index: 0, part },
+            Event::ItemDone { output_index, item: response.output[output_index].clone() },
+            closing(response),
+        ]);
+        events
     }
-    for call in calls {
-        items.push(OutputItem::FunctionCall {
-            id: hearth::random_id("fc"),
-            call_id: call.id.clone(),
-            name: call.name.clone(),
-            arguments: call.arguments.to_string(),
-            status: "completed",
-        });
-    }
-    items
 }
 
 /// An item known whole, as the events that stream it.
 fn whole_item(output_index: usize, item: &OutputItem) -> Vec<Event> {
     let done = Event::ItemDone { output_index, item: item.clone() };
     match item {
+        OutputItem::Reasoning { id, content, .. } => {
+            let text = content.first().map(|part| part.text.clone()).unwrap_or_default();
+            let added = OutputItem::Reasoning {
+                id: id.clone(),
+                summary: Vec::new(),
+                content: Vec::new(),
+                status: "in_progress",
+            };
+            let item_id = id.clone();
+            vec![
+                Event::ItemAdded { output_index, item: added },
+                Event::ReasoningDelta { item_id: item_id.clone(), output_index, content_index: 0, delta: text.clone() },
+                Event::ReasoningDone { item_id, output_index, content_index: 0, text },
+                done,
+            ]
+        }
         OutputItem::Message { id, role, content, .. } => {
             let text = content.first().map(|part| part.text.clone()).unwrap_or_default();
             let (item_id, content_index) = (id.clone(), 0);
@@ -259,7 +330,7 @@ fn usage(finished: &Finished) -> Usage {
         input_tokens: usage.prompt_tokens,
         input_tokens_details: InputTokensDetails { cached_tokens: usage.cached_prompt_tokens, cache_write_tokens: 0 },
         output_tokens: usage.completion_tokens,
-        output_tokens_details: OutputTokensDetails { reasoning_tokens: 0 },
+        output_tokens_details: OutputTokensDetails { reasoning_tokens: finished.thinking_tokens },
         total_tokens: usage.prompt_tokens + usage.completion_tokens,
         energy: Energy::of(finished),
     }

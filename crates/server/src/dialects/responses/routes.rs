@@ -38,7 +38,8 @@ pub async fn create(State(state): State<AppState>, body: Bytes) -> Result<Respon
     let parallel_calls = body.parallel_tool_calls.unwrap_or(true);
     let chat =
         Chat { messages: messages.collect(), sampling, tools: &tools, choice: &choice, parallel_calls, logprobs: None };
-    let (request, tool_use) = service::chat_request(&lease, chat)?;
+    let (mut request, tool_use) = service::chat_request(&lease, chat)?;
+    request.thinking = body.thinking(lease.thinks());
     let reply = Reply::new(&body, history, state.responses.clone());
     answer(&state, lease, request, tool_use, reply).await
 }

@@ -107,6 +107,16 @@ impl CreateBody {
         Ok(())
     }
 
+    /// What a thinking model's template is asked (`enable_thinking`): `reasoning.effort:
+    /// "none"` is no thinking; any other effort, thinking (for a model that can).
+    pub fn thinking(&self, model_thinks: bool) -> Option<bool> {
+        match self.reasoning.as_ref().and_then(|r| r.effort.as_deref()) {
+            Some("none") => Some(false),
+            Some(_) if model_thinks => Some(true),
+            _ => None,
+        }
+    }
+
     /// The model's stored parameters (`stored`), then the request's; `text.format` as a grammar.
     pub fn sampling(&self, stored: &StoredParameters) -> Result<SamplingParams, ServiceError> {
         let mut params = service::sampling(stored, &Map::new()).map_err(bad)?;

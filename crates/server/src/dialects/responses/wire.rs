@@ -6,7 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
 /// `POST /v1/responses`. Fields not named here are accepted and ignored (`user`,
-/// `truncation`, `include`, `reasoning` for a model that does not think, ...).
+/// `truncation`, `include`, ...).
 #[derive(Deserialize)]
 pub struct CreateBody {
     #[serde(default)]
@@ -25,6 +25,13 @@ pub struct CreateBody {
     pub previous_response_id: Option<String>,
     pub store: Option<bool>,
     pub metadata: Option<Map<String, Value>>,
+    pub reasoning: Option<Reasoning>,
+}
+
+/// `reasoning`: an `effort` of `none` asks a thinking model not to think.
+#[derive(Deserialize)]
+pub struct Reasoning {
+    pub effort: Option<String>,
 }
 
 /// `input`: a user message as text, or items.
@@ -191,8 +198,26 @@ pub struct IncompleteDetails {
 #[derive(Serialize, Clone)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputItem {
-    Message { id: String, status: &'static str, role: &'static str, content: Vec<OutputText> },
-    FunctionCall { id: String, call_id: String, name: String, arguments: String, status: &'static str },
+    /// A thinking model's thinking: its text in `content`, no summary.
+    Reasoning {
+        id: String,
+        summary: Vec<Value>,
+        content: Vec<ReasoningText>,
+        status: &'static str,
+    },
+    Message {
+        id: String,
+        status: &'static str,
+        role: &'static str,
+        content: Vec<OutputText>,
+    },
+    FunctionCall {
+        id: String,
+        call_id: String,
+        name: String,
+        arguments: String,
+        status: &'static str,
+    },
 }
 
 /// `{"type": "output_text", "text", "annotations": []}`.
@@ -208,6 +233,14 @@ impl OutputText {
     pub fn new(text: String) -> Self {
         Self { kind: "output_text", text, annotations: Vec::new() }
     }
+}
+
+/// `{"type": "reasoning_text", "text"}`.
+#[derive(Serialize, Clone)]
+pub struct ReasoningText {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub text: String,
 }
 
 /// The Responses API's usage, with hearth's energy fields beside the counts.
@@ -258,6 +291,10 @@ pub enum Event {
     TextDone { item_id: String, output_index: usize, content_index: usize, text: String, logprobs: Vec<Value> },
     #[serde(rename = "response.content_part.done")]
     PartDone { item_id: String, output_index: usize, content_index: usize, part: OutputText },
+    #[serde(rename = "response.reasoning_text.delta")]
+    ReasoningDelta { item_id: String, output_index: usize, content_index: usize, delta: String },
+    #[serde(rename = "response.reasoning_text.done")]
+    ReasoningDone { item_id: String, output_index: usize, content_index: usize, text: String },
     #[serde(rename = "response.function_call_arguments.delta")]
     ArgumentsDelta { item_id: String, output_index: usize, delta: String },
     #[serde(rename = "response.function_call_arguments.done")]
@@ -282,6 +319,8 @@ impl Event {
             Event::TextDelta { .. } => "response.output_text.delta",
             Event::TextDone { .. } => "response.output_text.done",
             Event::PartDone { .. } => "response.content_part.done",
+            Event::ReasoningDelta { .. } => "response.reasoning_text.delta",
+            Event::ReasoningDone { .. } => "response.reasoning_text.done",
             Event::ArgumentsDelta { .. } => "response.function_call_arguments.delta",
             Event::ArgumentsDone { .. } => "response.function_call_arguments.done",
             Event::ItemDone { .. } => "response.output_item.done",
