@@ -4,6 +4,7 @@
 //! ([`EmbedWork`]), so the engine can decode between inputs and drop a request whose
 //! caller left.
 
+use crate::prepare::in_vocabulary;
 use crate::scheduler::backend_error;
 use hearth_core::{EmbedInput, EmbedRequest, Embeddings, GenerateError};
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
@@ -79,13 +80,7 @@ impl<'m> Embedder<'m> {
         let vocab = self.model.vocab();
         match input {
             EmbedInput::Text(text) => Ok(vocab.tokenize(text.as_bytes(), true, false)),
-            EmbedInput::Tokens(ids) => ids
-                .iter()
-                .map(|&id| match i32::try_from(id) {
-                    Ok(id) if id < vocab.n_tokens() => Ok(LlamaToken(id)),
-                    _ => Err(GenerateError::InvalidRequest(format!("token id {id} is outside the vocabulary"))),
-                })
-                .collect(),
+            EmbedInput::Tokens(ids) => ids.iter().map(|&id| in_vocabulary(self.model, id)).collect(),
         }
     }
 

@@ -11,12 +11,16 @@ use crate::llama_log;
 use crate::load::{backend, ModelFile};
 use crate::prepare::{self, Cancellation, Prepared};
 use crate::scheduler::Scheduler;
+use crate::scorer::Scored;
 use crate::template::ChatTemplate;
-use hearth_core::{EmbedRequest, Embeddings, EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent};
+use hearth_core::{
+    check_top_logprobs, EmbedRequest, Embeddings, EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent,
+};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -128,6 +132,11 @@ pub(crate) enum Job {
     Embed {
         request: EmbedRequest,
         reply: flume::Sender<Result<Embeddings, GenerateError>>,
+    },
+    Score {
+        tokens: Vec<LlamaToken>,
+        top: usize,
+        reply: flume::Sender<Result<Scored, GenerateError>>,
     },
     /// Wakes an idle engine thread so it sees its stop flag.
     Wake,
@@ -266,6 +275,31 @@ impl Engine {
             return receiver;
         }
         let job = Job::Embed { request, reply: reply.clone() };
+        if self.jobs.as_ref().expect("present until drop").send(job).is_err() {
+            let _ = reply.send(Err(unloaded()));
+        }
+        receiver
+    }
+
+    /// Queues the scoring of a prompt's tokens, each after those before it, with `top`
+    /// alternatives each; the scores arrive on the returned receiver. The engine scores a
+    /// batch at a time between decoding steps and gives up once the receiver is dropped.
+    pub fn score(&self, tokens: &[u32], top: u32) -> flume::Receiver<Result<Scored, GenerateError>> {
+        let (reply, receiver) = flume::bounded(1);
+        let checked = prepare::checked_tokens(&self.model, self.settings.context_size, tokens)
+            .and_then(|tokens| match tokens.is_empty() {
+                true => Err(GenerateError::InvalidRequest("the prompt is empty".into())),
+                false => Ok(tokens),
+            })
+            .and_then(|tokens| check_top_logprobs(top).map(|()| tokens).map_err(GenerateError::InvalidRequest));
+        let tokens = match checked {
+            Ok(tokens) => tokens,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return receiver;
+            }
+        };
+        let job = Job::Score { tokens, top: top as usize, reply: reply.clone() };
         if self.jobs.as_ref().expect("present until drop").send(job).is_err() {
             let _ = reply.send(Err(unloaded()));
         }

@@ -18,6 +18,7 @@ pub mod quality;
 pub mod quantize;
 mod sampler;
 mod scheduler;
+mod scorer;
 mod stop;
 pub mod template;
 #[doc(hidden)]
@@ -32,6 +33,7 @@ pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};
 pub use memory::{available_memory, memory_needed, peak_resident_memory, reset_peak_resident_memory, total_memory};
 pub use prepare::{Cancellation, Prepared};
+pub use scorer::Scored;
 pub use template::{ChatTemplate, RenderLimits, TemplateError};
 pub use tokenizer::Tokenizer;
 pub use utf8_stream::Utf8Stream;

@@ -8,6 +8,7 @@ use crate::limits;
 use crate::sampler::TokenPicker;
 use crate::template::RenderLimits;
 use hearth_core::{check_top_logprobs, think, GenerateError, GenerateRequest, Prompt, SamplingParams};
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -76,7 +77,6 @@ pub(crate) fn prepare(
         check_top_logprobs(top).map_err(GenerateError::InvalidRequest)?;
     }
     let mut picker = picker(model, &request.sampling)?;
-    let vocab = model.llama.vocab();
     let mut opens_thinking = false;
     let prompt = match &request.prompt {
         Prompt::Chat(messages) => {
@@ -98,20 +98,7 @@ pub(crate) fn prepare(
             }
             tokenize(model, text)
         }
-        Prompt::Tokens(ids) => {
-            if ids.len() >= context_size as usize {
-                return Err(too_long(ids.len() as u32, context_size));
-            }
-            let n_vocab = vocab.n_tokens();
-            ids.iter()
-                .map(|&id| match i32::try_from(id) {
-                    Ok(id) if id < n_vocab => Ok(LlamaToken(id)),
-                    _ => Err(GenerateError::InvalidRequest(format!(
-                        "token id {id} is outside the vocabulary (0..{n_vocab})"
-                    ))),
-                })
-                .collect::<Result<Vec<_>, _>>()?
-        }
+        Prompt::Tokens(ids) => checked_tokens(model, context_size, ids)?,
     };
     // Only ids are kept: the text or messages are not needed past this point.
     request.prompt = Prompt::Tokens(Vec::new());
@@ -144,11 +131,28 @@ fn picker(model: &Model, params: &SamplingParams) -> Result<TokenPicker, Generat
     })
 }
 
+/// Token ids a caller gave: each in the vocabulary, fewer than the context holds.
+pub(crate) fn checked_tokens(model: &Model, context_size: u32, ids: &[u32]) -> Result<Vec<LlamaToken>, GenerateError> {
+    if ids.len() >= context_size as usize {
+        return Err(too_long(ids.len() as u32, context_size));
+    }
+    ids.iter().map(|&id| in_vocabulary(&model.llama, id)).collect()
+}
+
+/// `id` as a token of `model`'s vocabulary, or the error naming it.
+pub(crate) fn in_vocabulary(model: &LlamaModel, id: u32) -> Result<LlamaToken, GenerateError> {
+    let n_vocab = model.vocab().n_tokens();
+    match i32::try_from(id) {
+        Ok(token) if token < n_vocab => Ok(LlamaToken(token)),
+        _ => Err(GenerateError::InvalidRequest(format!("token id {id} is outside the vocabulary (0..{n_vocab})"))),
+    }
+}
+
 fn too_long(prompt_tokens: u32, context_size: u32) -> GenerateError {
     GenerateError::PromptTooLong { prompt_tokens, context_size }
 }
 
-fn tokenize(model: &Model, text: &str) -> Vec<LlamaToken> {
+pub(crate) fn tokenize(model: &Model, text: &str) -> Vec<LlamaToken> {
     let vocab = model.llama.vocab();
     let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
     // A template that writes the BOS token itself, on a vocabulary that adds one too.

@@ -16,6 +16,7 @@ use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
 use crate::prepare::Prepared;
 use crate::sampler::{self, TokenPicker};
+use crate::scorer::{ScoreWork, Scorer};
 use crate::stop::{StopMatcher, StopOutcome};
 use crate::utf8_stream::Utf8Stream;
 use hearth_core::{
@@ -49,6 +50,10 @@ pub(crate) struct Scheduler<'m> {
     embedder: Option<Embedder<'m>>,
     /// Embedding requests in arrival order; the first is worked on, an input per step.
     embeds: VecDeque<EmbedWork>,
+    /// Made on the first scoring request.
+    scorer: Option<Scorer<'m>>,
+    /// Scoring requests in arrival order; the first is worked on, a batch per step.
+    scores: VecDeque<ScoreWork>,
 }
 
 struct Slot {
@@ -119,6 +124,8 @@ impl<'m> Scheduler<'m> {
             pooling,
             embedder: None,
             embeds: VecDeque::new(),
+            scorer: None,
+            scores: VecDeque::new(),
         }
     }
 
@@ -140,7 +147,7 @@ impl<'m> Scheduler<'m> {
             if stop.load(Ordering::SeqCst) {
                 return self.abandon_all(jobs);
             }
-            if self.active_count() == 0 && self.embeds.is_empty() {
+            if self.active_count() == 0 && self.embeds.is_empty() && self.scores.is_empty() {
                 if let Some(joules) = self.read_meter() {
                     self.idle.idle(Instant::now(), joules);
                 }
@@ -158,6 +165,7 @@ impl<'m> Scheduler<'m> {
                 }
             }
             self.embed_next();
+            self.score_next();
             if self.active_count() > 0 {
                 self.step();
             }
@@ -175,10 +183,14 @@ impl<'m> Scheduler<'m> {
         for work in self.embeds.drain(..) {
             work.fail(stopped());
         }
+        for work in self.scores.drain(..) {
+            work.fail(stopped());
+        }
         for job in jobs.try_iter() {
             match job {
                 Job::Generate { events, .. } => drop(events.send(StreamEvent::Error(stopped()))),
                 Job::Embed { reply, .. } => drop(reply.send(Err(stopped()))),
+                Job::Score { reply, .. } => drop(reply.send(Err(stopped()))),
                 Job::Wake => {}
             }
         }
@@ -199,6 +211,7 @@ impl<'m> Scheduler<'m> {
         match job {
             Job::Generate { prepared, events } => self.admit_generation(*prepared, events),
             Job::Embed { request, reply } => self.embeds.push_back(EmbedWork::new(request, reply)),
+            Job::Score { tokens, top, reply } => self.scores.push_back(ScoreWork::new(tokens, top, reply)),
             Job::Wake => {}
         }
     }
@@ -226,6 +239,32 @@ impl<'m> Scheduler<'m> {
         }
         if work.is_done() {
             self.embeds.pop_front().expect("front exists").finish();
+        }
+    }
+
+    /// Scores the next batch of the oldest scoring request, dropping requests whose caller
+    /// went away, and answers a request once its last token is scored.
+    fn score_next(&mut self) {
+        while self.scores.front().is_some_and(ScoreWork::abandoned) {
+            self.scores.pop_front();
+        }
+        let Some(work) = self.scores.front_mut() else { return };
+        if self.scorer.is_none() {
+            match Scorer::new(self.model, self.settings.context_size, self.settings.threads) {
+                Ok(scorer) => self.scorer = Some(scorer),
+                Err(e) => {
+                    let work = self.scores.pop_front().expect("front exists");
+                    return work.fail(GenerateError::Backend(format!("no scoring context: {e}")));
+                }
+            }
+        }
+        let scorer = self.scorer.as_mut().expect("made above");
+        if let Err(e) = work.score_next(scorer) {
+            let work = self.scores.pop_front().expect("front exists");
+            return work.fail(e);
+        }
+        if work.is_done() {
+            self.scores.pop_front().expect("front exists").finish(self.model);
         }
     }
 
@@ -493,7 +532,7 @@ impl<'m> Scheduler<'m> {
 
 /// What the request sees of a generated token's probability, from the raw logits (as
 /// llama.cpp's server reports them: before temperature, penalties or grammar).
-fn token_logprob(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: usize) -> TokenLogprob {
+pub(crate) fn token_logprob(model: &LlamaModel, logits: &[f32], token: LlamaToken, top: usize) -> TokenLogprob {
     let piece = |token| model.vocab().token_to_piece(token, false, None);
     let (logprob, alternatives) = sampler::logprobs(logits, token, top);
     TokenLogprob {

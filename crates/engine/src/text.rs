@@ -5,9 +5,9 @@
 use crate::engine::Engine;
 use crate::limits;
 use crate::prepare::Cancellation;
+use crate::prepare::{self, in_vocabulary};
 use crate::template::RenderLimits;
 use hearth_core::{ChatMessage, GenerateError};
-use llama_cpp_2::token::LlamaToken;
 
 impl Engine {
     /// Token ids of `text`. `add_special` adds the BOS token where the model wants one;
@@ -17,20 +17,17 @@ impl Engine {
         vocab.tokenize(text.as_bytes(), add_special, parse_special).into_iter().map(|t| t.0 as u32).collect()
     }
 
+    /// Token ids of a prompt's text, exactly as an answer to it would see them.
+    pub fn prompt_tokens(&self, text: &str) -> Vec<u32> {
+        prepare::tokenize(self.model(), text).into_iter().map(|t| t.0 as u32).collect()
+    }
+
     /// The bytes of each token, special tokens as their text. Byte-level vocabularies have
     /// tokens that hold only part of a UTF-8 character. An id outside the vocabulary is an
     /// error naming it.
     pub fn token_bytes(&self, ids: &[u32]) -> Result<Vec<Vec<u8>>, GenerateError> {
-        let vocab = self.model().llama.vocab();
-        let n_vocab = vocab.n_tokens();
-        ids.iter()
-            .map(|&id| match i32::try_from(id) {
-                Ok(token) if token < n_vocab => Ok(vocab.token_to_piece(LlamaToken(token), true, None)),
-                _ => Err(GenerateError::InvalidRequest(format!(
-                    "token id {id} is outside the vocabulary (0..{n_vocab})"
-                ))),
-            })
-            .collect()
+        let llama = &self.model().llama;
+        ids.iter().map(|&id| Ok(llama.vocab().token_to_piece(in_vocabulary(llama, id)?, true, None))).collect()
     }
 
     /// The text of `ids` (bytes that are not UTF-8 become U+FFFD).

@@ -608,6 +608,73 @@ async fn a_thinking_model_s_thinking_comes_apart_from_its_answer_in_every_dialec
     assert!(events.iter().enumerate().all(|(n, e)| e["sequence_number"] == n));
 }
 
+/// Regression: `/v1/completions` ignored `echo: true`, and `max_tokens: 0` with `echo` (scoring
+/// a text, as evaluation harnesses do) was refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn completions_echo_the_prompt_and_score_it() {
+    let (state, _dir) = server(1, five_minutes());
+    let ask = |extra: Value| {
+        let mut body = json!({"model": "smollm2:135m", "prompt": "The capital of France is", "temperature": 0});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        body
+    };
+    let (status, plain) = post(&state, "/v1/completions", ask(json!({"max_tokens": 4}))).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let generated = plain["choices"][0]["text"].as_str().unwrap().to_string();
+    let (_, echoed) = post(&state, "/v1/completions", ask(json!({"max_tokens": 4, "echo": true}))).await;
+    assert_eq!(echoed["choices"][0]["text"], json!(format!("The capital of France is{generated}")), "{echoed}");
+
+    // Scoring alone: every prompt token, the first without a score, nothing generated.
+    let (status, scored) =
+        post(&state, "/v1/completions", ask(json!({"max_tokens": 0, "echo": true, "logprobs": 2}))).await;
+    assert_eq!(status, StatusCode::OK, "{scored}");
+    let choice = &scored["choices"][0];
+    assert_eq!(
+        (choice["text"].as_str(), choice["finish_reason"].as_str()),
+        (Some("The capital of France is"), Some("length"))
+    );
+    let logprobs = &choice["logprobs"];
+    let tokens = logprobs["tokens"].as_array().unwrap();
+    assert_eq!(tokens.len() as u64, scored["usage"]["prompt_tokens"].as_u64().unwrap());
+    assert_eq!(tokens.iter().map(|t| t.as_str().unwrap()).collect::<String>(), "The capital of France is");
+    assert_eq!(
+        (logprobs["token_logprobs"][0].clone(), logprobs["top_logprobs"][0].clone()),
+        (Value::Null, Value::Null)
+    );
+    let scores: Vec<f64> =
+        logprobs["token_logprobs"].as_array().unwrap()[1..].iter().map(|l| l.as_f64().unwrap()).collect();
+    assert!(scores.iter().all(|&l| l < 0.0), "{logprobs}");
+    assert!(logprobs["top_logprobs"][1].as_object().unwrap().len() == 2, "{logprobs}");
+    assert_eq!(scored["usage"]["completion_tokens"], 0);
+
+    // With a completion: the prompt's scores, then the answer's, in one list; the scored
+    // first answer token agrees with the log-probability it was generated with.
+    let (_, both) = post(&state, "/v1/completions", ask(json!({"max_tokens": 3, "echo": true, "logprobs": 1}))).await;
+    let both = &both["choices"][0]["logprobs"];
+    assert_eq!(both["tokens"].as_array().unwrap().len(), tokens.len() + 3, "{both}");
+    let prompt_plus_first = format!("The capital of France is{}", both["tokens"][tokens.len()].as_str().unwrap());
+    let (_, rescored) = post(
+        &state,
+        "/v1/completions",
+        json!({"model": "smollm2:135m", "prompt": prompt_plus_first, "max_tokens": 0, "echo": true, "logprobs": 0}),
+    )
+    .await;
+    let rescored = rescored["choices"][0]["logprobs"]["token_logprobs"].as_array().unwrap().clone();
+    assert_eq!(rescored.len(), tokens.len() + 1, "the answer's first token is a token of its own");
+    let (generated, scored) =
+        (both["token_logprobs"][tokens.len()].as_f64().unwrap(), rescored[tokens.len()].as_f64().unwrap());
+    assert!((generated - scored).abs() < 0.05, "generated with {generated}, scored {scored}");
+    // Streamed, the echo comes first.
+    let mut streamed = ask(json!({"max_tokens": 2, "echo": true, "stream": true}));
+    streamed["max_tokens"] = json!(2);
+    let events = sse(&state, "/v1/completions", streamed).await;
+    let first: Value = serde_json::from_str(&events[0]).unwrap();
+    assert_eq!(first["choices"][0]["text"], "The capital of France is");
+    // max_tokens 0 without echo generates nothing and asks nothing: refused.
+    let (status, error) = post(&state, "/v1/completions", ask(json!({"max_tokens": 0}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+}
+
 /// Regression: `/api/show` gave the time of the request as `modified_at`.
 #[tokio::test(flavor = "multi_thread")]
 async fn show_reports_when_the_model_was_written_not_the_request_time() {

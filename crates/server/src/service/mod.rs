@@ -4,12 +4,14 @@
 //! into their statuses; nothing here knows HTTP. Store calls run on blocking threads.
 
 mod chat;
+mod echo;
 pub mod embed;
 mod error;
 mod generate;
 mod models;
 
 pub use chat::{chat_request, read_calls, Chat};
+pub use echo::Echo;
 pub use error::{ErrorKind, ServiceError};
 pub use generate::{collect, conversation, sampling, Finished, Piece};
 pub use models::StoredModel;

@@ -8,7 +8,7 @@ use super::wire::{
 };
 use super::OpenAiError;
 use crate::dialects::hearth::{self, Energy};
-use crate::service::{self, Finished, Lease, Piece};
+use crate::service::{self, Echo, Finished, Lease, Piece};
 use crate::tools::ToolUse;
 use crate::AppState;
 use axum::body::{Body, Bytes};
@@ -17,7 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
 use hearth_core::{GenerateRequest, TokenLogprob, ToolCall};
-use serde_json::{json, Map};
+use hearth_engine::Scored;
+use serde_json::{json, Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
@@ -40,6 +41,8 @@ pub struct Reply {
     logprobs: bool,
     /// Whether a thinking model's thinking is sent (not with `reasoning_effort: "none"`).
     thinking: bool,
+    /// A completion's prompt, sent back before it (`echo`).
+    echo: Option<Echo>,
 }
 
 impl Reply {
@@ -57,7 +60,13 @@ impl Reply {
             include_usage: common.stream_options.as_ref().is_some_and(|o| o.include_usage),
             logprobs: common.logprobs.as_ref().is_some_and(|l| !l.is_null() && l != &json!(false)),
             thinking: common.reasoning_effort.as_deref() != Some("none"),
+            echo: None,
         }
+    }
+
+    pub fn with_echo(mut self, echo: Option<Echo>) -> Self {
+        self.echo = echo;
+        self
     }
 
     fn object(&self, choices: Vec<Choice>, usage: Option<Usage>) -> Completion {
@@ -83,7 +92,7 @@ impl Reply {
         }
         Some(match self.kind {
             Kind::Chat => Logprobs::Chat { content: hearth::logprobs(logprobs) },
-            Kind::Completion => completion_logprobs(logprobs),
+            Kind::Completion => completion_logprobs(None, logprobs),
         })
     }
 
@@ -116,10 +125,43 @@ impl Reply {
         out
     }
 
-    /// Chat streams open with the assistant's role.
+    /// Chat streams open with the assistant's role; a completion's with its echoed prompt.
     fn opening(&self) -> Option<Bytes> {
+        if let Some(choice) = self.echoed(None) {
+            return Some(sse(&self.object(vec![choice], None)));
+        }
         let delta = Delta { role: Some("assistant"), content: Some(Some(String::new())), ..Delta::default() };
         (self.kind == Kind::Chat).then(|| sse(&self.object(vec![self.choice(delta, &[], None)], None)))
+    }
+
+    /// The echoed prompt as a completion's choice, with its scores when asked for.
+    fn echoed(&self, finish_reason: Option<&'static str>) -> Option<Choice> {
+        let echo = self.echo.as_ref()?;
+        let logprobs = self.logprobs.then(|| completion_logprobs(echo.scored.as_ref(), &[]));
+        Some(Choice { index: 0, message: None, delta: None, text: Some(echo.text.clone()), logprobs, finish_reason })
+    }
+
+    /// A completion that only echoes its prompt (`max_tokens: 0`, scoring a text): nothing
+    /// is generated.
+    pub fn echo_only(&self) -> Response {
+        let echo = self.echo.as_ref().expect("echo_only is for an echo");
+        let usage = Usage {
+            prompt_tokens: echo.tokens,
+            completion_tokens: 0,
+            total_tokens: echo.tokens,
+            prompt_tokens_details: PromptTokensDetails { cached_tokens: 0 },
+            energy: Energy::default(),
+        };
+        let choice = self.echoed(Some("length")).expect("an echo");
+        if !self.streaming {
+            return Json(self.object(vec![choice], Some(usage))).into_response();
+        }
+        let mut out = vec![sse(&self.object(vec![choice], None))];
+        if self.include_usage {
+            out.push(sse(&self.object(Vec::new(), Some(usage))));
+        }
+        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        event_stream(Body::from_stream(stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>))))
     }
 }
 
@@ -154,7 +196,14 @@ pub async fn answer(
         if !reply.streaming {
             let mut delta = said(text, &calls, false);
             delta.reasoning_content = thinking;
-            let choice = reply.choice(delta, &answer.logprobs, Some(reason));
+            let mut choice = reply.choice(delta, &answer.logprobs, Some(reason));
+            if let Some(echo) = &reply.echo {
+                // The prompt, then what came of it: as one text, scores and all.
+                choice.text = choice.text.map(|text| format!("{}{text}", echo.text));
+                if reply.logprobs {
+                    choice.logprobs = Some(completion_logprobs(echo.scored.as_ref(), &answer.logprobs));
+                }
+            }
             return Ok(Json(reply.object(vec![choice], Some(usage(&answer.finished)))).into_response());
         }
         let mut out: Vec<Bytes> = reply.opening().into_iter().collect();
@@ -213,22 +262,27 @@ fn tool_calls(calls: &[ToolCall], indexed: bool) -> Vec<ToolCallOut> {
         .collect()
 }
 
-fn completion_logprobs(logprobs: &[TokenLogprob]) -> Logprobs {
+/// The legacy completions' log-probabilities of an echoed prompt's tokens (the first has
+/// none), then of the generated ones, with each token's offset in the text.
+fn completion_logprobs(echoed: Option<&Scored>, logprobs: &[TokenLogprob]) -> Logprobs {
+    let (mut tokens, mut token_logprobs, mut top_logprobs, mut text_offset) = (vec![], vec![], vec![], vec![]);
     let mut offset = 0;
-    let mut text_offset = Vec::with_capacity(logprobs.len());
-    for l in logprobs {
+    let mut push = |text: String, logprob: Option<f32>, top: Option<Map<String, Value>>| {
         text_offset.push(offset);
-        offset += l.text().chars().count();
+        offset += text.chars().count();
+        tokens.push(text);
+        token_logprobs.push(logprob);
+        top_logprobs.push(top);
+    };
+    if let Some(scored) = echoed {
+        push(String::from_utf8_lossy(&scored.first).into_owned(), None, None);
     }
-    Logprobs::Completion {
-        tokens: logprobs.iter().map(TokenLogprob::text).collect(),
-        token_logprobs: logprobs.iter().map(|l| l.logprob).collect(),
-        top_logprobs: logprobs
-            .iter()
-            .map(|l| l.top.iter().map(|t| (t.text(), json!(t.logprob))).collect::<Map<_, _>>())
-            .collect(),
-        text_offset,
+    let scored = echoed.map_or(&[][..], |s| &s.rest[..]);
+    for l in scored.iter().chain(logprobs) {
+        let top = l.top.iter().map(|t| (t.text(), json!(t.logprob))).collect::<Map<_, _>>();
+        push(l.text(), Some(l.logprob), Some(top));
     }
+    Logprobs::Completion { tokens, token_logprobs, top_logprobs, text_offset }
 }
 
 fn sse(value: &impl serde::Serialize) -> Bytes {

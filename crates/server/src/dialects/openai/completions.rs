@@ -49,9 +49,25 @@ pub async fn completions(State(state): State<AppState>, body: Bytes) -> Result<R
             return Err(ServiceError::invalid("prompt must be one string: hearth answers one prompt per request").into())
         }
     };
+    // `max_tokens: 0` generates nothing: with `echo`, it scores a text.
+    let scoring_only = common.max_completion_tokens.or(common.max_tokens) == Some(0);
+    if scoring_only && !body.echo {
+        return Err(ServiceError::invalid(
+            "max_tokens 0 generates nothing; it is for scoring a prompt, with echo: true",
+        )
+        .into());
+    }
     let lease = state.service.lease(&name, Wanted::default()).await?;
+    let echo = match body.echo {
+        true => Some(state.service.echo(&lease, prompt.clone(), logprobs).await?),
+        false => None,
+    };
+    let reply = Reply::new(Kind::Completion, common).with_echo(echo);
+    if scoring_only {
+        return Ok(reply.echo_only());
+    }
     let sampling = common.sampling(&lease.spec.parameters)?;
     let mut request = GenerateRequest::new(prompt, sampling);
     request.logprobs = logprobs;
-    answer(&state, lease, request, None, Reply::new(Kind::Completion, common)).await
+    answer(&state, lease, request, None, reply).await
 }

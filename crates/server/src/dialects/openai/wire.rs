@@ -102,6 +102,9 @@ pub struct CompletionBody {
     #[serde(flatten)]
     pub common: Common,
     pub prompt: PromptBody,
+    /// The prompt comes back before the completion (scored, with `logprobs`).
+    #[serde(default)]
+    pub echo: bool,
 }
 
 #[derive(Deserialize)]
@@ -190,10 +193,11 @@ pub enum Logprobs {
     Chat { content: Vec<LogprobBody> },
     /// The legacy completions shape: parallel lists of tokens, their log-probabilities,
     /// the alternatives as `{token: logprob}` maps, and each token's offset in the text.
+    /// An echoed prompt's first token has no log-probability (`null`).
     Completion {
         tokens: Vec<String>,
-        token_logprobs: Vec<f32>,
-        top_logprobs: Vec<Map<String, Value>>,
+        token_logprobs: Vec<Option<f32>>,
+        top_logprobs: Vec<Option<Map<String, Value>>>,
         text_offset: Vec<usize>,
     },
 }
