@@ -21,6 +21,9 @@ pub trait Loader: Send + Sync + 'static {
 
     /// Ends every request the engine runs or holds, at its next step (at shutdown).
     fn stop(engine: &Self::Engine);
+
+    /// Tokens of context the engine runs with, defaults resolved.
+    fn context_size(engine: &Self::Engine) -> u32;
 }
 
 /// llama.cpp engines, each with an energy meter of its own.
@@ -41,5 +44,9 @@ impl Loader for LlamaLoader {
 
     fn stop(engine: &Engine) {
         engine.stop();
+    }
+
+    fn context_size(engine: &Engine) -> u32 {
+        engine.settings().context_size
     }
 }

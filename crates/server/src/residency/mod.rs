@@ -8,7 +8,8 @@
 //!
 //! A loaded engine is one GGUF file run with one set of settings: names that are the same
 //! file with the same settings (a copy, a `FROM` without a new template) share it, and a
-//! request asking for another context (Ollama's `num_ctx`) gets an engine with that one.
+//! request that asks for more context than the loaded engines have (Ollama's `num_ctx`)
+//! gets an engine with that context; one with at least as much serves it otherwise.
 //!
 //! The list of loaded models is behind a lock held only for moments, never across a load:
 //! loads take turns on a lock of their own, so a request for a loaded model is answered
@@ -227,6 +228,7 @@ impl<L: Loader> Residency<L> {
             unload(model);
             return Err(ResidencyError::ShuttingDown);
         }
+        known_as(&loaded, &model, name, &lease.spec);
         loaded.push(model);
         Ok(lease)
     }
@@ -242,7 +244,8 @@ impl<L: Loader> Residency<L> {
         keep_alive: KeepAlive,
     ) -> Result<Option<Lease<L::Engine>>, ResidencyError> {
         let mut loaded = self.models();
-        let Some(at) = loaded.iter().position(|m| m.spec.path == spec.path && m.settings == *settings) else {
+        // The most recently used engine that serves it.
+        let Some(at) = loaded.iter().rposition(|m| serves(m, spec, settings, L::context_size(&m.engine))) else {
             return Ok(None);
         };
         let Some(lease) = loaded[at].lease(spec, Duration::ZERO) else {
@@ -255,9 +258,7 @@ impl<L: Loader> Residency<L> {
         };
         let model = loaded.remove(at);
         *model.keep_alive.lock().expect("not poisoned") = keep_alive;
-        if !model.answers_to(name) {
-            model.names.lock().expect("not poisoned").push(name.clone());
-        }
+        known_as(&loaded, &model, name, spec);
         loaded.push(model);
         Ok(Some(lease))
     }
@@ -328,19 +329,23 @@ impl<L: Loader> Residency<L> {
         Ok(settings)
     }
 
-    /// Unloads `name` now if no request holds it; returns whether it was loaded.
+    /// Unloads every engine `name` is served by, now if no request holds it, else when its
+    /// last request ends; returns whether any was loaded.
     pub fn unload(&self, name: &ModelName) -> bool {
         let mut loaded = self.models();
-        let Some(at) = loaded.iter().position(|m| m.answers_to(name)) else { return false };
-        let model = loaded.remove(at);
-        if model.is_idle() {
-            unload(model);
-        } else {
-            // Answering still: it goes when its last request ends.
-            model.expire_now();
-            loaded.push(model);
+        let (mine, others): (Vec<_>, Vec<_>) = loaded.drain(..).partition(|m| m.answers_to(name));
+        *loaded = others;
+        let found = !mine.is_empty();
+        for model in mine {
+            if model.is_idle() {
+                unload(model);
+            } else {
+                // Answering still: it goes when its last request ends.
+                model.expire_now();
+                loaded.push(model);
+            }
         }
-        true
+        found
     }
 
     /// The loaded models, most recently used first.
@@ -379,4 +384,26 @@ impl<L: Loader> Residency<L> {
 fn unload<E: Send + Sync + 'static>(model: Arc<LoadedModel<E>>) {
     tracing::info!(model = %model.name, "model unloaded");
     tokio::task::spawn_blocking(move || drop(model));
+}
+
+/// Whether `model` serves a request for `spec` run with `settings`: the same file, the same
+/// settings but for the context, and at least the context asked for (`context_size`: the
+/// engine's, defaults resolved); a request that asks for none takes any.
+fn serves<E>(model: &LoadedModel<E>, spec: &ModelSpec, settings: &EngineSettings, context_size: u32) -> bool {
+    let same_but_context = EngineSettings { context_size: None, ..model.settings.clone() }
+        == EngineSettings { context_size: None, ..settings.clone() };
+    model.spec.path == spec.path
+        && same_but_context
+        && settings.context_size.is_none_or(|wanted| context_size >= wanted)
+}
+
+/// `name` (stored as `spec`) is served by `model` from now on: an engine of another file
+/// that it named before no longer answers to it (the name was made anew).
+fn known_as<E>(loaded: &[Arc<LoadedModel<E>>], model: &LoadedModel<E>, name: &ModelName, spec: &ModelSpec) {
+    for other in loaded.iter().filter(|m| m.spec.path != spec.path) {
+        other.names.lock().expect("not poisoned").retain(|n| !n.same_as(name));
+    }
+    if !model.answers_to(name) {
+        model.names.lock().expect("not poisoned").push(name.clone());
+    }
 }

@@ -14,6 +14,8 @@ const GIB: u64 = 1 << 30;
 /// when it goes.
 struct FakeEngine {
     name: String,
+    /// As asked at load, else 4096.
+    context_size: u32,
     bytes: u64,
     in_use: Arc<AtomicU64>,
     dropped: flume::Sender<String>,
@@ -65,6 +67,7 @@ impl Loader for FakeLoader {
         self.in_use.fetch_add(bytes, Ordering::SeqCst);
         Ok(FakeEngine {
             name,
+            context_size: settings.context_size.unwrap_or(4096),
             bytes,
             in_use: self.in_use.clone(),
             dropped: self.dropped.clone(),
@@ -74,6 +77,10 @@ impl Loader for FakeLoader {
 
     fn stop(engine: &FakeEngine) {
         engine.stopped.store(true, Ordering::SeqCst);
+    }
+
+    fn context_size(engine: &FakeEngine) -> u32 {
+        engine.context_size
     }
 }
 
@@ -361,25 +368,49 @@ async fn names_for_one_file_with_one_set_of_settings_share_an_engine() {
 
 /// Regression: Ollama's per-request `num_ctx` was ignored, every model ran at 4096 tokens.
 #[tokio::test]
-async fn a_request_for_another_context_gets_an_engine_with_that_context() {
+async fn a_request_for_more_context_gets_an_engine_with_that_context() {
     let machine = Setup { max_loaded: 1, ..Setup::default() }.machine();
     let wanted = |context_size| Wanted { context_size, ..Wanted::default() };
     let default = machine.residency.acquire(&name("a"), spec("a"), wanted(None)).await.unwrap();
-    assert_eq!(default.model.settings.context_size, None);
+    assert_eq!(default.model.engine.context_size, 4096);
     drop(default);
+    // As much as the loaded engine has, or less: that engine serves it.
+    drop(machine.residency.acquire(&name("a"), spec("a"), wanted(Some(4096))).await.unwrap());
+    drop(machine.residency.acquire(&name("a"), spec("a"), wanted(Some(1024))).await.unwrap());
+    assert_eq!(machine.loads(), 1);
     let larger = machine.residency.acquire(&name("a"), spec("a"), wanted(Some(8192))).await.unwrap();
-    assert_eq!((larger.model.settings.context_size, machine.loads()), (Some(8192), 2));
+    assert_eq!((larger.model.engine.context_size, machine.loads()), (8192, 2));
     assert_eq!(machine.next_dropped().await, "a", "the idle engine made room under max_loaded");
     drop(larger);
-    drop(machine.residency.acquire(&name("a"), spec("a"), wanted(Some(8192))).await.unwrap());
-    assert_eq!(machine.loads(), 2, "the same context is served by the engine that has it");
-    // The stored context is the default a request without one gets.
+    // The larger engine now serves every context up to its own, and requests that ask none.
+    drop(machine.residency.acquire(&name("a"), spec("a"), wanted(None)).await.unwrap());
     let stored = ModelSpec {
         parameters: hearth_core::parameters::StoredParameters::read(
-            serde_json::json!({"num_ctx": 8192}).as_object().unwrap().clone(),
+            serde_json::json!({"num_ctx": 2048}).as_object().unwrap().clone(),
         ),
         ..spec("a")
     };
     drop(machine.residency.acquire(&name("a"), stored, wanted(None)).await.unwrap());
     assert_eq!(machine.loads(), 2);
+}
+
+/// An unload by name reaches every engine the name is served by, and a name made anew for
+/// another file leaves the engine of its old file alone.
+#[tokio::test]
+async fn unloading_a_name_reaches_its_engines_and_only_theirs() {
+    let machine = Setup::default().machine();
+    let wanted = |context_size| Wanted { context_size, ..Wanted::default() };
+    drop(machine.residency.acquire(&name("a"), spec("a"), wanted(None)).await.unwrap());
+    drop(machine.residency.acquire(&name("a"), spec("a"), wanted(Some(8192))).await.unwrap());
+    // "b" shares "a"'s file, then is made anew from another file.
+    drop(machine.residency.acquire(&name("b"), spec("a"), wanted(None)).await.unwrap());
+    drop(machine.residency.acquire(&name("b"), spec("c"), wanted(None)).await.unwrap());
+    assert_eq!(machine.loads(), 3);
+    assert!(machine.residency.unload(&name("b")));
+    assert_eq!(machine.next_dropped().await, "c", "b's engine now, not a's");
+    assert!(machine.residency.unload(&name("a")));
+    let mut gone = [machine.next_dropped().await, machine.next_dropped().await];
+    gone.sort();
+    assert_eq!(gone, ["a", "a"], "both of a's engines");
+    assert!(!machine.residency.unload(&name("a")));
 }

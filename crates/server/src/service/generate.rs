@@ -167,7 +167,8 @@ impl Service {
     ) -> Result<Generation<impl Stream<Item = Piece> + Send>, ServiceError> {
         self.metrics.started();
         let in_flight = InFlight(self.metrics.clone());
-        let thinks = matches!(request.prompt, Prompt::Chat(_)) && lease.thinks();
+        // A grammar shapes the answer from its first token: there is no thinking to split off.
+        let thinks = matches!(request.prompt, Prompt::Chat(_)) && request.sampling.grammar.is_none() && lease.thinks();
         let (lease, prepared) = prepare(lease, request).await.inspect_err(|_| self.metrics.failed())?;
         let prompt_tokens = prepared.prompt_tokens() as u32;
         let opens_thinking = prepared.opens_thinking();
@@ -199,7 +200,8 @@ fn split_thinking(pieces: impl Stream<Item = Piece> + Send, opened: bool) -> imp
         let out = match piece {
             Piece::Text(text, logprobs) => {
                 let sorted = splitter.push(&text);
-                if sorted.content.is_empty() && !sorted.thinking.is_empty() {
+                // A token held back (a tag's start) or the closing tag is thinking's too.
+                if sorted.content.is_empty() {
                     thinking_tokens += 1;
                 }
                 sorted_pieces(sorted, logprobs)
@@ -216,12 +218,14 @@ fn split_thinking(pieces: impl Stream<Item = Piece> + Send, opened: bool) -> imp
     })
 }
 
+/// The pieces a sorted text makes. Log-probabilities go with the answer's text only: those
+/// of thinking tokens would spell out thinking that may be hidden.
 fn sorted_pieces(sorted: Sorted, logprobs: Vec<TokenLogprob>) -> Vec<Piece> {
     let mut out = Vec::with_capacity(2);
     if !sorted.thinking.is_empty() {
         out.push(Piece::Thinking(sorted.thinking));
     }
-    if !sorted.content.is_empty() || !logprobs.is_empty() {
+    if !sorted.content.is_empty() {
         out.push(Piece::Text(sorted.content, logprobs));
     }
     out
