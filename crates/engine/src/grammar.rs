@@ -124,21 +124,44 @@ fn ref_problem(root: &Value, target: &Value) -> Option<String> {
     None
 }
 
-/// Calls `visit` with every object in `value` and its place (a JSON pointer).
-fn walk(value: &Value, at: &str, visit: &mut impl FnMut(&str, &serde_json::Map<String, Value>)) {
-    match value {
-        Value::Object(map) => {
-            visit(at, map);
-            for (key, child) in map {
-                walk(child, &format!("{at}/{key}"), visit);
+/// Calls `visit` with every schema in `schema` and its place (a JSON pointer): the schema
+/// itself and those its keywords hold, never values (`enum`, `const`, `default`, examples)
+/// or the name maps (`properties`) themselves.
+fn walk(schema: &Value, at: &str, visit: &mut impl FnMut(&str, &serde_json::Map<String, Value>)) {
+    let Value::Object(map) = schema else { return };
+    visit(at, map);
+    for (key, child) in map {
+        let place = format!("{at}/{key}");
+        match (key.as_str(), child) {
+            (
+                "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas",
+                Value::Object(named),
+            ) => {
+                for (name, schema) in named {
+                    walk(schema, &format!("{place}/{name}"), visit);
+                }
             }
-        }
-        Value::Array(items) => {
-            for (index, child) in items.iter().enumerate() {
-                walk(child, &format!("{at}/{index}"), visit);
+            ("anyOf" | "allOf" | "oneOf" | "prefixItems" | "items", Value::Array(list)) => {
+                for (index, schema) in list.iter().enumerate() {
+                    walk(schema, &format!("{place}/{index}"), visit);
+                }
             }
+            (
+                "items"
+                | "additionalProperties"
+                | "additionalItems"
+                | "not"
+                | "contains"
+                | "if"
+                | "then"
+                | "else"
+                | "propertyNames"
+                | "unevaluatedItems"
+                | "unevaluatedProperties",
+                schema,
+            ) => walk(schema, &place, visit),
+            _ => {}
         }
-        _ => {}
     }
 }
 
@@ -204,6 +227,12 @@ mod tests {
             (json!({"properties": {"x": {"$ref": "https://example.com/s.json"}}}), "leaves the schema"),
             (json!({"type": "object", "properties": {"x": {"type": "text"}}}), "type \"text\" (at #/properties/x)"),
             (json!({"type": "string", "pattern": "^(a$"}), "pattern \"^(a$\" (at #)"),
+            // A property named "type" and a value that looks like a schema are not schemas.
+            (
+                json!({"properties": {"type": {"type": "string"}, "x": {"$ref": "#/$defs/no"}},
+                       "default": {"type": "nonsense"}}),
+                "\"#/$defs/no\" points at nothing",
+            ),
         ];
         for (schema, why) in cases {
             let error = from_json_schema(&schema).unwrap_err().to_string();

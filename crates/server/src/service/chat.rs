@@ -6,6 +6,7 @@ use super::{conversation, Lease, ServiceError};
 use crate::tools::{self, Choice, ToolUse};
 use hearth_core::{ChatMessage, GenerateRequest, Prompt, SamplingParams, ToolCall};
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// What a dialect's chat body says, in hearth's terms.
 pub struct Chat<'a> {
@@ -22,7 +23,8 @@ pub struct Chat<'a> {
 /// The engine request for `chat` on the leased model, and how to read tool calls back out
 /// of its answer when it has tools.
 pub fn chat_request(lease: &Lease, chat: Chat<'_>) -> Result<(GenerateRequest, Option<ToolUse>), ServiceError> {
-    let Chat { messages, mut sampling, tools, choice, parallel_calls, logprobs } = chat;
+    let Chat { mut messages, mut sampling, tools, choice, parallel_calls, logprobs } = chat;
+    name_tool_results(&mut messages);
     let mut conversation = conversation(&lease.spec, messages);
     let template = lease.template();
     let tool_use = tools::prepare(tools, choice, parallel_calls, template, &mut conversation, &mut sampling)
@@ -36,10 +38,48 @@ pub fn chat_request(lease: &Lease, chat: Chat<'_>) -> Result<(GenerateRequest, O
     Ok((request, tool_use))
 }
 
+/// Gives each tool result that has only its call's id (OpenAI's, Anthropic's and the
+/// Responses API's) the name of the tool called, which templates want: one pass, the
+/// calls before it looked up by id.
+fn name_tool_results(messages: &mut [ChatMessage]) {
+    let mut names: HashMap<String, String> = HashMap::new();
+    for message in messages {
+        for call in &message.tool_calls {
+            names.insert(call.id.clone(), call.name.clone());
+        }
+        if message.tool_name.is_none() {
+            message.tool_name = message.tool_call_id.as_ref().and_then(|id| names.get(id)).cloned();
+        }
+    }
+}
+
 /// An answer's text and the tool calls in it: all text when the request had no tools.
 pub fn read_calls(tool_use: Option<&ToolUse>, text: String) -> (String, Vec<ToolCall>) {
     match tool_use {
         Some(tool_use) => tool_use.parse(&text),
         None => (text, Vec::new()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_core::Role;
+
+    #[test]
+    fn tool_results_are_named_after_the_call_they_answer() {
+        let mut call = ChatMessage::assistant("");
+        call.tool_calls = vec![ToolCall { id: "c1".into(), name: "get_weather".into(), arguments: Value::Null }];
+        let result = |id: &str| {
+            let mut result = ChatMessage::new(Role::Other("tool".into()), "18 C");
+            result.tool_call_id = Some(id.into());
+            result
+        };
+        let mut named = result("c1");
+        named.tool_name = Some("given".into());
+        let mut messages = vec![result("c1"), call, result("c1"), result("nowhere"), named];
+        name_tool_results(&mut messages);
+        let names: Vec<Option<&str>> = messages.iter().map(|m| m.tool_name.as_deref()).collect();
+        assert_eq!(names, [None, None, Some("get_weather"), None, Some("given")]);
     }
 }

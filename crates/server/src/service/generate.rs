@@ -33,6 +33,28 @@ pub fn sampling(stored: &StoredParameters, options: &Map<String, Value>) -> Resu
     Ok(params)
 }
 
+/// A dialect's limit on generated tokens (`max_tokens`, `max_output_tokens`, named by
+/// `field`): at least one, and a count the engine takes.
+pub fn max_tokens(field: &str, value: i64) -> Result<u32, ServiceError> {
+    if value < 1 {
+        return Err(ServiceError::invalid(format!("{field} must be at least 1, got {value}")));
+    }
+    u32::try_from(value).map_err(|_| ServiceError::invalid(format!("{field} {value} is too large")))
+}
+
+/// What an OpenAI-style reasoning effort (chat's `reasoning_effort`, the Responses API's
+/// `reasoning.effort`) asks of a thinking model's template (`enable_thinking`): `none` is
+/// no thinking, any other effort thinking when the model can, none given leaves it to the
+/// template. A model that cannot think ignores the effort: clients send one whatever the
+/// model. Thinking is sent back unless this says `Some(false)`.
+pub fn effort_thinking(effort: Option<&str>, model_thinks: bool) -> Option<bool> {
+    match effort {
+        Some("none") => Some(false),
+        Some(_) if model_thinks => Some(true),
+        _ => None,
+    }
+}
+
 /// The end of an answer, as every dialect reports it.
 pub struct Finished {
     pub finish_reason: FinishReason,

@@ -13,7 +13,7 @@ mod models;
 pub use chat::{chat_request, read_calls, Chat};
 pub use echo::Echo;
 pub use error::{ErrorKind, ServiceError};
-pub use generate::{collect, conversation, sampling, Finished, Piece};
+pub use generate::{collect, conversation, effort_thinking, max_tokens, sampling, Finished, Piece};
 pub use models::StoredModel;
 
 use crate::metrics::Metrics;

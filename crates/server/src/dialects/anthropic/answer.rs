@@ -60,7 +60,10 @@ impl Reply {
         }
         match finished.finish_reason {
             FinishReason::Length => ("max_tokens", None),
-            FinishReason::StopSequence(index) => ("stop_sequence", self.stop_sequences.get(index).cloned()),
+            FinishReason::StopSequence(index) => match self.stop_sequences.get(index) {
+                Some(sequence) => ("stop_sequence", Some(sequence.clone())),
+                None => ("end_turn", None),
+            },
             FinishReason::Stop | FinishReason::Cancelled => ("end_turn", None),
         }
     }

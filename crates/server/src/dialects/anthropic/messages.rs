@@ -38,7 +38,9 @@ async fn chat_request(
 pub async fn messages(State(state): State<AppState>, body: Bytes) -> Result<Response, AnthropicError> {
     let body: MessagesBody = request::parse(&body)?;
     let (lease, request, tool_use, thinking) = chat_request(&state, &body, true).await?;
-    let reply = Reply::new(&body.model, body.stream.unwrap_or(false), &request.sampling.stop, thinking);
+    // Only the request's own stop sequences are named back (not the model's stored ones).
+    let stop_sequences = body.stop_sequences.as_deref().unwrap_or_default();
+    let reply = Reply::new(&body.model, body.stream.unwrap_or(false), stop_sequences, thinking);
     answer(&state, lease, request, tool_use, reply).await
 }
 

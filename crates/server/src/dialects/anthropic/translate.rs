@@ -144,14 +144,6 @@ impl MessagesBody {
         let text = if is_error { format!("Error: {text}") } else { text };
         let mut result = ChatMessage::new(Role::Other("tool".into()), text);
         result.tool_call_id = Some(tool_use_id.to_string());
-        // Templates want the tool's name on a result; Anthropic sends only the call's id.
-        result.tool_name = self.messages.iter().find_map(|m| match &m.content {
-            Content::Blocks(blocks) => blocks.iter().find_map(|b| match b {
-                Block::ToolUse { id, name, .. } if id == tool_use_id => Some(name.clone()),
-                _ => None,
-            }),
-            Content::Text(_) => None,
-        });
         Ok(result)
     }
 
@@ -160,11 +152,7 @@ impl MessagesBody {
     pub fn sampling(&self, stored: &StoredParameters, answering: bool) -> Result<SamplingParams, ServiceError> {
         let mut params = service::sampling(stored, &Map::new()).map_err(bad)?;
         match self.max_tokens {
-            Some(max) if max < 1 => return Err(bad(format!("max_tokens: must be at least 1, got {max}"))),
-            Some(max) => {
-                params.max_tokens =
-                    Some(u32::try_from(max).map_err(|_| bad(format!("max_tokens: {max} is too large")))?)
-            }
+            Some(max) => params.max_tokens = Some(service::max_tokens("max_tokens", max)?),
             None if answering => return Err(bad("max_tokens: Field required")),
             None => {}
         }
@@ -250,7 +238,7 @@ mod tests {
         assert_eq!(messages[0].content, "Be brief.\nBe kind.");
         assert_eq!(messages[2].content, "Let me look.");
         assert_eq!(messages[2].tool_calls[0].arguments, json!({"city": "Paris"}));
-        assert_eq!((messages[3].content.as_str(), messages[3].tool_name.as_deref()), ("18 C", Some("get_weather")));
+        assert_eq!(messages[3].content, "18 C");
         assert_eq!(messages[3].tool_call_id.as_deref(), Some("toolu_1"));
     }
 

@@ -59,7 +59,7 @@ impl Reply {
             streaming: common.stream.unwrap_or(false),
             include_usage: common.stream_options.as_ref().is_some_and(|o| o.include_usage),
             logprobs: common.logprobs.as_ref().is_some_and(|l| !l.is_null() && l != &json!(false)),
-            thinking: common.reasoning_effort.as_deref() != Some("none"),
+            thinking: common.thinking(true) != Some(false),
             echo: None,
         }
     }

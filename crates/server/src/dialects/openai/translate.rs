@@ -19,14 +19,9 @@ impl Common {
         request::model_name(&self.model)
     }
 
-    /// What a thinking model's template is asked (`enable_thinking`): `reasoning_effort:
-    /// "none"` is no thinking; any other effort, thinking (for a model that can).
+    /// What a thinking model's template is asked: see [`service::effort_thinking`].
     pub fn thinking(&self, model_thinks: bool) -> Option<bool> {
-        match self.reasoning_effort.as_deref() {
-            Some("none") => Some(false),
-            Some(_) if model_thinks => Some(true),
-            _ => None,
-        }
+        service::effort_thinking(self.reasoning_effort.as_deref(), model_thinks)
     }
 
     /// What hearth cannot do is refused, not silently ignored.
@@ -71,10 +66,7 @@ impl Common {
             None => {}
         }
         if let Some(max) = self.max_completion_tokens.or(self.max_tokens) {
-            if max < 1 {
-                return Err(bad(format!("max_tokens must be at least 1, got {max}")));
-            }
-            params.max_tokens = Some(u32::try_from(max).map_err(|_| bad(format!("max_tokens {max} is too large")))?);
+            params.max_tokens = Some(service::max_tokens("max_tokens", max)?);
         }
         for (name, value) in
             [("frequency_penalty", self.frequency_penalty), ("presence_penalty", self.presence_penalty)]
@@ -129,11 +121,7 @@ impl ChatBody {
             chat_message.tool_calls.push(ToolCall { id: call.id.clone(), name: call.function.name.clone(), arguments });
         }
         chat_message.tool_call_id = message.tool_call_id.clone();
-        chat_message.tool_name = message.name.clone().or_else(|| {
-            // Templates want the function's name on a result; OpenAI sends only the call id.
-            let id = message.tool_call_id.as_deref()?;
-            self.messages.iter().flat_map(|m| &m.tool_calls).find(|c| c.id == id).map(|c| c.function.name.clone())
-        });
+        chat_message.tool_name = message.name.clone();
         Ok(chat_message)
     }
 }

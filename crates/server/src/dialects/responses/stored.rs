@@ -19,8 +19,11 @@ pub struct Kept {
 }
 
 impl Kept {
+    /// About what it holds: its text, its messages' and their calls'.
     fn bytes(&self) -> usize {
-        self.json.len() + self.conversation.iter().map(|m| m.content.len() + 64).sum::<usize>()
+        let call = |c: &hearth_core::ToolCall| c.id.len() + c.name.len() + c.arguments.to_string().len();
+        let message = |m: &ChatMessage| m.content.len() + 64 + m.tool_calls.iter().map(call).sum::<usize>();
+        self.json.len() + self.conversation.iter().map(message).sum::<usize>()
     }
 }
 
@@ -31,8 +34,8 @@ pub struct Responses {
 
 #[derive(Default)]
 struct Inner {
-    /// Oldest first.
-    entries: VecDeque<(String, Arc<Kept>)>,
+    /// Oldest first, each with its size.
+    entries: VecDeque<(String, Arc<Kept>, usize)>,
     bytes: usize,
 }
 
@@ -46,24 +49,24 @@ impl Responses {
         }
         let mut inner = self.kept.lock().unwrap_or_else(|e| e.into_inner());
         while inner.entries.len() >= MAX_RESPONSES || inner.bytes + size > MAX_BYTES {
-            let Some((_, oldest)) = inner.entries.pop_front() else { break };
-            inner.bytes -= oldest.bytes();
+            let Some((_, _, oldest)) = inner.entries.pop_front() else { break };
+            inner.bytes -= oldest;
         }
         inner.bytes += size;
-        inner.entries.push_back((id, Arc::new(kept)));
+        inner.entries.push_back((id, Arc::new(kept), size));
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Kept>> {
         let inner = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        inner.entries.iter().rev().find(|(kept_id, _)| kept_id == id).map(|(_, kept)| kept.clone())
+        inner.entries.iter().rev().find(|(kept_id, ..)| kept_id == id).map(|(_, kept, _)| kept.clone())
     }
 
     /// Forgets `id`; false if it was not kept.
     pub fn remove(&self, id: &str) -> bool {
         let mut inner = self.kept.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(at) = inner.entries.iter().position(|(kept_id, _)| kept_id == id) else { return false };
-        let (_, kept) = inner.entries.remove(at).expect("found above");
-        inner.bytes -= kept.bytes();
+        let Some(at) = inner.entries.iter().position(|(kept_id, ..)| kept_id == id) else { return false };
+        let (_, _, size) = inner.entries.remove(at).expect("found above");
+        inner.bytes -= size;
         true
     }
 }

@@ -90,9 +90,6 @@ impl CreateBody {
                 }
                 TypedItem::FunctionCallOutput { call_id, output } => {
                     let mut result = ChatMessage::new(Role::Other("tool".into()), text_of(output, &place)?);
-                    // Templates want the function's name on a result; the item has only the id.
-                    result.tool_name =
-                        conversation.iter().flat_map(|m| &m.tool_calls).find(|c| &c.id == call_id).map(|c| c.name.clone());
                     result.tool_call_id = Some(call_id.clone());
                     conversation.push(result);
                 }
@@ -107,25 +104,16 @@ impl CreateBody {
         Ok(())
     }
 
-    /// What a thinking model's template is asked (`enable_thinking`): `reasoning.effort:
-    /// "none"` is no thinking; any other effort, thinking (for a model that can).
+    /// What a thinking model's template is asked: see [`service::effort_thinking`].
     pub fn thinking(&self, model_thinks: bool) -> Option<bool> {
-        match self.reasoning.as_ref().and_then(|r| r.effort.as_deref()) {
-            Some("none") => Some(false),
-            Some(_) if model_thinks => Some(true),
-            _ => None,
-        }
+        service::effort_thinking(self.reasoning.as_ref().and_then(|r| r.effort.as_deref()), model_thinks)
     }
 
     /// The model's stored parameters (`stored`), then the request's; `text.format` as a grammar.
     pub fn sampling(&self, stored: &StoredParameters) -> Result<SamplingParams, ServiceError> {
         let mut params = service::sampling(stored, &Map::new()).map_err(bad)?;
         if let Some(max) = self.max_output_tokens {
-            if max < 1 {
-                return Err(bad(format!("max_output_tokens must be at least 1, got {max}")));
-            }
-            params.max_tokens =
-                Some(u32::try_from(max).map_err(|_| bad(format!("max_output_tokens {max} is too large")))?);
+            params.max_tokens = Some(service::max_tokens("max_output_tokens", max)?);
         }
         if let Some(t) = self.temperature {
             params.temperature = t;
@@ -199,7 +187,7 @@ mod tests {
         let roles: Vec<&str> = conversation.iter().map(|m| m.role.as_str()).collect();
         assert_eq!(roles, ["user", "system", "user", "assistant", "tool"]);
         assert_eq!(conversation[3].tool_calls[0].arguments, json!({"city": "Paris"}));
-        assert_eq!(conversation[4].tool_name.as_deref(), Some("get_weather"));
+        assert_eq!(conversation[4].tool_call_id.as_deref(), Some("call_1"));
     }
 
     #[test]
