@@ -9,6 +9,7 @@ pub mod ollama;
 pub mod openai;
 pub mod request;
 pub mod responses;
+pub mod sse;
 
 use crate::service::ServiceError;
 use axum::response::{IntoResponse, Response};

@@ -6,14 +6,14 @@
 use super::error::{self, AnthropicError};
 use super::wire::{BlockOut, Delta, Event, Message, MessageDelta, Usage};
 use crate::dialects::hearth::{self, Energy};
+use crate::dialects::sse;
 use crate::service::{self, Finished, Lease, Piece};
 use crate::tools::ToolUse;
 use crate::AppState;
-use axum::body::{Body, Bytes};
-use axum::http::header;
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::stream::{self, StreamExt};
+use futures_util::stream::{self, Stream, StreamExt};
 use hearth_core::{FinishReason, GenerateRequest, ToolCall};
 use serde_json::json;
 
@@ -227,14 +227,12 @@ fn usage(finished: &Finished) -> Usage {
     }
 }
 
-fn sse(event: &Event) -> Bytes {
-    let data = serde_json::to_string(event).expect("json");
-    Bytes::from(format!("event: {}\ndata: {data}\n\n", event.name()))
+fn encoded(event: &Event) -> Bytes {
+    sse::named(event.name(), event)
 }
 
-fn event_stream(events: impl futures_util::Stream<Item = Event> + Send + 'static) -> Response {
-    let body = Body::from_stream(events.map(|event| Ok::<_, std::convert::Infallible>(sse(&event))));
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+fn event_stream(events: impl Stream<Item = Event> + Send + 'static) -> Response {
+    sse::response(events.map(|event| encoded(&event)))
 }
 
 #[cfg(test)]
@@ -302,7 +300,7 @@ mod tests {
     #[test]
     fn events_are_named_by_their_type() {
         let event = Event::ContentBlockDelta { index: 2, delta: Delta::InputJson { partial_json: "{}".into() } };
-        let text = String::from_utf8(sse(&event).to_vec()).unwrap();
+        let text = String::from_utf8(encoded(&event).to_vec()).unwrap();
         assert_eq!(
             text,
             "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}\n\n"

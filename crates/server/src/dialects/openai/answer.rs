@@ -8,11 +8,11 @@ use super::wire::{
 };
 use super::OpenAiError;
 use crate::dialects::hearth::{self, Energy};
+use crate::dialects::sse;
 use crate::service::{self, Echo, Finished, Lease, Piece};
 use crate::tools::ToolUse;
 use crate::AppState;
-use axum::body::{Body, Bytes};
-use axum::http::header;
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
@@ -117,9 +117,9 @@ impl Reply {
     /// The chunks that end a stream: the finish reason, the usage if asked for, `[DONE]`.
     fn ending(&self, finished: &Finished, calls: &[ToolCall]) -> Vec<Bytes> {
         let last = self.choice(Delta::default(), &[], Some(finish_reason(finished, calls)));
-        let mut out = vec![sse(&self.object(vec![last], None))];
+        let mut out = vec![sse::data(&self.object(vec![last], None))];
         if self.include_usage {
-            out.push(sse(&self.object(Vec::new(), Some(usage(finished)))));
+            out.push(sse::data(&self.object(Vec::new(), Some(usage(finished)))));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
         out
@@ -128,10 +128,10 @@ impl Reply {
     /// Chat streams open with the assistant's role; a completion's with its echoed prompt.
     fn opening(&self) -> Option<Bytes> {
         if let Some(choice) = self.echoed(None) {
-            return Some(sse(&self.object(vec![choice], None)));
+            return Some(sse::data(&self.object(vec![choice], None)));
         }
         let delta = Delta { role: Some("assistant"), content: Some(Some(String::new())), ..Delta::default() };
-        (self.kind == Kind::Chat).then(|| sse(&self.object(vec![self.choice(delta, &[], None)], None)))
+        (self.kind == Kind::Chat).then(|| sse::data(&self.object(vec![self.choice(delta, &[], None)], None)))
     }
 
     /// The echoed prompt as a completion's choice, with its scores when asked for.
@@ -156,12 +156,12 @@ impl Reply {
         if !self.streaming {
             return Json(self.object(vec![choice], Some(usage))).into_response();
         }
-        let mut out = vec![sse(&self.object(vec![choice], None))];
+        let mut out = vec![sse::data(&self.object(vec![choice], None))];
         if self.include_usage {
-            out.push(sse(&self.object(Vec::new(), Some(usage))));
+            out.push(sse::data(&self.object(Vec::new(), Some(usage))));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-        event_stream(Body::from_stream(stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>))))
+        sse::response(stream::iter(out))
     }
 }
 
@@ -208,36 +208,29 @@ pub async fn answer(
         }
         let mut out: Vec<Bytes> = reply.opening().into_iter().collect();
         if let Some(thinking) = thinking {
-            out.push(sse(&reply.object(vec![reply.choice(thought(thinking), &[], None)], None)));
+            out.push(sse::data(&reply.object(vec![reply.choice(thought(thinking), &[], None)], None)));
         }
         let choice = reply.choice(said(text, &calls, true), &answer.logprobs, None);
-        out.push(sse(&reply.object(vec![choice], None)));
+        out.push(sse::data(&reply.object(vec![choice], None)));
         out.extend(reply.ending(&answer.finished, &calls));
-        return Ok(event_stream(Body::from_stream(stream::iter(
-            out.into_iter().map(Ok::<_, std::convert::Infallible>),
-        ))));
+        return Ok(sse::response(stream::iter(out)));
     }
     let opening = reply.opening();
     let events = pieces.flat_map(move |piece| {
         let out: Vec<Bytes> = match piece {
             Piece::Text(text, logprobs) => {
-                vec![sse(&reply.object(vec![reply.choice(said(text, &[], true), &logprobs, None)], None))]
+                vec![sse::data(&reply.object(vec![reply.choice(said(text, &[], true), &logprobs, None)], None))]
             }
             Piece::Thinking(thinking) if reply.thinking => {
-                vec![sse(&reply.object(vec![reply.choice(thought(thinking), &[], None)], None))]
+                vec![sse::data(&reply.object(vec![reply.choice(thought(thinking), &[], None)], None))]
             }
             Piece::Thinking(_) => Vec::new(),
             Piece::Done(finished) => reply.ending(&finished, &[]),
-            Piece::Failed(e) => vec![sse(&error::body(&e)), Bytes::from_static(b"data: [DONE]\n\n")],
+            Piece::Failed(e) => vec![sse::data(&error::body(&e)), Bytes::from_static(b"data: [DONE]\n\n")],
         };
-        stream::iter(out.into_iter().map(Ok::<_, std::convert::Infallible>))
+        stream::iter(out)
     });
-    let body = stream::iter(opening.into_iter().map(Ok)).chain(events);
-    Ok(event_stream(Body::from_stream(body)))
-}
-
-fn event_stream(body: Body) -> Response {
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    Ok(sse::response(stream::iter(opening).chain(events)))
 }
 
 /// `tool_calls` when the model called tools, else why it stopped.
@@ -283,10 +276,6 @@ fn completion_logprobs(echoed: Option<&Scored>, logprobs: &[TokenLogprob]) -> Lo
         push(l.text(), Some(l.logprob), Some(top));
     }
     Logprobs::Completion { tokens, token_logprobs, top_logprobs, text_offset }
-}
-
-fn sse(value: &impl serde::Serialize) -> Bytes {
-    Bytes::from(format!("data: {}\n\n", serde_json::to_string(value).expect("json")))
 }
 
 fn usage(finished: &Finished) -> Usage {

@@ -12,11 +12,10 @@ use super::wire::{
 };
 use crate::dialects::hearth::{self, Energy};
 use crate::dialects::openai::{self, OpenAiError};
+use crate::dialects::sse;
 use crate::service::{self, Finished, Lease, Piece};
 use crate::tools::ToolUse;
 use crate::AppState;
-use axum::body::{Body, Bytes};
-use axum::http::header;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
@@ -338,11 +337,8 @@ fn usage(finished: &Finished) -> Usage {
 
 /// Numbered events as SSE, each named by its type.
 fn event_stream(events: impl Stream<Item = Event> + Send + 'static) -> HttpResponse {
-    let body = events.enumerate().map(|(sequence_number, event)| {
+    sse::response(events.enumerate().map(|(sequence_number, event)| {
         let name = event.name();
-        let data = serde_json::to_string(&Sequenced { event, sequence_number: sequence_number as u64 }).expect("json");
-        Ok::<_, std::convert::Infallible>(Bytes::from(format!("event: {name}\ndata: {data}\n\n")))
-    });
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], Body::from_stream(body))
-        .into_response()
+        sse::named(name, &Sequenced { event, sequence_number: sequence_number as u64 })
+    }))
 }
