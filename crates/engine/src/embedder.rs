@@ -6,6 +6,7 @@
 
 use crate::prepare::in_vocabulary;
 use crate::scheduler::backend_error;
+use crate::scheduler::side::SideWork;
 use hearth_core::{EmbedInput, EmbedRequest, Embeddings, GenerateError};
 use llama_cpp_2::context::params::{LlamaContextParams, LlamaPoolingType};
 use llama_cpp_2::context::LlamaContext;
@@ -111,18 +112,19 @@ impl EmbedWork {
         let vectors = Vec::with_capacity(request.inputs.len());
         Self { request, reply, vectors, prompt_tokens: 0, started: Instant::now() }
     }
+}
 
-    /// The caller stopped waiting: nothing more is done for it.
-    pub fn abandoned(&self) -> bool {
+impl<'m> SideWork<Embedder<'m>> for EmbedWork {
+    fn abandoned(&self) -> bool {
         self.reply.is_disconnected()
     }
 
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         self.vectors.len() == self.request.inputs.len()
     }
 
     /// Embeds the next input.
-    pub fn embed_one(&mut self, embedder: &mut Embedder<'_>) -> Result<(), GenerateError> {
+    fn step(&mut self, embedder: &mut Embedder<'m>) -> Result<(), GenerateError> {
         let index = self.vectors.len();
         let Some(input) = self.request.inputs.get(index) else { return Ok(()) };
         let (vector, tokens) = embedder.embed_input(index, input, &self.request)?;
@@ -131,13 +133,13 @@ impl EmbedWork {
         Ok(())
     }
 
-    pub fn finish(self) {
+    fn finish(self) {
         let embeddings =
             Embeddings { vectors: self.vectors, prompt_tokens: self.prompt_tokens, duration: self.started.elapsed() };
         let _ = self.reply.send(Ok(embeddings));
     }
 
-    pub fn fail(self, error: GenerateError) {
+    fn fail(self, error: GenerateError) {
         let _ = self.reply.send(Err(error));
     }
 }

@@ -9,6 +9,7 @@
 //! What to do is decided in [`policy`]; this file carries it out on llama.cpp.
 
 mod policy;
+pub(crate) mod side;
 
 use self::policy::{Chunk, Prefilling, Sampled, SlotView};
 use crate::attribution::{self, IdleBaseline};
@@ -27,6 +28,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use side::SideWork;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -181,10 +183,10 @@ impl<'m> Scheduler<'m> {
             }
         }
         for work in self.embeds.drain(..) {
-            work.fail(stopped());
+            SideWork::<Embedder>::fail(work, stopped());
         }
         for work in self.scores.drain(..) {
-            work.fail(stopped());
+            SideWork::<Scorer>::fail(work, stopped());
         }
         for job in jobs.try_iter() {
             match job {
@@ -216,56 +218,22 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Embeds the next input of the oldest embedding request, dropping requests whose
-    /// caller went away, and answers a request once its last input is done.
+    /// Embeds the next input of the oldest embedding request (see [`side::step`]).
     fn embed_next(&mut self) {
-        while self.embeds.front().is_some_and(EmbedWork::abandoned) {
-            self.embeds.pop_front();
-        }
-        let Some(work) = self.embeds.front_mut() else { return };
-        if self.embedder.is_none() {
-            match Embedder::new(self.model, self.settings.context_size, self.settings.threads, self.pooling) {
-                Ok(embedder) => self.embedder = Some(embedder),
-                Err(e) => {
-                    let work = self.embeds.pop_front().expect("front exists");
-                    return work.fail(GenerateError::Backend(format!("no embedding context: {e}")));
-                }
-            }
-        }
-        let embedder = self.embedder.as_mut().expect("made above");
-        if let Err(e) = work.embed_one(embedder) {
-            let work = self.embeds.pop_front().expect("front exists");
-            return work.fail(e);
-        }
-        if work.is_done() {
-            self.embeds.pop_front().expect("front exists").finish();
-        }
+        let (model, settings, pooling) = (self.model, self.settings, self.pooling);
+        let make = || Embedder::new(model, settings.context_size, settings.threads, pooling);
+        side::step(&mut self.embeds, &mut self.embedder, make, "embedding");
     }
 
-    /// Scores the next batch of the oldest scoring request, dropping requests whose caller
-    /// went away, and answers a request once its last token is scored.
+    /// Scores the next batch of the oldest scoring request (see [`side::step`]).
     fn score_next(&mut self) {
-        while self.scores.front().is_some_and(ScoreWork::abandoned) {
-            self.scores.pop_front();
-        }
-        let Some(work) = self.scores.front_mut() else { return };
-        if self.scorer.is_none() {
-            match Scorer::new(self.model, self.settings.context_size, self.settings.threads) {
-                Ok(scorer) => self.scorer = Some(scorer),
-                Err(e) => {
-                    let work = self.scores.pop_front().expect("front exists");
-                    return work.fail(GenerateError::Backend(format!("no scoring context: {e}")));
-                }
-            }
-        }
-        let scorer = self.scorer.as_mut().expect("made above");
-        if let Err(e) = work.score_next(scorer) {
-            let work = self.scores.pop_front().expect("front exists");
-            return work.fail(e);
-        }
-        if work.is_done() {
-            self.scores.pop_front().expect("front exists").finish(self.model);
-        }
+        let (model, settings) = (self.model, self.settings);
+        side::step(
+            &mut self.scores,
+            &mut self.scorer,
+            || Scorer::new(model, settings.context_size, settings.threads),
+            "scoring",
+        );
     }
 
     /// Puts a request into the free slot whose cache shares the longest prefix with its

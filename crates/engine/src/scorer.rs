@@ -5,6 +5,7 @@
 //! is worked on one batch at a time ([`ScoreWork`]), so the engine decodes between batches
 //! and drops a request whose caller left.
 
+use crate::scheduler::side::SideWork;
 use crate::scheduler::{backend_error, token_logprob};
 use hearth_core::{GenerateError, TokenLogprob};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -52,6 +53,8 @@ pub(crate) struct ScoreWork {
     top: usize,
     /// Tokens decoded so far.
     done: usize,
+    /// The first token's bytes, once scoring began.
+    first: Vec<u8>,
     rest: Vec<TokenLogprob>,
     reply: flume::Sender<Result<Scored, GenerateError>>,
 }
@@ -59,22 +62,32 @@ pub(crate) struct ScoreWork {
 impl ScoreWork {
     /// `tokens` are checked (in the vocabulary, within the context) by the caller.
     pub fn new(tokens: Vec<LlamaToken>, top: usize, reply: flume::Sender<Result<Scored, GenerateError>>) -> Self {
-        Self { rest: Vec::with_capacity(tokens.len().saturating_sub(1)), tokens, top, done: 0, reply }
+        Self {
+            rest: Vec::with_capacity(tokens.len().saturating_sub(1)),
+            tokens,
+            top,
+            done: 0,
+            first: Vec::new(),
+            reply,
+        }
     }
+}
 
-    /// The caller stopped waiting: nothing more is done for it.
-    pub fn abandoned(&self) -> bool {
+impl<'m> SideWork<Scorer<'m>> for ScoreWork {
+    fn abandoned(&self) -> bool {
         self.reply.is_disconnected()
     }
 
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         self.done >= self.tokens.len()
     }
 
     /// Decodes the next batch of the prompt and scores the token after each of its tokens.
-    pub fn score_next(&mut self, scorer: &mut Scorer<'_>) -> Result<(), GenerateError> {
+    fn step(&mut self, scorer: &mut Scorer<'m>) -> Result<(), GenerateError> {
         if self.done == 0 {
             scorer.ctx.clear_kv_cache();
+            self.first =
+                self.tokens.first().map(|&t| scorer.model.vocab().token_to_piece(t, false, None)).unwrap_or_default();
         }
         let end = (self.done + SCORE_BATCH).min(self.tokens.len());
         scorer.batch.clear();
@@ -91,12 +104,11 @@ impl ScoreWork {
         Ok(())
     }
 
-    pub fn finish(self, model: &LlamaModel) {
-        let first = self.tokens.first().map(|&t| model.vocab().token_to_piece(t, false, None)).unwrap_or_default();
-        let _ = self.reply.send(Ok(Scored { first, rest: self.rest }));
+    fn finish(self) {
+        let _ = self.reply.send(Ok(Scored { first: self.first, rest: self.rest }));
     }
 
-    pub fn fail(self, error: GenerateError) {
+    fn fail(self, error: GenerateError) {
         let _ = self.reply.send(Err(error));
     }
 }

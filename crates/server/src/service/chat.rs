@@ -2,8 +2,10 @@
 //! messages before the request's, its tools turned into instructions and a grammar, and
 //! the engine request that comes of it.
 
-use super::{conversation, Lease, ServiceError};
+use super::generate::Answer;
+use super::{collect, conversation, Lease, Piece, ServiceError};
 use crate::tools::{self, Choice, ToolUse};
+use futures_util::Stream;
 use hearth_core::{ChatMessage, GenerateRequest, Prompt, SamplingParams, ToolCall};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -53,12 +55,26 @@ fn name_tool_results(messages: &mut [ChatMessage]) {
     }
 }
 
-/// An answer's text and the tool calls in it: all text when the request had no tools.
-pub fn read_calls(tool_use: Option<&ToolUse>, text: String) -> (String, Vec<ToolCall>) {
-    match tool_use {
+/// Whether an answer is read whole before it is sent: when it is not streamed, or when it
+/// may hold tool calls, which are known only once it is whole.
+pub fn read_whole(streaming: bool, tool_use: Option<&ToolUse>) -> bool {
+    !streaming || tool_use.is_some()
+}
+
+/// A whole answer, its text without the tool calls read out of it (all of it when the
+/// request had no tools), and the calls.
+pub async fn collect_calls(
+    pieces: impl Stream<Item = Piece>,
+    tool_use: Option<&ToolUse>,
+) -> Result<(Answer, Vec<ToolCall>), ServiceError> {
+    let mut answer = collect(pieces).await?;
+    let text = std::mem::take(&mut answer.text);
+    let (text, calls) = match tool_use {
         Some(tool_use) => tool_use.parse(&text),
         None => (text, Vec::new()),
-    }
+    };
+    answer.text = text;
+    Ok((answer, calls))
 }
 
 #[cfg(test)]

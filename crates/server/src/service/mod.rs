@@ -10,7 +10,7 @@ mod error;
 mod generate;
 mod models;
 
-pub use chat::{chat_request, read_calls, Chat};
+pub use chat::{chat_request, collect_calls, read_whole, Chat};
 pub use echo::Echo;
 pub use error::{ErrorKind, ServiceError};
 pub use generate::{collect, conversation, effort_thinking, max_tokens, sampling, Finished, Piece};

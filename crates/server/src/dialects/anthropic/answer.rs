@@ -91,12 +91,10 @@ pub async fn answer(
 ) -> Result<Response, AnthropicError> {
     let generation = state.service.generate(lease, request).await?;
     let opening = reply.opening(generation.prompt_tokens);
-    if !reply.streaming || tool_use.is_some() {
-        // Calls are known only once the answer is whole: it is read first, then sent.
-        let answer = service::collect(generation.pieces).await?;
-        let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
+    if service::read_whole(reply.streaming, tool_use.as_ref()) {
+        let (answer, calls) = service::collect_calls(generation.pieces, tool_use.as_ref()).await?;
         let thinking = if reply.thinking { answer.thinking } else { String::new() };
-        let content = blocks(thinking, text, &calls);
+        let content = blocks(thinking, answer.text, &calls);
         if !reply.streaming {
             let ending = reply.ending(&answer.finished, &calls);
             return Ok(Json(reply.message(content, Some(ending), usage(&answer.finished))).into_response());

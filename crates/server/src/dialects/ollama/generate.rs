@@ -233,10 +233,9 @@ async fn answer(
 ) -> Result<Response, OllamaError> {
     let load_duration = lease.load_duration;
     let pieces = state.service.generate(lease, request).await?.pieces;
-    if !reply.streaming || tool_use.is_some() {
-        let answer = service::collect(pieces).await?;
-        let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
-        let whole = reply.chunk(Said { text, thinking: answer.thinking }, &answer.logprobs, &calls);
+    if service::read_whole(reply.streaming, tool_use.as_ref()) {
+        let (answer, calls) = service::collect_calls(pieces, tool_use.as_ref()).await?;
+        let whole = reply.chunk(Said { text: answer.text, thinking: answer.thinking }, &answer.logprobs, &calls);
         if !reply.streaming {
             return Ok(Json(reply.last(whole, &answer.finished, load_duration)).into_response());
         }

@@ -187,10 +187,9 @@ pub async fn answer(
     reply: Reply,
 ) -> Result<Response, OpenAiError> {
     let pieces = state.service.generate(lease, request).await?.pieces;
-    if !reply.streaming || tool_use.is_some() {
-        // Calls are known only once the answer is whole: it is read first, then sent.
-        let answer = service::collect(pieces).await?;
-        let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
+    if service::read_whole(reply.streaming, tool_use.as_ref()) {
+        let (answer, calls) = service::collect_calls(pieces, tool_use.as_ref()).await?;
+        let text = answer.text;
         let reason = finish_reason(&answer.finished, &calls);
         let thinking = (reply.thinking && !answer.thinking.is_empty()).then_some(answer.thinking);
         if !reply.streaming {

@@ -142,12 +142,10 @@ pub async fn answer(
     reply: Reply,
 ) -> Result<HttpResponse, OpenAiError> {
     let pieces = state.service.generate(lease, request).await?.pieces;
-    if !reply.streaming || tool_use.is_some() {
-        // Calls are known only once the answer is whole: it is read first, then sent.
-        let answer = service::collect(pieces).await?;
-        let (text, calls) = service::read_calls(tool_use.as_ref(), answer.text);
+    if service::read_whole(reply.streaming, tool_use.as_ref()) {
+        let (answer, calls) = service::collect_calls(pieces, tool_use.as_ref()).await?;
         let thinking = if reply.thinking { answer.thinking } else { String::new() };
-        let response = reply.finish(&Said::new(thinking, text), &calls, &answer.finished);
+        let response = reply.finish(&Said::new(thinking, answer.text), &calls, &answer.finished);
         if !reply.streaming {
             return Ok(Json(response).into_response());
         }
