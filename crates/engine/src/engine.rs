@@ -98,8 +98,7 @@ impl EngineSettings {
     /// The settings with defaults filled in, each checked against [`limits`] and the model,
     /// so nothing out of bounds ever reaches llama.cpp.
     pub fn resolve(&self, info: &ModelInfo, gpu_offload: bool) -> Result<ResolvedSettings, EngineError> {
-        let trained = info.context_length.and_then(|n| u32::try_from(n).ok()).unwrap_or(DEFAULT_CONTEXT_SIZE);
-        let context_size = limits::context_size(self.context_size, trained)?;
+        let context_size = limits::model_context_size(info, self.context_size)?;
         let parallel = limits::parallel(self.parallel)?;
         Ok(ResolvedSettings {
             threads: limits::threads(self.threads)?.unwrap_or_else(physical_cores),

@@ -47,6 +47,13 @@ pub fn threads(value: Option<u32>) -> Result<Option<u32>, EngineError> {
 
 /// `num_ctx`: [`MIN_CONTEXT_SIZE`] to the length the model was trained for; default 4096
 /// or the trained length if shorter.
+/// The context `model` runs with when `value` is asked (`None`: the default), within what
+/// it was trained for (4096 when its file does not say).
+pub fn model_context_size(model: &hearth_core::ModelInfo, value: Option<u32>) -> Result<u32, EngineError> {
+    let trained = model.context_length.and_then(|n| u32::try_from(n).ok()).unwrap_or(crate::DEFAULT_CONTEXT_SIZE);
+    context_size(value, trained)
+}
+
 pub fn context_size(value: Option<u32>, trained: u32) -> Result<u32, EngineError> {
     let trained = trained.max(MIN_CONTEXT_SIZE);
     match value {

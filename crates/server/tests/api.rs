@@ -483,7 +483,9 @@ async fn a_request_s_num_ctx_is_the_context_it_is_served_with() {
         json!({"model": "smollm2:135m", "stream": false, "options": options,
                "messages": [{"role": "user", "content": format!("Summarize: {long}")}]})
     };
-    // The model is stored with num_ctx 1024: the prompt does not fit that.
+    // The model is stored with num_ctx 1024, which /api/show states: the prompt does not fit.
+    let (_, shown) = post(&state, "/api/show", json!({"model": "smollm2:135m"})).await;
+    assert_eq!(shown["context_length"], 1024, "{shown}");
     let (status, error) = post(&state, "/api/chat", ask(json!({"num_predict": 1}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
     let (status, reply) = post(&state, "/api/chat", ask(json!({"num_predict": 1, "num_ctx": 4096}))).await;

@@ -14,7 +14,7 @@ pub use chat::{chat_request, collect_calls, read_whole, Chat};
 pub use echo::Echo;
 pub use error::{ErrorKind, ServiceError};
 pub use generate::{collect, conversation, effort_thinking, max_tokens, sampling, Finished, Piece};
-pub use models::StoredModel;
+pub use models::{ModelDescription, StoredModel};
 
 use crate::metrics::Metrics;
 use crate::residency::{Residency, Wanted};

@@ -3,6 +3,7 @@
 use super::wire::{CopyBody, Details, NameBody, Running, RunningEntry, Show, TagEntry, Tags, Version};
 use super::OllamaError;
 use crate::dialects::request;
+use crate::service::ModelDescription;
 use crate::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -81,7 +82,14 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Sho
         model_info,
         capabilities,
         modified_at: rfc3339(model.modified),
+        context_length: default_context(&model),
     }))
+}
+
+/// The context a request for `model` gets unless it asks for another.
+fn default_context(model: &ModelDescription) -> Option<u32> {
+    let stored = model.spec.parameters.settings().ok()?.num_ctx;
+    hearth_engine::limits::model_context_size(&model.info, stored).ok()
 }
 
 /// `GET /api/ps`: the loaded models, their size and when they unload.

@@ -222,6 +222,10 @@ pub struct Show {
     pub model_info: Map<String, Value>,
     pub capabilities: Vec<&'static str>,
     pub modified_at: String,
+    /// hearth's: the context a request gets unless it asks for another (`options.num_ctx`):
+    /// the stored `num_ctx`, else 4096, at most the trained length; `None` if the stored one
+    /// is out of bounds.
+    pub context_length: Option<u32>,
 }
 
 #[derive(Serialize)]
