@@ -185,8 +185,15 @@ class OpenAIResponses(unittest.TestCase):
 
     def test_function_call_round_trip_through_previous_response_id(self):
         question = "What is the weather in Paris?"
+        # Greedy: a sampled call may wander past the limit.
         first = self.client.responses.create(
-            model=MODEL, input=question, tools=[self.TOOL], tool_choice="required", max_output_tokens=80
+            model=MODEL,
+            input=question,
+            tools=[self.TOOL],
+            tool_choice="required",
+            parallel_tool_calls=False,
+            max_output_tokens=200,
+            temperature=0,
         )
         call = [item for item in first.output if item.type == "function_call"][0]
         self.assertEqual(call.name, "get_weather")
@@ -197,7 +204,8 @@ class OpenAIResponses(unittest.TestCase):
             tools=[self.TOOL],
             tool_choice="required",
             parallel_tool_calls=False,
-            max_output_tokens=80,
+            max_output_tokens=200,
+            temperature=0,
         ) as stream:
             streamed = stream.get_final_response()
         self.assertEqual([item.type for item in streamed.output], ["function_call"])
@@ -281,15 +289,17 @@ class AnthropicClient(unittest.TestCase):
 
     def test_tool_use_round_trip_streamed_and_not(self):
         question = [{"role": "user", "content": "What is the weather in Paris?"}]
+        # Greedy (temperature 0 through extra_body): a sampled call may wander past the limit.
+        forced = {"tools": [ANTHROPIC_WEATHER], "tool_choice": {"type": "any", "disable_parallel_tool_use": True}}
         message = self.client.messages.create(
-            model=MODEL, max_tokens=80, messages=question, tools=[ANTHROPIC_WEATHER], tool_choice={"type": "any"}
+            model=MODEL, max_tokens=200, messages=question, extra_body={"temperature": 0}, **forced
         )
         self.assertEqual(message.stop_reason, "tool_use")
         use = [b for b in message.content if b.type == "tool_use"][0]
         self.assertEqual(use.name, "get_weather")
         self.assertIsInstance(use.input["city"], str)
         with self.client.messages.stream(
-            model=MODEL, max_tokens=80, messages=question, tools=[ANTHROPIC_WEATHER], tool_choice={"type": "any"}
+            model=MODEL, max_tokens=200, messages=question, extra_body={"temperature": 0}, **forced
         ) as stream:
             streamed = stream.get_final_message()
         self.assertEqual(streamed.stop_reason, "tool_use")
