@@ -102,7 +102,29 @@ pub fn prepare(
         let use_ = ToolUse { format: Format::Native, names };
         return Ok(Some((use_, tools.to_vec())));
     }
-    let mut call = call_schema(&allowed, "arguments");
+    let schema = generic_schema(&allowed, parallel, forced);
+    sampling.grammar = Some(grammar::compact(&schema_grammar(&schema).map_err(|e| in_tools(e, &names))?));
+    let definitions: Vec<&Value> = allowed.iter().map(|t| t.get("function").unwrap_or(t)).collect();
+    let instructions = format!(
+        "You can call these tools:\n{}\n\nAnswer with one JSON object. To call tools: \
+         {{\"tool_calls\": [{{\"name\": \"<tool name>\", \"arguments\": {{...}}}}]}}{}",
+        serde_json::to_string_pretty(&definitions).expect("json"),
+        if forced { "." } else { ". To answer directly: {\"response\": \"<your answer>\"}." }
+    );
+    match conversation.iter_mut().find(|m| m.role == Role::System) {
+        Some(system) => system.content = format!("{}\n\n{instructions}", system.content),
+        None => conversation.insert(0, ChatMessage::system(instructions)),
+    }
+    for message in conversation.iter_mut() {
+        generic_history(message);
+    }
+    Ok(Some((ToolUse { format: Format::Generic, names }, Vec::new())))
+}
+
+/// The schema of an answer in the generic format: `{"tool_calls": [...]}` (one call at most
+/// unless `parallel`), or, unless a call is `forced`, `{"response": "..."}`.
+fn generic_schema(allowed: &[&Value], parallel: bool, forced: bool) -> Value {
+    let mut call = call_schema(allowed, "arguments");
     // The definitions the call's parameters refer to sit at the root of the whole schema.
     let definitions = call.as_object_mut().and_then(|c| c.remove("$defs"));
     let mut variants = vec![json!({
@@ -124,22 +146,7 @@ pub fn prepare(
     if let Some(definitions) = definitions {
         schema["$defs"] = definitions;
     }
-    sampling.grammar = Some(grammar::compact(&schema_grammar(&schema).map_err(|e| in_tools(e, &names))?));
-    let definitions: Vec<&Value> = allowed.iter().map(|t| t.get("function").unwrap_or(t)).collect();
-    let instructions = format!(
-        "You can call these tools:\n{}\n\nAnswer with one JSON object. To call tools: \
-         {{\"tool_calls\": [{{\"name\": \"<tool name>\", \"arguments\": {{...}}}}]}}{}",
-        serde_json::to_string_pretty(&definitions).expect("json"),
-        if forced { "." } else { ". To answer directly: {\"response\": \"<your answer>\"}." }
-    );
-    match conversation.iter_mut().find(|m| m.role == Role::System) {
-        Some(system) => system.content = format!("{}\n\n{instructions}", system.content),
-        None => conversation.insert(0, ChatMessage::system(instructions)),
-    }
-    for message in conversation.iter_mut() {
-        generic_history(message);
-    }
-    Ok(Some((ToolUse { format: Format::Generic, names }, Vec::new())))
+    schema
 }
 
 /// Earlier turns in the generic format: calls as the JSON the model would have written,
