@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Soak test of a running `hearth serve`: N concurrent clients for a fixed time, each picking
-from a mix of well-formed and malformed requests in both dialects, while the server's memory
+from a mix of well-formed and malformed requests in every dialect, while the server's memory
 and requests in flight are sampled every second. Standard library only; traffic goes only to
 the --url given (use 127.0.0.1).
 
@@ -8,7 +8,7 @@ the --url given (use 127.0.0.1).
       --model smollm2:135m [--rss-growth-mib 200]
 
 The mix: Ollama chat and generate (streamed and not), OpenAI chat (SSE and not) and
-completions, clients that disconnect mid-stream, embeddings (/api/embed, /api/embeddings,
+completions, Anthropic messages and OpenAI responses (their named events and not), clients that disconnect mid-stream, embeddings (/api/embed, /api/embeddings,
 /v1/embeddings), unknown models (404), malformed bodies (bad JSON, wrong types, out-of-range
 values: 4xx with a JSON body in the dialect's shape), model churn (/api/copy to a temporary
 name, chat with it, /api/delete it) and keep_alive: 0 unloads.
@@ -50,7 +50,7 @@ def malformed_cases(model):
     chat = [{"role": "user", "content": "hi"}]
     cases = []
     for path in ["/api/chat", "/api/generate", "/api/embed", "/v1/chat/completions", "/v1/completions",
-                 "/v1/embeddings", "/api/show", "/api/copy", "/api/create"]:
+                 "/v1/embeddings", "/v1/messages", "/v1/responses", "/api/show", "/api/copy", "/api/create"]:
         cases += [(path, raw) for raw in BAD_JSON]
 
     def add(path, body):
@@ -98,6 +98,13 @@ def malformed_cases(model):
     add("/v1/embeddings", {"model": model, "input": "hi", "dimensions": 0})
     add("/v1/embeddings", {"model": model, "input": "hi", "dimensions": -1})
     add("/api/embed", {"model": model, "input": "hi", "dimensions": 100000})
+    add("/v1/messages", {"model": model, "messages": chat})  # max_tokens is required
+    add("/v1/messages", {"model": model, "max_tokens": 8, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AA=="}}]}]})
+    add("/v1/messages", {"model": model, "max_tokens": 8, "messages": chat, "thinking": {"type": "enabled"}})
+    add("/v1/responses", {"model": model, "input": [{"type": "item_reference", "id": "x"}]})
+    add("/v1/responses", {"model": model, "input": "hi", "previous_response_id": "resp_none"})
+    add("/v1/responses", {"model": model, "input": "hi", "tools": [{"type": "web_search"}]})
     add("/api/create", {"model": "soak-never"})
     add("/api/create", {"model": "soak-never", "files": {"m.gguf": "sha256:nothex"}})
     add("/api/create", {"model": "soak-never", "from": model, "quantize": "q4_0"})
@@ -106,6 +113,8 @@ def malformed_cases(model):
 
 
 def dialect_of(path):
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        return "anthropic"
     return "openai" if path.startswith("/v1/") else "ollama"
 
 
@@ -120,6 +129,8 @@ def error_shape_ok(dialect, body):
     error = value.get("error")
     if dialect == "ollama":
         return isinstance(error, str) and error != ""
+    if dialect == "anthropic":
+        return value.get("type") == "error" and isinstance(error, dict) and isinstance(error.get("message"), str)
     return isinstance(error, dict) and isinstance(error.get("message"), str) and isinstance(error.get("type"), str)
 
 
@@ -255,6 +266,17 @@ class Soak:
         if not finished:
             raise Failure(f"{what}: no chunk has a finish_reason")
 
+    def check_named_events(self, what, lines, ends):
+        """Named SSE events (Anthropic's, the Responses API's): each `data` of its event's
+        type, no error, and the last one of `ends`."""
+        events = [line.decode("utf-8", "replace").strip() for line in lines]
+        names = [e[len("event: "):] for e in events if e.startswith("event: ")]
+        data = [self.json_of(what, e[len("data: "):]) for e in events if e.startswith("data: ")]
+        if not names or len(names) != len(data) or any(d.get("type") != n for n, d in zip(names, data)):
+            raise Failure(f"{what}: events and their data do not match: {events[-4:]}")
+        if "error" in names or names[-1] not in ends:
+            raise Failure(f"{what}: an error, or no end: {events[-4:]}")
+
     # --- the kinds ---------------------------------------------------------------------
     def body(self, rng, **extra):
         return dict({"model": self.args.model}, **extra)
@@ -320,12 +342,43 @@ class Soak:
         if not isinstance(text_of(value, choice), str):
             raise Failure(f"{path}: not an answer: {value}")
 
+    def anthropic_messages(self, rng, stream):
+        body = self.body(rng, messages=self.messages(rng), max_tokens=self.predict(rng), stream=stream)
+        raw = json.dumps(body).encode()
+        if stream:
+            status, lines = self.client.request("POST", "/v1/messages", raw, read_lines)
+            self.expect_ok("/v1/messages stream", status, lines if status != 200 else b"")
+            self.check_named_events("/v1/messages stream", lines, ["message_stop"])
+            return
+        status, reply = self.client.request("POST", "/v1/messages", raw)
+        self.expect_ok("/v1/messages", status, reply)
+        value = self.json_of("/v1/messages", reply)
+        if value.get("type") != "message" or not value.get("stop_reason"):
+            raise Failure(f"/v1/messages: not an answer: {value}")
+
+    def responses(self, rng, stream):
+        body = self.body(rng, input=rng.choice(PROMPTS), max_output_tokens=self.predict(rng), stream=stream,
+                         store=rng.random() < 0.5)
+        raw = json.dumps(body).encode()
+        if stream:
+            status, lines = self.client.request("POST", "/v1/responses", raw, read_lines)
+            self.expect_ok("/v1/responses stream", status, lines if status != 200 else b"")
+            self.check_named_events("/v1/responses stream", lines, ["response.completed", "response.incomplete"])
+            return
+        status, reply = self.client.request("POST", "/v1/responses", raw)
+        self.expect_ok("/v1/responses", status, reply)
+        value = self.json_of("/v1/responses", reply)
+        if value.get("object") != "response" or value.get("status") not in ("completed", "incomplete"):
+            raise Failure(f"/v1/responses: not an answer: {value}")
+
     def disconnect(self, rng):
         path, body = rng.choice([
             ("/api/chat", {"messages": self.messages(rng), "stream": True, "options": {"num_predict": 64}}),
             ("/api/generate", {"prompt": rng.choice(PROMPTS), "stream": True, "options": {"num_predict": 64}}),
             ("/v1/chat/completions", {"messages": self.messages(rng), "stream": True, "max_tokens": 64}),
             ("/v1/completions", {"prompt": rng.choice(PROMPTS), "stream": True, "max_tokens": 64}),
+            ("/v1/messages", {"messages": self.messages(rng), "stream": True, "max_tokens": 64}),
+            ("/v1/responses", {"input": rng.choice(PROMPTS), "stream": True, "max_output_tokens": 64}),
         ])
         body["model"] = self.args.model
         # Past the headers into the body (a few hundred bytes), or just the status line.
@@ -415,6 +468,7 @@ class Soak:
         # (kind, weight)
         ("ollama_chat", 10), ("ollama_chat_stream", 10), ("ollama_generate", 5), ("ollama_generate_stream", 5),
         ("openai_chat", 10), ("openai_chat_stream", 10), ("openai_completion", 5), ("openai_completion_stream", 5),
+        ("anthropic_messages", 5), ("anthropic_messages_stream", 5), ("responses", 5), ("responses_stream", 5),
         ("disconnect", 8), ("embed", 8), ("unknown_model", 6), ("malformed", 14), ("churn", 2), ("unload", 2),
     ]
 
@@ -428,6 +482,10 @@ class Soak:
             "openai_chat_stream": lambda: self.openai_chat(rng, True),
             "openai_completion": lambda: self.openai_completion(rng, False),
             "openai_completion_stream": lambda: self.openai_completion(rng, True),
+            "anthropic_messages": lambda: self.anthropic_messages(rng, False),
+            "anthropic_messages_stream": lambda: self.anthropic_messages(rng, True),
+            "responses": lambda: self.responses(rng, False),
+            "responses_stream": lambda: self.responses(rng, True),
             "disconnect": lambda: self.disconnect(rng),
             "embed": lambda: self.embed(rng),
             "unknown_model": lambda: self.unknown_model(rng),
