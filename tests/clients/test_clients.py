@@ -186,27 +186,12 @@ class OpenAIResponses(unittest.TestCase):
     def test_function_call_round_trip_through_previous_response_id(self):
         question = "What is the weather in Paris?"
         # Greedy: a sampled call may wander past the limit.
-        first = self.client.responses.create(
-            model=MODEL,
-            input=question,
-            tools=[self.TOOL],
-            tool_choice="required",
-            parallel_tool_calls=False,
-            max_output_tokens=200,
-            temperature=0,
-        )
+        forced = {"tools": [self.TOOL], "tool_choice": "required", "parallel_tool_calls": False, "temperature": 0}
+        first = self.client.responses.create(model=MODEL, input=question, max_output_tokens=200, **forced)
         call = [item for item in first.output if item.type == "function_call"][0]
         self.assertEqual(call.name, "get_weather")
         self.assertIsInstance(json.loads(call.arguments)["city"], str)
-        with self.client.responses.stream(
-            model=MODEL,
-            input=question,
-            tools=[self.TOOL],
-            tool_choice="required",
-            parallel_tool_calls=False,
-            max_output_tokens=200,
-            temperature=0,
-        ) as stream:
+        with self.client.responses.stream(model=MODEL, input=question, max_output_tokens=200, **forced) as stream:
             streamed = stream.get_final_response()
         self.assertEqual([item.type for item in streamed.output], ["function_call"])
         follow_up = self.client.responses.create(

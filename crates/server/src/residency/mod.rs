@@ -63,12 +63,6 @@ pub struct Wanted {
     pub context_size: Option<u32>,
 }
 
-impl Wanted {
-    pub fn keep(keep_alive: KeepAlive) -> Self {
-        Self { keep_alive: Some(keep_alive), ..Self::default() }
-    }
-}
-
 /// A loaded model: an engine running one file with one set of settings.
 pub struct LoadedModel<E> {
     /// The name it was loaded under, and its stored spec.
@@ -228,7 +222,7 @@ impl<L: Loader> Residency<L> {
             unload(model);
             return Err(ResidencyError::ShuttingDown);
         }
-        known_as(&loaded, &model, name, &lease.spec);
+        known_as(&loaded, &model, name);
         loaded.push(model);
         Ok(lease)
     }
@@ -258,7 +252,7 @@ impl<L: Loader> Residency<L> {
         };
         let model = loaded.remove(at);
         *model.keep_alive.lock().expect("not poisoned") = keep_alive;
-        known_as(&loaded, &model, name, spec);
+        known_as(&loaded, &model, name);
         loaded.push(model);
         Ok(Some(lease))
     }
@@ -397,10 +391,10 @@ fn serves<E>(model: &LoadedModel<E>, spec: &ModelSpec, settings: &EngineSettings
         && settings.context_size.is_none_or(|wanted| context_size >= wanted)
 }
 
-/// `name` (stored as `spec`) is served by `model` from now on: an engine of another file
-/// that it named before no longer answers to it (the name was made anew).
-fn known_as<E>(loaded: &[Arc<LoadedModel<E>>], model: &LoadedModel<E>, name: &ModelName, spec: &ModelSpec) {
-    for other in loaded.iter().filter(|m| m.spec.path != spec.path) {
+/// `name` is served by `model` from now on: an engine of another file that it named before
+/// no longer answers to it (the name was made anew).
+fn known_as<E>(loaded: &[Arc<LoadedModel<E>>], model: &LoadedModel<E>, name: &ModelName) {
+    for other in loaded.iter().filter(|m| m.spec.path != model.spec.path) {
         other.names.lock().expect("not poisoned").retain(|n| !n.same_as(name));
     }
     if !model.answers_to(name) {

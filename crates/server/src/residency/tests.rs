@@ -140,6 +140,10 @@ impl Setup {
     }
 }
 
+fn keeping(keep_alive: KeepAlive) -> Wanted {
+    Wanted { keep_alive: Some(keep_alive), ..Wanted::default() }
+}
+
 fn name(model: &str) -> ModelName {
     ModelName::parse(model).unwrap()
 }
@@ -189,14 +193,12 @@ impl Machine {
 async fn a_model_unloads_when_its_keep_alive_runs_out_and_not_before() {
     let machine = Setup::default().machine();
     let lease =
-        machine.residency.acquire(&name("a"), spec("a"), Wanted::keep(KeepAlive::For(Duration::ZERO))).await.unwrap();
+        machine.residency.acquire(&name("a"), spec("a"), keeping(KeepAlive::For(Duration::ZERO))).await.unwrap();
     machine.residency.sweep();
     assert_eq!(machine.loaded(), ["a"], "a lease keeps its model loaded past its keep-alive");
     drop(lease);
-    drop(
-        machine.residency.acquire(&name("b"), spec("b"), Wanted::keep(KeepAlive::For(Duration::from_secs(3600)))).await,
-    );
-    drop(machine.residency.acquire(&name("c"), spec("c"), Wanted::keep(KeepAlive::Forever)).await);
+    drop(machine.residency.acquire(&name("b"), spec("b"), keeping(KeepAlive::For(Duration::from_secs(3600)))).await);
+    drop(machine.residency.acquire(&name("c"), spec("c"), keeping(KeepAlive::Forever)).await);
     machine.residency.sweep();
     assert_eq!(machine.next_dropped().await, "a");
     assert_eq!(machine.loaded(), ["c", "b"]);

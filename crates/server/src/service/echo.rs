@@ -19,13 +19,13 @@ impl Service {
     /// `prompt` (a text, or token ids) as text and tokens, tokenized as a request's prompt
     /// is, and scored with `top` alternatives per token when `top` is given.
     pub async fn echo(&self, lease: &Lease, prompt: Prompt, top: Option<u32>) -> Result<Echo, ServiceError> {
-        let engine = lease.model.clone();
+        let model = lease.model.clone();
         let (text, ids) = tokio::task::spawn_blocking(move || match prompt {
             Prompt::Raw(text) => {
-                let ids = engine.engine.prompt_tokens(&text);
+                let ids = model.engine.prompt_tokens(&text);
                 Ok((text, ids))
             }
-            Prompt::Tokens(ids) => Ok((engine.engine.detokenize(&ids)?, ids)),
+            Prompt::Tokens(ids) => Ok((model.engine.detokenize(&ids)?, ids)),
             Prompt::Chat(_) => Err(ServiceError::invalid("echo is for completions of a text prompt")),
         })
         .await

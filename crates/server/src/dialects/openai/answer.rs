@@ -92,8 +92,14 @@ impl Reply {
         }
         Some(match self.kind {
             Kind::Chat => Logprobs::Chat { content: hearth::logprobs(logprobs) },
-            Kind::Completion => completion_logprobs(None, logprobs),
+            Kind::Completion => completion_logprobs(self.echo_in_choice().and_then(|e| e.scored.as_ref()), logprobs),
         })
+    }
+
+    /// The echoed prompt, when it goes in the same choice as the completion: a whole
+    /// answer's (a stream sends it in a chunk of its own first).
+    fn echo_in_choice(&self) -> Option<&Echo> {
+        self.echo.as_ref().filter(|_| !self.streaming)
     }
 
     /// A choice: a whole message, or a delta of one, or a completion's text.
@@ -101,7 +107,13 @@ impl Reply {
         let logprobs = self.logprobs_of(logprobs);
         let mut choice = Choice { index: 0, message: None, delta: None, text: None, logprobs, finish_reason };
         match (self.kind, self.streaming) {
-            (Kind::Completion, _) => choice.text = Some(delta.content.flatten().unwrap_or_default()),
+            (Kind::Completion, _) => {
+                let text = delta.content.flatten().unwrap_or_default();
+                choice.text = Some(match self.echo_in_choice() {
+                    Some(echo) => format!("{}{text}", echo.text),
+                    None => text,
+                });
+            }
             (Kind::Chat, true) => choice.delta = Some(delta),
             (Kind::Chat, false) => {
                 let content = delta.content.flatten();
@@ -118,8 +130,15 @@ impl Reply {
     fn ending(&self, finished: &Finished, calls: &[ToolCall]) -> Vec<Bytes> {
         let last = self.choice(Delta::default(), &[], Some(finish_reason(finished, calls)));
         let mut out = vec![sse::data(&self.object(vec![last], None))];
+        out.extend(self.tail(usage(finished)));
+        out
+    }
+
+    /// What follows a stream's last choice: the usage chunk if asked for, then `[DONE]`.
+    fn tail(&self, usage: Usage) -> Vec<Bytes> {
+        let mut out = Vec::with_capacity(2);
         if self.include_usage {
-            out.push(sse::data(&self.object(Vec::new(), Some(usage(finished)))));
+            out.push(sse::data(&self.object(Vec::new(), Some(usage))));
         }
         out.push(Bytes::from_static(b"data: [DONE]\n\n"));
         out
@@ -134,9 +153,9 @@ impl Reply {
         (self.kind == Kind::Chat).then(|| sse::data(&self.object(vec![self.choice(delta, &[], None)], None)))
     }
 
-    /// The echoed prompt as a completion's choice, with its scores when asked for.
+    /// The echoed prompt as a streamed completion's first choice, with its scores when asked for.
     fn echoed(&self, finish_reason: Option<&'static str>) -> Option<Choice> {
-        let echo = self.echo.as_ref()?;
+        let echo = self.echo.as_ref().filter(|_| self.streaming)?;
         let logprobs = self.logprobs.then(|| completion_logprobs(echo.scored.as_ref(), &[]));
         Some(Choice { index: 0, message: None, delta: None, text: Some(echo.text.clone()), logprobs, finish_reason })
     }
@@ -152,15 +171,12 @@ impl Reply {
             prompt_tokens_details: PromptTokensDetails { cached_tokens: 0 },
             energy: Energy::default(),
         };
-        let choice = self.echoed(Some("length")).expect("an echo");
-        if !self.streaming {
+        let Some(choice) = self.echoed(Some("length")) else {
+            let choice = self.choice(Delta::default(), &[], Some("length"));
             return Json(self.object(vec![choice], Some(usage))).into_response();
-        }
+        };
         let mut out = vec![sse::data(&self.object(vec![choice], None))];
-        if self.include_usage {
-            out.push(sse::data(&self.object(Vec::new(), Some(usage))));
-        }
-        out.push(Bytes::from_static(b"data: [DONE]\n\n"));
+        out.extend(self.tail(usage));
         sse::response(stream::iter(out))
     }
 }
@@ -195,14 +211,7 @@ pub async fn answer(
         if !reply.streaming {
             let mut delta = said(text, &calls, false);
             delta.reasoning_content = thinking;
-            let mut choice = reply.choice(delta, &answer.logprobs, Some(reason));
-            if let Some(echo) = &reply.echo {
-                // The prompt, then what came of it: as one text, scores and all.
-                choice.text = choice.text.map(|text| format!("{}{text}", echo.text));
-                if reply.logprobs {
-                    choice.logprobs = Some(completion_logprobs(echo.scored.as_ref(), &answer.logprobs));
-                }
-            }
+            let choice = reply.choice(delta, &answer.logprobs, Some(reason));
             return Ok(Json(reply.object(vec![choice], Some(usage(&answer.finished)))).into_response());
         }
         let mut out: Vec<Bytes> = reply.opening().into_iter().collect();
