@@ -3,10 +3,12 @@
 
 mod answer;
 mod bench;
+mod config;
 mod cp;
 mod create;
 mod energy;
 mod eval;
+mod keys;
 mod list;
 mod models;
 mod ps;
@@ -61,6 +63,8 @@ enum Command {
     Ps(ps::PsArgs),
     /// Unload a model from a running server
     Stop(stop::StopArgs),
+    /// Create, list and revoke the API keys a server accepts
+    Keys(keys::KeysArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Stop(args) => stop::run(args),
+        Command::Keys(args) => keys::run(args),
     };
     match result {
         Ok(code) => code,

@@ -20,14 +20,22 @@ pub fn server_url() -> String {
     }
 }
 
+/// A request with the key in `HEARTH_API_KEY`, which a server with keys wants.
+fn with_key<B>(request: ureq::RequestBuilder<B>) -> ureq::RequestBuilder<B> {
+    match std::env::var("HEARTH_API_KEY") {
+        Ok(key) => request.header("authorization", format!("Bearer {key}")),
+        Err(_) => request,
+    }
+}
+
 /// Sends a request to the server; a server that is not running is said plainly.
 pub fn call(method: &str, path: &str, body: Option<Value>) -> Result<Value> {
     let url = format!("{}{path}", server_url());
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let response = match (method, body) {
-        ("GET", _) => agent.get(&url).call(),
-        (_, Some(body)) => agent.post(&url).send_json(body),
-        (_, None) => agent.post(&url).send_empty(),
+        ("GET", _) => with_key(agent.get(&url)).call(),
+        (_, Some(body)) => with_key(agent.post(&url)).send_json(body),
+        (_, None) => with_key(agent.post(&url)).send_empty(),
     };
     let mut response =
         response.with_context(|| format!("could not reach hearth at {url}; is `hearth serve` running?"))?;

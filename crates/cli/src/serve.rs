@@ -2,10 +2,15 @@
 //! 127.0.0.1:11434), until Ctrl-C or SIGTERM; answers in flight then get time to finish,
 //! and the process ends soon after whatever is still running.
 
+use crate::config::Config;
 use crate::models::open_store;
 use anyhow::{Context, Result};
 use hearth_core::EnergyMeter;
-use hearth_server::{AdminPolicy, AppState, KeepAlive, Origins, ResidencyConfig, ServeLimits};
+use hearth_server::auth::host::AllowedHosts;
+use hearth_server::auth::keyring::Keyring;
+use hearth_server::auth::WithoutKeys;
+use hearth_server::{AdminPolicy, AppState, Auth, KeepAlive, Origins, ResidencyConfig, ServeLimits};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,6 +63,22 @@ pub struct ServeArgs {
     /// it, only clients on this machine may change the store)
     #[arg(long, env = "HEARTH_ALLOW_REMOTE_ADMIN", value_parser = clap::builder::BoolishValueParser::new())]
     allow_remote_admin: bool,
+    /// Serve other machines without API keys (without it, a bind beyond loopback needs keys)
+    #[arg(long, env = "HEARTH_ALLOW_UNAUTHENTICATED", value_parser = clap::builder::BoolishValueParser::new())]
+    allow_unauthenticated: bool,
+    /// The API keys accepted (`hearth keys create` makes them); read again on SIGHUP
+    #[arg(long, env = "HEARTH_KEYS_FILE")]
+    keys_file: Option<PathBuf>,
+    /// Names besides this machine's that a loopback server answers in the Host header,
+    /// comma-separated (`.example.com` for a domain, `*` for any)
+    #[arg(long, env = "HEARTH_ALLOWED_HOSTS", default_value = "")]
+    allowed_hosts: String,
+    /// The most tokens one request may generate, whatever it asks
+    #[arg(long, env = "HEARTH_MAX_PREDICT", value_parser = clap::value_parser!(u32).range(1..))]
+    max_predict: Option<u32>,
+    /// The config file (default ~/.hearth/config.toml): limits per API key
+    #[arg(long, env = "HEARTH_CONFIG")]
+    config: Option<PathBuf>,
 }
 
 /// A timeout in Ollama's duration forms ("75s", "1m30s", "500ms", or seconds); it must be
@@ -82,6 +103,13 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     hearth_engine::EngineSettings { threads: args.threads, parallel: Some(args.parallel), ..Default::default() }
         .check()
         .context("HEARTH_NUM_THREADS / HEARTH_NUM_PARALLEL")?;
+    let config = Config::load(args.config.as_deref())?;
+    let keys_file = args.keys_file.clone().unwrap_or_else(Keyring::default_path);
+    let auth = Auth::default()
+        .with_keys_file(keys_file.clone())
+        .with_context(|| format!("reading the API keys (HEARTH_KEYS_FILE={})", keys_file.display()))?
+        .with_limits(config.limits)
+        .with_admin(if args.allow_remote_admin { AdminPolicy::Anyone } else { AdminPolicy::Local });
     let store = open_store()?;
     let meter: hearth_server::MeterFactory = Arc::new(|| -> Option<Box<dyn EnergyMeter>> {
         hearth_energy::detect(&crate::energy::roots(), crate::energy::watts_per_core_override())
@@ -110,19 +138,40 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .with_origins(Origins::local().with(&args.origins))
         .with_prices(crate::energy::prices()?)
         .with_limits(limits)
-        .with_admin(if args.allow_remote_admin { AdminPolicy::Anyone } else { AdminPolicy::Local });
+        .with_max_predict(args.max_predict);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.host)
             .await
             .with_context(|| format!("listening on {} (HEARTH_HOST)", args.host))?;
         let address = listener.local_addr()?;
-        tracing::info!(%address, parallel = args.parallel, "hearth is listening");
+        let loopback = address.ip().is_loopback();
+        let keys = auth.keyring().keys().len();
+        if !loopback && keys == 0 && !args.allow_unauthenticated {
+            anyhow::bail!(
+                "{address} is reachable from other machines and {} holds no API keys; create one first with \
+                 `hearth keys create NAME` (or pass --allow-unauthenticated to serve everyone without keys)",
+                keys_file.display()
+            );
+        }
+        // The Host check guards loopback binds from DNS rebinding; beyond loopback, keys do.
+        let hosts = loopback.then(|| AllowedHosts::local_and(&args.allowed_hosts));
+        let without_keys = match (args.allow_unauthenticated, loopback) {
+            (true, _) => WithoutKeys::Everyone,
+            (false, true) => WithoutKeys::ThisMachine,
+            (false, false) => WithoutKeys::Nobody,
+        };
+        let auth = Arc::new(auth.without_keys(without_keys).with_hosts(hosts));
+        tokio::spawn(reload_keys_on_hangup(auth.clone()));
+        let state = state.with_auth(auth);
+        tracing::info!(%address, parallel = args.parallel, keys, "hearth is listening");
         eprintln!("hearth {} listening on http://{address}", env!("CARGO_PKG_VERSION"));
-        if !address.ip().is_loopback() && !args.allow_remote_admin {
+        if keys > 0 {
+            eprintln!("{keys} API key(s) from {}: every request needs one", keys_file.display());
+        } else if !loopback {
             eprintln!(
-                "other machines can reach this address: they may chat and embed, but pull, create, copy and \
-                 delete only from this machine (HEARTH_ALLOW_REMOTE_ADMIN=1 allows them)"
+                "serving other machines without API keys (--allow-unauthenticated); pull, create, copy and delete \
+                 only from this machine (HEARTH_ALLOW_REMOTE_ADMIN=1 allows them)"
             );
         }
         hearth_server::serve(listener, state, shutdown_signal(), Duration::from_secs(args.shutdown_grace)).await?;
@@ -133,6 +182,25 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     // the grace period, so they get a moment and the exit takes the rest.
     runtime.shutdown_timeout(EXIT_WAIT);
     served
+}
+
+/// Reads the keys file again on each SIGHUP (`systemctl reload`), so keys made or revoked
+/// take effect without a restart; a file that cannot be read leaves the keys in force.
+async fn reload_keys_on_hangup(auth: Arc<Auth>) {
+    #[cfg(unix)]
+    {
+        let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match auth.reload() {
+                Ok(keys) => tracing::info!(keys, "reloaded the API keys"),
+                Err(e) => tracing::error!("the API keys were not reloaded, the old ones stay: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    drop(auth);
 }
 
 /// Ctrl-C or SIGTERM.

@@ -4,6 +4,7 @@
 //! body read under the limits (size, time, UTF-8); and every error answered as JSON in the
 //! dialect of its path, whoever raised it (a handler, an extractor, the router, a panic).
 
+use crate::audit;
 use crate::dialects::Dialect;
 use crate::listener::ServeLimits;
 use crate::service::ServiceError;
@@ -106,7 +107,8 @@ pub async fn cors(State(origins): State<Arc<Origins>>, request: Request, next: N
 }
 
 /// Gives the request an id, runs it inside a span carrying that id (so every log line of
-/// the request names it), logs how it ended, and returns the id in `X-Request-Id`.
+/// the request names it) and with its audit record, returns the id in `X-Request-Id`, and
+/// logs the request's line when its answer has gone out whole ([`audit::Line`]).
 pub async fn request_id(request: Request, next: Next) -> Response {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let id = request
@@ -118,21 +120,19 @@ pub async fn request_id(request: Request, next: Next) -> Response {
     let (method, path) = (request.method().clone(), request.uri().path().to_string());
     let span = tracing::info_span!("request", id = %id, %method, %path);
     let started = Instant::now();
-    let mut response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    let millis = started.elapsed().as_secs_f64() * 1e3;
-    span.in_scope(|| {
-        // Streams go on after this: the time is to the response's head.
-        if status >= 500 {
-            tracing::warn!(status, millis, "answered");
-        } else {
-            tracing::info!(status, millis, "answered");
-        }
-    });
+    let record = Arc::new(audit::Record::default());
+    let mut response = audit::scope(record.clone(), next.run(request)).instrument(span.clone()).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
-    response
+    let line = audit::Line {
+        span,
+        record,
+        status: response.status().as_u16(),
+        started,
+        head_millis: started.elapsed().as_secs_f64() * 1e3,
+    };
+    response.map(|body| Body::new(audit::Logged::new(body, line)))
 }
 
 /// Reads the request's body before any handler, so that no handler waits on a client:

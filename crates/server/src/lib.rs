@@ -4,7 +4,8 @@
 //! which reaches the engines only through a validated request carrying its own response
 //! channel; models load on demand and stay resident for their keep-alive (`residency`).
 
-mod admin;
+mod audit;
+pub mod auth;
 mod dialects;
 mod format;
 mod http_layers;
@@ -15,7 +16,7 @@ mod residency;
 mod service;
 mod tools;
 
-pub use admin::AdminPolicy;
+pub use auth::{AdminPolicy, Auth};
 pub use dialects::Dialect;
 pub use http_layers::Origins;
 pub use listener::ServeLimits;
@@ -44,8 +45,8 @@ pub struct AppState {
     pub origins: Arc<Origins>,
     /// Timeouts, the connection cap and the body size limit.
     pub limits: Arc<ServeLimits>,
-    /// Who may pull, create, copy and delete.
-    pub admin: AdminPolicy,
+    /// Who may call, with which key, how often.
+    pub auth: Arc<Auth>,
     /// Responses kept for the Responses API's `GET` and `previous_response_id`.
     pub responses: Arc<dialects::responses::Responses>,
 }
@@ -53,19 +54,30 @@ pub struct AppState {
 impl AppState {
     pub fn new(store: Store, config: ResidencyConfig) -> Self {
         let metrics = Arc::new(metrics::Metrics::with_meter((config.meter)()));
-        let service =
-            Service { residency: Residency::new(config), store: Arc::new(store), metrics, prices: Arc::default() };
+        let service = Service {
+            residency: Residency::new(config),
+            store: Arc::new(store),
+            metrics,
+            prices: Arc::default(),
+            max_predict: None,
+        };
         Self {
             service: Arc::new(service),
             origins: Arc::new(Origins::local()),
             limits: Arc::default(),
-            admin: AdminPolicy::default(),
+            auth: Arc::default(),
             responses: Arc::default(),
         }
     }
 
-    pub fn with_admin(mut self, admin: AdminPolicy) -> Self {
-        self.admin = admin;
+    pub fn with_auth(mut self, auth: Arc<Auth>) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The most tokens any one request may generate (set before the state is shared).
+    pub fn with_max_predict(mut self, max_predict: Option<u32>) -> Self {
+        Arc::get_mut(&mut self.service).expect("set before serving").max_predict = max_predict;
         self
     }
 
@@ -120,7 +132,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(state.limits.clone(), http_layers::bodies))
         // Before a body is read: a refused upload is not taken in first.
-        .layer(axum::middleware::from_fn_with_state(state.admin, admin::guard))
+        .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::guard))
         .layer(axum::middleware::from_fn_with_state(state.origins.clone(), http_layers::cors))
         .layer(axum::middleware::from_fn(http_layers::json_errors))
         .layer(axum::middleware::from_fn(http_layers::request_id))

@@ -12,7 +12,13 @@ impl Service {
         }
         let reply = lease.model.engine.embed(request);
         match reply.recv_async().await {
-            Ok(result) => Ok(result?),
+            Ok(Ok(embeddings)) => {
+                if let Some(record) = crate::audit::current() {
+                    record.used(u64::from(embeddings.prompt_tokens), 0);
+                }
+                Ok(embeddings)
+            }
+            Ok(Err(e)) => Err(e.into()),
             Err(_) => Err(ServiceError::Internal("the engine stopped while embedding".into())),
         }
     }

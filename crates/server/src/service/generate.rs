@@ -78,8 +78,9 @@ pub enum Piece {
     Failed(ServiceError),
 }
 
-/// Counts a request in flight until it is dropped, however it ends.
-struct InFlight(Arc<Metrics>);
+/// Counts a request in flight until it is dropped, however it ends; the audit record of
+/// the request it serves, for the tokens it uses.
+struct InFlight(Arc<Metrics>, Option<Arc<crate::audit::Record>>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -144,6 +145,9 @@ fn start(
             }
             Ok(StreamEvent::Done { finish_reason, usage, timings, energy }) => {
                 metrics.answered(&usage, timings.time_to_first_token, energy.as_ref());
+                if let Some(record) = &running.in_flight.1 {
+                    record.used(u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+                }
                 let prices = running.prices.clone();
                 let finished = Finished { finish_reason, usage, timings, energy, prices, thinking_tokens: 0 };
                 Some((Piece::Done(finished), None))
@@ -185,10 +189,14 @@ impl Service {
     pub async fn generate(
         &self,
         lease: Lease,
-        request: GenerateRequest,
+        mut request: GenerateRequest,
     ) -> Result<Generation<impl Stream<Item = Piece> + Send>, ServiceError> {
+        if let Some(ceiling) = self.max_predict {
+            let asked = request.sampling.max_tokens.unwrap_or(ceiling);
+            request.sampling.max_tokens = Some(asked.min(ceiling));
+        }
         self.metrics.started();
-        let in_flight = InFlight(self.metrics.clone());
+        let in_flight = InFlight(self.metrics.clone(), crate::audit::current());
         // A grammar shapes the answer from its first token: there is no thinking to split off.
         let thinks = matches!(request.prompt, Prompt::Chat(_)) && request.sampling.grammar.is_none() && lease.thinks();
         let (lease, prepared) = prepare(lease, request).await.inspect_err(|_| self.metrics.failed())?;

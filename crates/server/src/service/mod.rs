@@ -44,6 +44,8 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// Carbon intensity and electricity price, to report what answers cost.
     pub prices: Arc<EnergyPrices>,
+    /// The most tokens one request may generate, whatever it asks (`HEARTH_MAX_PREDICT`).
+    pub max_predict: Option<u32>,
 }
 
 impl Service {
@@ -54,6 +56,9 @@ impl Service {
             self.with_store(move |store| store.model_spec(&name)).await
         };
         let spec = spec.map_err(|e| e.about_model(name))?;
+        if let Some(record) = crate::audit::current() {
+            record.set_model(&name.to_string());
+        }
         Ok(self.residency.acquire(name, spec, wanted).await?)
     }
 

@@ -3,6 +3,7 @@
 
 use super::wire::{ChatBody, Chunk, Counts, FunctionOut, GenerateBody, MessageBody, MessageOut, Think, ToolCallOut};
 use super::{error, OllamaError};
+use crate::auth::keyring::Scope;
 use crate::dialects::hearth::{self, Energy};
 use crate::dialects::request;
 use crate::format;
@@ -157,6 +158,8 @@ pub async fn chat(State(state): State<AppState>, body: Bytes) -> Result<Response
 /// `keep_alive: 0`), as Ollama does.
 async fn load_or_unload(state: &AppState, reply: Reply, wanted: Wanted) -> Result<Response, OllamaError> {
     let reason = if wanted.keep_alive == Some(KeepAlive::For(Duration::ZERO)) {
+        let record = crate::audit::current();
+        crate::auth::permit(record.as_ref().and_then(|r| r.caller()), Scope::Admin)?;
         state.service.unload(&reply.name);
         "unload"
     } else {

@@ -30,7 +30,17 @@ fn status_and_code(kind: ErrorKind) -> (StatusCode, Option<&'static str>) {
         ErrorKind::InsufficientStorage => (StatusCode::INSUFFICIENT_STORAGE, Some("insufficient_storage")),
         ErrorKind::Upstream => (StatusCode::BAD_GATEWAY, Some("upstream_error")),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, None),
-        ErrorKind::Protocol(status) => (status, None),
+        ErrorKind::Protocol(status) => (status, protocol_code(status)),
+    }
+}
+
+/// OpenAI's codes for the refusals of the auth layer.
+fn protocol_code(status: StatusCode) -> Option<&'static str> {
+    match status {
+        StatusCode::UNAUTHORIZED => Some("invalid_api_key"),
+        StatusCode::FORBIDDEN => Some("permission_denied"),
+        StatusCode::TOO_MANY_REQUESTS => Some("rate_limit_exceeded"),
+        _ => None,
     }
 }
 

@@ -1,0 +1,16 @@
+//! What the server's test files share: a store holding the SmolLM2 test model.
+
+use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL, PARAMS};
+use hearth_store::{ImportMode, Manifest, ModelName, Store};
+
+/// A store in a new temporary directory with the SmolLM2 test model as `name` (its config
+/// blob `config`, its stored parameters `params`).
+pub fn store_with_smollm2(name: &str, config: &[u8], params: &[u8]) -> (Store, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let (model, _) = store.import_file(MODEL, &hearth_engine::test_models::smollm2(), ImportMode::LinkOrCopy).unwrap();
+    let config = store.write_blob(CONFIG_MEDIA_TYPE, config).unwrap();
+    let params = store.write_blob(PARAMS, params).unwrap();
+    store.write_manifest(&ModelName::parse(name).unwrap(), &Manifest::new(config, vec![model, params])).unwrap();
+    (store, dir)
+}
