@@ -626,11 +626,18 @@ fn start_server_with(dir: &Path, extra: &[&str]) -> (std::process::Child, String
     stdout_of(&in_store(&store, &["create", "smol", "-f", modelfile.to_str().unwrap()]));
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let host = format!("127.0.0.1:{port}");
+    let config = dir.join("config.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").unwrap();
+    }
     let mut server = Command::new(env!("CARGO_BIN_EXE_hearth"))
         .args(["serve", "--threads", "1", "--parallel", "2"])
         .args(extra)
         .env("HEARTH_MODELS", &store)
         .env("HEARTH_HOST", &host)
+        // The test's own keys file (empty unless a test makes keys), never the user's.
+        .env("HEARTH_KEYS_FILE", dir.join("keys.json"))
+        .env("HEARTH_CONFIG", config)
         .stderr(std::fs::File::create(dir.join("serve.log")).unwrap())
         .spawn()
         .unwrap();
@@ -706,6 +713,106 @@ fn a_real_server_answers_curl_in_both_dialects_and_stops_on_sigterm() {
     assert!(status.success(), "SIGTERM is a clean shutdown: {status:?}");
     let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
     assert!(log.contains("shutting down"), "{log}");
+}
+
+/// `hearth keys` and a real server that needs them: the key works with curl and `hearth ps`
+/// (`HEARTH_API_KEY`), a chat key cannot `hearth stop`, a revoked key is refused after
+/// SIGHUP, the config file's allowance holds, and the log names keys but never holds one.
+#[test]
+fn keys_made_on_the_command_line_guard_a_real_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .arg("keys")
+            .args(args)
+            .env("HEARTH_KEYS_FILE", dir.path().join("keys.json"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "keys {args:?}: {}", text(&output.stderr));
+        text(&output.stdout).trim().to_string()
+    };
+    let chat = keys(&["create", "app"]);
+    let admin = keys(&["create", "ops", "--scope", "admin", "--expires", "30d"]);
+    let listed = keys(&["list"]);
+    assert!(listed.contains("app") && listed.contains("admin") && !listed.contains(&chat[7..]), "{listed}");
+    std::fs::write(dir.path().join("config.toml"), "[limits.keys.ops]\nrequests_per_minute = 4\n").unwrap();
+    let (mut server, host) = start_server(dir.path());
+    let curl = |key: &str, path: &str| {
+        let header = format!("Authorization: Bearer {key}");
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "60", "-o", "/dev/null", "-w", "%{http_code}", "-H", &header])
+            .arg(format!("http://{host}{path}"))
+            .output()
+            .unwrap();
+        text(&output.stdout)
+    };
+    assert_eq!(curl("", "/api/tags"), "401");
+    assert_eq!(curl(&chat, "/api/tags"), "200");
+    let hearth = |key: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(args)
+            .env("HEARTH_HOST", &host)
+            .env("HEARTH_API_KEY", key)
+            .output()
+            .unwrap()
+    };
+    assert!(hearth(&chat, &["ps"]).status.success());
+    let refused = hearth(&chat, &["stop", "smol"]);
+    assert!(!refused.status.success() && text(&refused.stderr).contains("admin"), "{}", text(&refused.stderr));
+    assert!(hearth(&admin, &["stop", "smol"]).status.success());
+    // The config file gives `ops` 4 requests a minute: the stop above was one of them.
+    let codes: Vec<String> = (0..4).map(|_| curl(&admin, "/api/tags")).collect();
+    assert_eq!(codes, ["200", "200", "200", "429"]);
+
+    keys(&["revoke", "app"]);
+    assert_eq!(curl(&chat, "/api/tags"), "200", "until the server reloads");
+    send_signal(server.id(), "HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while curl(&chat, "/api/tags") != "401" {
+        assert!(std::time::Instant::now() < deadline, "the revoked key still works after SIGHUP");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    send_signal(server.id(), "TERM");
+    assert!(server.wait().unwrap().success());
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(log.contains("key=\"app\"") || log.contains("key=app"), "{log}");
+    assert!(log.contains("reloaded the API keys"), "{log}");
+    assert!(!log.contains(&chat[7..]) && !log.contains(&admin[7..]), "a key in the log: {log}");
+}
+
+/// A bind other machines can reach needs keys, or the explicit choice to serve without.
+#[test]
+fn a_server_beyond_loopback_without_keys_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+    let serve = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_hearth"))
+            .args(["serve", "--host", "0.0.0.0:0"])
+            .args(extra)
+            .env("HEARTH_MODELS", dir.path().join("models"))
+            .env("HEARTH_KEYS_FILE", dir.path().join("keys.json"))
+            .env("HEARTH_CONFIG", dir.path().join("config.toml"))
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = serve(&[]).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let said = text(&refused.stderr);
+    assert!(said.contains("hearth keys create") && said.contains("--allow-unauthenticated"), "{said}");
+    assert_eq!(said.trim().lines().count(), 1, "one line: {said}");
+
+    let mut open = serve(&["--allow-unauthenticated"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(open.try_wait().unwrap().is_none(), "--allow-unauthenticated serves");
+    send_signal(open.id(), "TERM");
+    let said = text(&open.wait_with_output().unwrap().stderr);
+    assert!(said.contains("without API keys"), "{said}");
+
+    std::fs::write(dir.path().join("config.toml"), "[limits]\nrequests_per_minut = 3\n").unwrap();
+    let bad = serve(&["--allow-unauthenticated"]).wait_with_output().unwrap();
+    let said = text(&bad.stderr);
+    assert!(!bad.status.success() && said.contains("line 2") && said.contains("requests_per_minut"), "{said}");
 }
 
 /// Regression (the hardening issue): SIGTERM waited for whatever was running. Now the

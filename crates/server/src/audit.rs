@@ -85,7 +85,8 @@ impl Drop for Line {
         let prompt_tokens = record.prompt_tokens.load(Ordering::Relaxed);
         let completion_tokens = record.completion_tokens.load(Ordering::Relaxed);
         let (status, head_millis) = (self.status, self.head_millis);
-        let millis = self.started.elapsed().as_secs_f64() * 1e3;
+        let millis = tenths(self.started.elapsed().as_secs_f64() * 1e3);
+        let head_millis = tenths(head_millis);
         self.span.in_scope(|| {
             if status >= 500 {
                 tracing::warn!(status, key, model, prompt_tokens, completion_tokens, head_millis, millis, "answered");
@@ -94,6 +95,11 @@ impl Drop for Line {
             }
         });
     }
+}
+
+/// Milliseconds to a tenth, as a log reader wants them.
+fn tenths(millis: f64) -> f64 {
+    (millis * 10.0).round() / 10.0
 }
 
 /// A response body that writes its request's [`Line`] when it is dropped.
