@@ -40,7 +40,8 @@ ENV HEARTH_HOST=0.0.0.0:11434 \
     HEARTH_MODELS=/models \
     HEARTH_KEYS_FILE=/keys/keys.json
 VOLUME ["/models", "/keys"]
-USER hearth
+# Numeric, so that orchestrators can tell it is not root without reading /etc/passwd.
+USER 10001:10001
 WORKDIR /home/hearth
 EXPOSE 11434
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

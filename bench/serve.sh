@@ -24,6 +24,7 @@ scripts/fetch-test-models "$models" >/dev/null
 cargo build --quiet --release -p hearth
 work=$(mktemp -d)
 export HEARTH_MODELS=$work/store
+export HEARTH_KEYS_FILE=$work/keys.json # the user's keys would make the server want one
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 printf 'FROM %s\n' "$gguf" >"$work/Modelfile"
 target/release/hearth create smollm2-bench -f "$work/Modelfile" >/dev/null 2>&1

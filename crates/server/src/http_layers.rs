@@ -153,10 +153,10 @@ pub async fn bodies(State(limits): State<Arc<ServeLimits>>, request: Request, ne
         return next.run(request).await;
     }
     let announced = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if announced.is_some_and(|length| length > limits.max_body_bytes as u64) {
-        return too_large(dialect, &limits);
-    }
     let (parts, mut body) = request.into_parts();
+    if announced.is_some_and(|length| length > limits.max_body_bytes as u64) {
+        return too_large(dialect, &limits, body, 0, announced).await;
+    }
     let mut bytes = Vec::with_capacity(announced.unwrap_or(0) as usize);
     loop {
         match tokio::time::timeout(limits.body_timeout, body.frame()).await {
@@ -169,7 +169,8 @@ pub async fn bodies(State(limits): State<Arc<ServeLimits>>, request: Request, ne
             Ok(Some(Ok(frame))) => {
                 if let Ok(data) = frame.into_data() {
                     if bytes.len() + data.len() > limits.max_body_bytes {
-                        return too_large(dialect, &limits);
+                        let read = (bytes.len() + data.len()) as u64;
+                        return too_large(dialect, &limits, body, read, announced).await;
                     }
                     bytes.extend_from_slice(&data);
                 }
@@ -183,9 +184,37 @@ pub async fn bodies(State(limits): State<Arc<ServeLimits>>, request: Request, ne
     next.run(Request::from_parts(parts, Body::from(bytes))).await
 }
 
-fn too_large(dialect: Dialect, limits: &ServeLimits) -> Response {
+/// How much of a body over the limit is read and thrown away before the 413: a client or a
+/// proxy still sending it would otherwise have the connection reset under it and never
+/// read the answer (nginx reports that as a 502). Past this, or when the rest stops
+/// arriving, the answer goes at once and the connection closes.
+const DRAIN_LIMIT: u64 = 16 * 1024 * 1024;
+
+/// The 413 for a body over the limit, of which `read` bytes have come.
+async fn too_large(dialect: Dialect, limits: &ServeLimits, body: Body, read: u64, announced: Option<u64>) -> Response {
     let message = format!("the request body is over {} bytes (HEARTH_MAX_BODY_BYTES)", limits.max_body_bytes);
-    closing(dialect, ServiceError::protocol(StatusCode::PAYLOAD_TOO_LARGE, message))
+    let error = ServiceError::protocol(StatusCode::PAYLOAD_TOO_LARGE, message);
+    if announced.unwrap_or(0) <= DRAIN_LIMIT && drained(body, read, limits.body_timeout).await {
+        return dialect.error_response(error);
+    }
+    closing(dialect, error)
+}
+
+/// Reads the rest of `body` and drops it, giving up past [`DRAIN_LIMIT`] in all or a pause
+/// of `timeout`; whether it was read to its end.
+async fn drained(mut body: Body, mut read: u64, timeout: Duration) -> bool {
+    loop {
+        match tokio::time::timeout(timeout, body.frame()).await {
+            Ok(None) => return true,
+            Ok(Some(Ok(frame))) => {
+                read += frame.data_ref().map_or(0, |data| data.len() as u64);
+                if read > DRAIN_LIMIT {
+                    return false;
+                }
+            }
+            Err(_) | Ok(Some(Err(_))) => return false,
+        }
+    }
 }
 
 fn body_timed_out(dialect: Dialect, limits: &ServeLimits) -> Response {

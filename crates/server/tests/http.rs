@@ -405,6 +405,31 @@ async fn every_error_is_json_in_the_dialect_of_its_path() {
     server.shut_down().await;
 }
 
+/// Regression: a body over the limit got its 413 before it was read and the connection
+/// closed under the client still sending it, which a proxy (nginx) saw as a reset and
+/// turned into a 502. Now the rest is read and dropped first (up to 16 MiB), and the
+/// connection serves on; a body announced past that is refused at once, and closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_over_the_limit_is_read_before_its_413_and_the_connection_serves_on() {
+    let server = Server::start(ServeLimits { max_body_bytes: 1024, ..limits() }, Duration::from_secs(5)).await;
+    let mut stream = server.connect().await;
+    let big = json!({"model": "smol", "prompt": "x".repeat(256 * 1024)}).to_string();
+    stream.write_all(&request("POST", "/v1/completions", &[], big.as_bytes())).await.unwrap();
+    let answer = read_answer(&mut stream).await;
+    assert_openai_error(&answer, 413);
+    assert_ne!(answer.header("connection"), Some("close"), "{answer:?}");
+    stream.write_all(&request("GET", "/api/version", &[], b"")).await.unwrap();
+    assert_eq!(read_answer(&mut stream).await.status, 200, "the same connection serves the next request");
+
+    let mut stream = server.connect().await;
+    let huge = b"POST /api/chat HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 104857600\r\n\r\n{";
+    stream.write_all(huge).await.unwrap();
+    let answer = read_answer(&mut stream).await;
+    assert_ollama_error(&answer, 413);
+    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
+    server.shut_down().await;
+}
+
 /// Blob uploads stream to the store and are not held to the body limit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blob_uploads_are_not_held_to_the_body_limit() {
