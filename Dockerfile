@@ -32,7 +32,7 @@ FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates curl libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --user-group --create-home --home-dir /home/hearth hearth \
+ && useradd --uid 10001 --user-group --no-log-init --create-home --home-dir /home/hearth hearth \
  && mkdir -p /models /keys \
  && chown hearth:hearth /models /keys
 COPY --from=build /usr/local/bin/hearth /usr/local/bin/hearth
@@ -44,7 +44,8 @@ VOLUME ["/models", "/keys"]
 USER 10001:10001
 WORKDIR /home/hearth
 EXPOSE 11434
+# Asks the port HEARTH_HOST names, whatever it was set to.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-  CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:11434/api/version"]
+  CMD ["sh", "-c", "curl -fsS -o /dev/null \"http://127.0.0.1:${HEARTH_HOST##*:}/api/version\""]
 ENTRYPOINT ["hearth"]
 CMD ["serve"]

@@ -7,11 +7,10 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use hearth_core::EnergyMeter;
 use hearth_server::auth::host::AllowedHosts;
 use hearth_server::auth::keyring::{Keyring, Scope};
 use hearth_server::auth::limits::KeyLimits;
-use hearth_server::{router, AppState, Auth, KeepAlive, ResidencyConfig};
+use hearth_server::{router, AppState, Auth};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -34,15 +33,7 @@ fn server(auth: impl FnOnce(Auth) -> Auth) -> Server {
 fn server_with(auth: impl FnOnce(Auth) -> Auth, max_predict: Option<u32>) -> Server {
     let (store, store_dir) =
         common::store_with_smollm2("smol", br#"{"model_format":"gguf","model_family":"llama"}"#, br#"{"num_ctx":512}"#);
-    let config = ResidencyConfig {
-        parallel: 2,
-        max_loaded: 1,
-        max_queue: 8,
-        keep_alive: KeepAlive::For(Duration::from_secs(300)),
-        threads: Some(1),
-        meter: Arc::new(|| None::<Box<dyn EnergyMeter>>),
-        available_memory: Arc::new(|| None),
-    };
+    let config = common::residency(2, 1, 8);
     let keys_dir = tempfile::tempdir().unwrap();
     let keys_file = keys_dir.path().join("keys.json");
     let auth = Arc::new(auth(Auth::default().with_keys_file(keys_file.clone()).unwrap()));

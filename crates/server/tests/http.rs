@@ -2,13 +2,12 @@
 //! timeouts (slowloris headers, short bodies, idle keep-alive), the connection cap, error
 //! bodies from every layer in each dialect's JSON, and shutdown within the grace period.
 
-use hearth_core::EnergyMeter;
-use hearth_server::{AppState, KeepAlive, ResidencyConfig, ServeLimits};
-use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL, PARAMS};
-use hearth_store::{Digest, ImportMode, Manifest, ModelName, Store};
+mod common;
+
+use hearth_server::{AppState, ServeLimits};
+use hearth_store::Digest;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,23 +29,12 @@ impl Server {
     /// Serves a store holding the SmolLM2 test model as `smol` (1024 tokens of context, one
     /// thread, two slots) under `limits`, with `grace` at shutdown.
     async fn start(limits: ServeLimits, grace: Duration) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let smollm2 = hearth_engine::test_models::smollm2();
-        let (model, _) = store.import_file(MODEL, &smollm2, ImportMode::LinkOrCopy).unwrap();
-        let config = store.write_blob(CONFIG_MEDIA_TYPE, br#"{"model_format":"gguf","model_family":"llama"}"#).unwrap();
-        let params = store.write_blob(PARAMS, br#"{"num_ctx":1024}"#).unwrap();
-        let name = ModelName::parse("smol").unwrap();
-        store.write_manifest(&name, &Manifest::new(config, vec![model, params])).unwrap();
-        let config = ResidencyConfig {
-            parallel: 2,
-            max_loaded: 1,
-            max_queue: 8,
-            keep_alive: KeepAlive::For(Duration::from_secs(300)),
-            threads: Some(1),
-            meter: Arc::new(|| None::<Box<dyn EnergyMeter>>),
-            available_memory: Arc::new(|| None),
-        };
+        let (store, dir) = common::store_with_smollm2(
+            "smol",
+            br#"{"model_format":"gguf","model_family":"llama"}"#,
+            br#"{"num_ctx":1024}"#,
+        );
+        let config = common::residency(2, 1, 8);
         let state = AppState::new(store, config).with_limits(limits);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

@@ -14,3 +14,17 @@ pub fn store_with_smollm2(name: &str, config: &[u8], params: &[u8]) -> (Store, t
     store.write_manifest(&ModelName::parse(name).unwrap(), &Manifest::new(config, vec![model, params])).unwrap();
     (store, dir)
 }
+
+/// Residency for tests: one thread per model, `parallel` slots, `max_queue` waiting, five
+/// minutes' keep-alive, no energy meter and no memory probe.
+pub fn residency(parallel: u32, max_loaded: usize, max_queue: usize) -> hearth_server::ResidencyConfig {
+    hearth_server::ResidencyConfig {
+        parallel,
+        max_loaded,
+        max_queue,
+        keep_alive: hearth_server::KeepAlive::For(std::time::Duration::from_secs(300)),
+        threads: Some(1),
+        meter: std::sync::Arc::new(|| None::<Box<dyn hearth_core::EnergyMeter>>),
+        available_memory: std::sync::Arc::new(|| None),
+    }
+}
