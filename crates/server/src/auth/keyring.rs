@@ -54,10 +54,9 @@ pub struct StoredKey {
 }
 
 impl StoredKey {
-    fn matches(&self, key: &str) -> bool {
-        let Some(salt) = unhex(&self.salt) else { return false };
-        let Some(expected) = unhex(&self.sha256) else { return false };
-        salted_hash(&salt, key).as_slice().ct_eq(&expected).into()
+    /// The salt and hash as bytes; none for an entry whose hex is damaged (it matches nothing).
+    fn salted(&self) -> Option<Salted> {
+        Some(Salted { salt: unhex(&self.salt)?, sha256: unhex(&self.sha256)?.try_into().ok()? })
     }
 
     pub fn expired(&self, now: SystemTime) -> bool {
@@ -96,10 +95,25 @@ pub enum Verdict<'a> {
     Unknown,
 }
 
+/// A stored key's salt and hash, decoded once when the keys are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Salted {
+    salt: Vec<u8>,
+    sha256: [u8; 32],
+}
+
+impl Salted {
+    fn matches(&self, key: &str) -> bool {
+        salted_hash(&self.salt, key).ct_eq(&self.sha256).into()
+    }
+}
+
 /// The keys the server accepts.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Keyring {
     keys: Vec<StoredKey>,
+    /// Each key's [`Salted`], in the same order.
+    salted: Vec<Option<Salted>>,
 }
 
 /// Keys start with this, so that secret scanners and people can tell one when they see it.
@@ -122,7 +136,12 @@ impl Keyring {
         };
         let file: KeysFile = serde_json::from_str(&text)
             .map_err(|e| KeyringError::Malformed { path: path.into(), message: e.to_string() })?;
-        Ok(Self { keys: file.keys })
+        Ok(Self::new(file.keys))
+    }
+
+    fn new(keys: Vec<StoredKey>) -> Self {
+        let salted = keys.iter().map(StoredKey::salted).collect();
+        Self { keys, salted }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,8 +156,8 @@ impl Keyring {
     /// the time taken tells nothing of how much of a guess was right.
     pub fn verify(&self, key: &str, now: SystemTime) -> Verdict<'_> {
         let mut found = None;
-        for stored in &self.keys {
-            if stored.matches(key) && found.is_none() {
+        for (stored, salted) in self.keys.iter().zip(&self.salted) {
+            if salted.as_ref().is_some_and(|s| s.matches(key)) && found.is_none() {
                 found = Some(stored);
             }
         }
@@ -166,7 +185,8 @@ impl Keyring {
         getrandom::fill(&mut secret).map_err(|e| KeyringError::Random(e.to_string()))?;
         getrandom::fill(&mut salt).map_err(|e| KeyringError::Random(e.to_string()))?;
         let key = format!("{KEY_PREFIX}{}", hex(&secret));
-        self.keys.push(StoredKey {
+        let mut keys = std::mem::take(&mut self.keys);
+        keys.push(StoredKey {
             name: name.into(),
             scope,
             created_at: unix_seconds(now),
@@ -174,15 +194,16 @@ impl Keyring {
             salt: hex(&salt),
             sha256: hex(&salted_hash(&salt, &key)),
         });
+        *self = Self::new(keys);
         Ok(key)
     }
 
     fn revoke(&mut self, name: &str) -> Result<(), KeyringError> {
-        let before = self.keys.len();
-        self.keys.retain(|k| k.name != name);
-        if self.keys.len() == before {
+        if !self.keys.iter().any(|k| k.name == name) {
             return Err(KeyringError::NoSuchKey(name.into()));
         }
+        let keys = std::mem::take(&mut self.keys).into_iter().filter(|k| k.name != name).collect();
+        *self = Self::new(keys);
         Ok(())
     }
 
