@@ -1,13 +1,13 @@
 //! Every endpoint of both dialects, in process (`oneshot` on the router), on the real
 //! SmolLM2 test model: shapes, streaming, errors, concurrency, residency.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use futures_util::StreamExt;
 use hearth_core::{EnergyMeter, EnergySource};
 use hearth_server::{router, AppState, KeepAlive, MemoryProbe, ResidencyConfig};
-use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL, PARAMS};
-use hearth_store::{ImportMode, Manifest, ModelName, Store};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,19 +42,11 @@ fn server_with(
     max_queue: usize,
     available_memory: MemoryProbe,
 ) -> (AppState, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    let (model, _) = store.import_file(MODEL, &hearth_engine::test_models::smollm2(), ImportMode::LinkOrCopy).unwrap();
-    let config = store
-        .write_blob(
-            CONFIG_MEDIA_TYPE,
-            br#"{"model_format":"gguf","model_family":"llama","model_type":"135M","file_type":"Q4_1"}"#,
-        )
-        .unwrap();
-    let params = store.write_blob(PARAMS, br#"{"num_ctx":1024}"#).unwrap();
-    store
-        .write_manifest(&ModelName::parse("smollm2:135m").unwrap(), &Manifest::new(config, vec![model, params]))
-        .unwrap();
+    let (store, dir) = common::store_with_smollm2(
+        "smollm2:135m",
+        br#"{"model_format":"gguf","model_family":"llama","model_type":"135M","file_type":"Q4_1"}"#,
+        br#"{"num_ctx":1024}"#,
+    );
     let config = ResidencyConfig {
         parallel,
         max_loaded: 2,

@@ -1,4 +1,8 @@
-//! What the server's test files share: a store holding the SmolLM2 test model.
+//! What the server's test files share: a store holding the SmolLM2 test model, and
+//! residency settings for tests.
+
+// Each test file is its own crate and uses only some of these.
+#![allow(dead_code)]
 
 use hearth_store::manifest::{CONFIG_MEDIA_TYPE, MODEL, PARAMS};
 use hearth_store::{ImportMode, Manifest, ModelName, Store};
