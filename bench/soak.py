@@ -139,17 +139,23 @@ class Failure(Exception):
 
 
 class Client:
-    def __init__(self, url, timeout):
+    def __init__(self, url, timeout, key=None):
         parts = urllib.parse.urlparse(url)
         self.host, self.port = parts.hostname, parts.port or 80
         self.timeout = timeout
+        self.key = key
 
-    def request(self, method, path, body=None, stream_reader=None):
-        """Returns (status, body bytes). `stream_reader(response, deadline)` reads a 200 body."""
+    def auth_headers(self, key=None):
+        key = key or self.key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def request(self, method, path, body=None, stream_reader=None, key=None):
+        """Returns (status, body bytes). `stream_reader(response, deadline)` reads a 200 body;
+        `key` replaces the client's own."""
         deadline = time.monotonic() + self.timeout
         conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            headers = {"Content-Type": "application/json", "Connection": "close"}
+            headers = {"Content-Type": "application/json", "Connection": "close", **self.auth_headers(key)}
             conn.request(method, path, body, headers)
             response = conn.getresponse()
             if response.status == 200 and stream_reader is not None:
@@ -161,8 +167,9 @@ class Client:
     def disconnect_mid_stream(self, path, body, keep_bytes):
         """Sends a streamed request, reads `keep_bytes` of the answer, then closes the socket."""
         with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
+            auth = "".join(f"{name}: {value}\r\n" for name, value in self.auth_headers().items())
             head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                    f"Content-Length: {len(body)}\r\n\r\n").encode()
+                    f"{auth}Content-Length: {len(body)}\r\n\r\n").encode()
             sock.sendall(head + body)
             got = b""
             deadline = time.monotonic() + self.timeout
@@ -190,7 +197,7 @@ def read_lines(response, deadline, limit=10_000):
 class Soak:
     def __init__(self, args):
         self.args = args
-        self.client = Client(args.url, args.timeout)
+        self.client = Client(args.url, args.timeout, args.key)
         self.lock = threading.Lock()
         self.counts = {}      # kind -> requests
         self.errors = {}      # kind -> {outcome: count}
@@ -426,6 +433,17 @@ class Soak:
         if not error_shape_ok(dialect_of(path), reply):
             raise Failure(f"{path} 404: not a {dialect_of(path)} error body: {reply[:300]!r}")
 
+    def wrong_key(self, rng):
+        """A server with keys: a wrong key is a 401 in the path's dialect, however busy it is."""
+        path, body = rng.choice([
+            ("/api/chat", {"model": self.args.model, "messages": self.messages(rng), "stream": False}),
+            ("/v1/chat/completions", {"model": self.args.model, "messages": self.messages(rng)}),
+            ("/v1/messages", {"model": self.args.model, "max_tokens": 8, "messages": self.messages(rng)}),
+        ])
+        status, reply = self.client.request("POST", path, json.dumps(body).encode(), key="hearth-wrong")
+        if status != 401 or not error_shape_ok(dialect_of(path), reply):
+            raise Failure(f"{path} with a wrong key: HTTP {status}, expected a 401 error body: {reply[:300]!r}")
+
     def malformed_request(self, rng):
         path, raw = rng.choice(self.malformed)
         status, reply = self.client.request("POST", path, raw)
@@ -470,6 +488,7 @@ class Soak:
         ("openai_chat", 10), ("openai_chat_stream", 10), ("openai_completion", 5), ("openai_completion_stream", 5),
         ("anthropic_messages", 5), ("anthropic_messages_stream", 5), ("responses", 5), ("responses_stream", 5),
         ("disconnect", 8), ("embed", 8), ("unknown_model", 6), ("malformed", 14), ("churn", 2), ("unload", 2),
+        ("wrong_key", 6),
     ]
 
     def action(self, kind, rng, index):
@@ -492,12 +511,15 @@ class Soak:
             "malformed": lambda: self.malformed_request(rng),
             "churn": lambda: self.churn(rng, index),
             "unload": lambda: self.unload(rng),
+            "wrong_key": lambda: self.wrong_key(rng),
         }[kind]
 
     def client_loop(self, index, deadline):
         rng = random.Random(self.args.seed * 1000 + index)
-        kinds = [k for k, _ in self.KINDS]
-        weights = [w for _, w in self.KINDS]
+        # A server without keys takes any key: wrong ones are tried only where keys are needed.
+        mix = [(k, w) for k, w in self.KINDS if k != "wrong_key" or self.args.key]
+        kinds = [k for k, _ in mix]
+        weights = [w for _, w in mix]
         for _ in range(self.args.max_requests_per_client):
             if time.monotonic() >= deadline or self.stop.is_set():
                 return
@@ -525,7 +547,7 @@ class Soak:
 
     def in_flight(self):
         try:
-            status, text = Client(self.args.url, 10).request("GET", "/metrics")
+            status, text = Client(self.args.url, 10, self.args.key).request("GET", "/metrics")
         except (OSError, http.client.HTTPException):
             return None
         if status != 200:
@@ -579,6 +601,7 @@ def main():
     parser.add_argument("--timeout", type=float, default=60, help="seconds per request")
     parser.add_argument("--settle", type=float, default=15, help="seconds for in-flight requests to reach 0")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--key", help="an admin API key, for a server that needs one (wrong keys are then tried too)")
     parser.add_argument("--max-requests-per-client", type=int, default=100_000)
     args = parser.parse_args()
     host = urllib.parse.urlparse(args.url).hostname
