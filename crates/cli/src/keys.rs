@@ -110,7 +110,7 @@ pub fn run(args: KeysArgs) -> Result<ExitCode> {
                 for k in keyring.keys() {
                     let expires = match k.expires_at {
                         None => "never".to_string(),
-                        Some(_) if k.expired(now) => format!("{} (expired)", when(k.expires_at.unwrap_or(0))),
+                        Some(at) if k.expired(now) => format!("{} (expired)", when(at)),
                         Some(at) => when(at),
                     };
                     println!("{:<24} {:<6} {:<25} {expires}", k.name, k.scope.to_string(), when(k.created_at));

@@ -261,9 +261,10 @@ async fn openai_endpoints_answer_in_openais_shapes() {
     assert!(value("hearth_inter_token_latency_seconds_count ") > 0.0);
 }
 
-/// The named events of an Anthropic stream, with their data.
-async fn anthropic_events(state: &AppState, body: Value) -> Vec<(String, Value)> {
-    let (status, bytes) = call(state, Method::POST, "/v1/messages", Some(body)).await;
+/// The named events of a stream of `path` (Anthropic's messages, OpenAI's responses), with
+/// their data, whose `type` is the event's name.
+async fn named_events(state: &AppState, path: &str, body: Value) -> Vec<(String, Value)> {
+    let (status, bytes) = call(state, Method::POST, path, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&bytes));
     let text = String::from_utf8(bytes).unwrap();
     text.split("\n\n")
@@ -275,6 +276,16 @@ async fn anthropic_events(state: &AppState, body: Value) -> Vec<(String, Value)>
             (name.to_string(), data)
         })
         .collect()
+}
+
+/// The named events of an Anthropic stream, with their data.
+async fn anthropic_events(state: &AppState, body: Value) -> Vec<(String, Value)> {
+    named_events(state, "/v1/messages", body).await
+}
+
+/// The events of a Responses stream, in order.
+async fn responses_events(state: &AppState, body: Value) -> Vec<Value> {
+    named_events(state, "/v1/responses", body).await.into_iter().map(|(_, data)| data).collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -363,14 +374,7 @@ async fn responses_answer_stream_keep_and_continue_in_openais_shapes() {
     // The stream: numbered events in the semantic order, the same text, the whole response last.
     let mut streamed = ask.clone();
     streamed["stream"] = json!(true);
-    let (status, bytes) = call(&state, Method::POST, "/v1/responses", Some(streamed)).await;
-    assert_eq!(status, StatusCode::OK);
-    let events: Vec<Value> = String::from_utf8(bytes)
-        .unwrap()
-        .split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| serde_json::from_str(e.split_once("\ndata: ").unwrap().1).unwrap())
-        .collect();
+    let events = responses_events(&state, streamed).await;
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
         kinds[..4],
@@ -588,13 +592,7 @@ async fn a_thinking_model_s_thinking_comes_apart_from_its_answer_in_every_dialec
     assert!(reply["usage"]["output_tokens_details"]["reasoning_tokens"].as_u64().unwrap() > 0, "{reply}");
     let mut streamed = responses.clone();
     streamed["stream"] = json!(true);
-    let (_, bytes) = call(&state, Method::POST, "/v1/responses", Some(streamed)).await;
-    let events: Vec<Value> = String::from_utf8(bytes)
-        .unwrap()
-        .split("\n\n")
-        .filter(|e| !e.is_empty())
-        .map(|e| serde_json::from_str(e.split_once("\ndata: ").unwrap().1).unwrap())
-        .collect();
+    let events = responses_events(&state, streamed).await;
     let joined = |kind: &str| {
         events.iter().filter(|e| e["type"] == kind).filter_map(|e| e["delta"].as_str()).collect::<String>()
     };

@@ -4,12 +4,13 @@
 //! renamed over the old one, under a lock, so a killed `hearth keys` leaves the old file or
 //! the new one and two at once lose neither's change.
 
+use hearth_core::clock::unix_seconds;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 use subtle::ConstantTimeEq;
 
 /// What a key may do.
@@ -282,10 +283,6 @@ fn salted_hash(salt: &[u8], key: &str) -> [u8; 32] {
     hasher.update(salt);
     hasher.update(key.as_bytes());
     hasher.finalize().into()
-}
-
-fn unix_seconds(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -105,11 +105,6 @@ pub fn finish_reason(reason: FinishReason) -> &'static str {
     }
 }
 
-/// Seconds since the Unix epoch, for `created` fields.
-pub fn unix_seconds(at: std::time::SystemTime) -> u64 {
-    at.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// `prefix`, an underscore and 24 random letters and digits, as OpenAI's ids look
 /// (`call_...`, `resp_...`, `msg_...`).
 pub fn random_id(prefix: &str) -> String {

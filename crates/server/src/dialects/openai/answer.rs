@@ -16,6 +16,7 @@ use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, StreamExt};
+use hearth_core::clock::unix_seconds;
 use hearth_core::{GenerateRequest, TokenLogprob, ToolCall};
 use hearth_engine::Scored;
 use serde_json::{json, Map, Value};
@@ -54,7 +55,7 @@ impl Reply {
         Self {
             kind,
             id: format!("{prefix}-{}", NEXT_ID.fetch_add(1, Ordering::Relaxed)),
-            created: hearth::unix_seconds(SystemTime::now()),
+            created: unix_seconds(SystemTime::now()),
             model: common.model.clone(),
             streaming: common.stream.unwrap_or(false),
             include_usage: common.stream_options.as_ref().is_some_and(|o| o.include_usage),

@@ -2,11 +2,11 @@
 
 use super::wire::{List, Model};
 use super::OpenAiError;
-use crate::dialects::hearth::unix_seconds;
 use crate::service::{ServiceError, StoredModel};
 use crate::AppState;
 use axum::extract::{Path, State};
 use axum::Json;
+use hearth_core::clock::unix_seconds;
 use hearth_store::ModelName;
 
 fn model(stored: &StoredModel) -> Model {

@@ -19,6 +19,7 @@ use crate::AppState;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
+use hearth_core::clock::unix_seconds;
 use hearth_core::{ChatMessage, FinishReason, GenerateRequest, ToolCall};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -40,7 +41,7 @@ impl Reply {
         let started = Response {
             id: hearth::random_id("resp"),
             object: "response",
-            created_at: hearth::unix_seconds(SystemTime::now()),
+            created_at: unix_seconds(SystemTime::now()),
             status: "in_progress",
             error: None,
             incomplete_details: None,
