@@ -120,6 +120,9 @@ pub struct Keyring {
 /// Keys start with this, so that secret scanners and people can tell one when they see it.
 pub const KEY_PREFIX: &str = "hearth-";
 
+/// The longest key worth hashing: keys made here are the prefix and 64 hex digits.
+const MAX_KEY_BYTES: usize = 256;
+
 impl Keyring {
     /// `$HEARTH_KEYS_FILE`, else `~/.hearth/keys.json`.
     pub fn default_path() -> PathBuf {
@@ -156,6 +159,11 @@ impl Keyring {
     /// Which stored key `key` is. Every stored key is compared, each in constant time, so
     /// the time taken tells nothing of how much of a guess was right.
     pub fn verify(&self, key: &str, now: SystemTime) -> Verdict<'_> {
+        // Every key made is 71 bytes; a longer one is refused unhashed, so a client cannot
+        // make each request hash a header's worth of bytes once per stored key.
+        if key.len() > MAX_KEY_BYTES {
+            return Verdict::Unknown;
+        }
         let mut found = None;
         for (stored, salted) in self.keys.iter().zip(&self.salted) {
             if salted.as_ref().is_some_and(|s| s.matches(key)) && found.is_none() {
@@ -324,6 +332,7 @@ mod tests {
         wrong.replace_range(chat.len() - 1.., if chat.ends_with('0') { "1" } else { "0" });
         assert_eq!(keyring.verify(&wrong, now), Verdict::Unknown);
         assert_eq!(keyring.verify("", now), Verdict::Unknown);
+        assert_eq!(keyring.verify(&format!("{chat}{}", "0".repeat(MAX_KEY_BYTES)), now), Verdict::Unknown);
 
         assert!(matches!(Keyring::create_in(&path, "app", Scope::Chat, None), Err(KeyringError::Exists(_))));
         Keyring::revoke_in(&path, "app").unwrap();
