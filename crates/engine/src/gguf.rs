@@ -93,7 +93,14 @@ impl GgufHeader {
     pub fn read(path: &Path) -> Result<Self, GgufError> {
         let file = File::open(path)?;
         let file_size = file.metadata()?.len();
-        let mut reader = Reader { inner: BufReader::with_capacity(1 << 16, file), file_size };
+        Self::read_from(file, file_size)
+    }
+
+    /// The same from any seekable source of a file of `file_size` bytes (a file being
+    /// downloaded, a remote file read by ranges): only the header's bytes are read; the
+    /// tokenizer's fixed-width tables are skipped by seeking.
+    pub fn read_from(source: impl Read + Seek, file_size: u64) -> Result<Self, GgufError> {
+        let mut reader = Reader { inner: BufReader::with_capacity(1 << 16, source), file_size };
         let header = reader.header()?;
         header.check_complete()?;
         Ok(header)
@@ -165,7 +172,7 @@ impl GgufHeader {
 }
 
 struct Reader<R> {
-    inner: R,
+    inner: BufReader<R>,
     file_size: u64,
 }
 

@@ -31,7 +31,10 @@ pub use embedder::normalize;
 pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE};
 pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};
-pub use memory::{available_memory, memory_needed, peak_resident_memory, reset_peak_resident_memory, total_memory};
+pub use memory::{
+    available_memory, estimate_memory, memory_needed, peak_resident_memory, reset_peak_resident_memory, total_memory,
+    MemoryEstimate,
+};
 pub use prepare::{Cancellation, Prepared};
 pub use scorer::Scored;
 pub use template::{ChatTemplate, RenderLimits, TemplateError};
@@ -40,3 +43,9 @@ pub use utf8_stream::Utf8Stream;
 
 /// The llama.cpp revision this engine was built with, for reports.
 pub const LLAMA_CPP_CRATE: &str = "llama-cpp-2 0.1.160";
+
+/// Whether this build of llama.cpp can offload layers to a GPU it found (a GPU backend was
+/// built in and a device answered).
+pub fn gpu_offload_available() -> bool {
+    load::backend().supports_gpu_offload()
+}

@@ -14,33 +14,68 @@ use std::path::Path;
 /// the tokenizer's tables.
 const BASE_BYTES: u64 = 64 << 20;
 
+/// What a model needs when loaded with some settings, by part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryEstimate {
+    /// The weights, mapped from the file.
+    pub weights: u64,
+    /// Keys and values of every position of every slot.
+    pub kv_cache: u64,
+    /// llama.cpp's compute graph for one micro-batch.
+    pub compute: u64,
+    /// The output logits of every slot, and the batch's arrays.
+    pub outputs: u64,
+    /// What llama.cpp holds besides its buffers (see [`BASE_BYTES`]).
+    pub overhead: u64,
+}
+
+impl MemoryEstimate {
+    pub fn total(&self) -> u64 {
+        self.buffers() + self.overhead
+    }
+
+    /// The parts llama.cpp reports as buffers when it loads the model (`model buffer`,
+    /// `KV buffer`, `compute buffer`, `output buffer`).
+    pub fn buffers(&self) -> u64 {
+        self.weights + self.kv_cache + self.compute + self.outputs
+    }
+}
+
 /// Bytes a model at `path` needs when loaded with `settings`; settings out of bounds are
 /// an error, as they would be at load.
 pub fn memory_needed(path: &Path, settings: &EngineSettings) -> Result<u64, EngineError> {
-    let header = read_header(path)?;
-    let info = header.model_info();
-    let resolved = settings.resolve(&info, false)?;
-    Ok(info.file_size + buffer_bytes(&header, &resolved))
+    Ok(estimate_memory(&read_header(path)?, settings)?.total())
 }
 
-/// Everything but the weights: KV cache, compute scratch, outputs and the batch.
-fn buffer_bytes(header: &GgufHeader, settings: &ResolvedSettings) -> u64 {
+/// The same by part, from a header read from anywhere (a file not downloaded yet).
+pub fn estimate_memory(header: &GgufHeader, settings: &EngineSettings) -> Result<MemoryEstimate, EngineError> {
+    let info = header.model_info();
+    let resolved = settings.resolve(&info, false)?;
+    Ok(estimate_resolved(header, &resolved))
+}
+
+fn estimate_resolved(header: &GgufHeader, settings: &ResolvedSettings) -> MemoryEstimate {
     let value = |key: &str| header.arch_value(key).and_then(MetaValue::as_u64).unwrap_or(0);
     let context = u64::from(settings.context_size);
     let parallel = u64::from(settings.parallel);
     let vocab = header.model_info().vocab_size.unwrap_or(0);
     // llama.cpp computes a batch in micro-batches of at most this many tokens (hearth sets
     // the micro-batch to the batch), and reserves its graph for the worst case: a logit
-    // row for every token.
+    // row (f32) for every token, the widest activations beside it, and the attention mask
+    // (f16) over one slot's context. With flash attention, which llama.cpp turns on by
+    // default where the backend has it (the CPU does), no attention-score matrix is kept.
+    // Checked against the compute buffer llama.cpp reports for both test models.
     let ubatch = u64::from(settings.batch_size);
-    let heads = value("attention.head_count").max(1);
-    let per_token_scratch =
-        4 * (vocab + heads * context + 2 * value("feed_forward_length") + 8 * value("embedding_length"));
-    let kv = kv_bytes_per_position(header) * context * parallel;
-    let outputs = 4 * vocab * parallel;
+    let per_token_scratch = 4 * (vocab + 2 * value("feed_forward_length") + value("embedding_length")) + 2 * context;
     // The batch's token, position, sequence and output arrays.
     let batch = 32 * u64::from(settings.batch_size);
-    BASE_BYTES + kv + ubatch * per_token_scratch + outputs + batch
+    MemoryEstimate {
+        weights: header.file_size,
+        kv_cache: kv_bytes_per_position(header) * context * parallel,
+        compute: ubatch * per_token_scratch,
+        outputs: 4 * vocab * parallel + batch,
+        overhead: BASE_BYTES,
+    }
 }
 
 /// Keys and values of one position over all layers, in f16.
@@ -119,9 +154,9 @@ mod tests {
         let one = EngineSettings { context_size: Some(1000), batch_size: Some(100), ..Default::default() };
         let four = EngineSettings { parallel: Some(4), ..one.clone() };
         // 30 layers x 3 kv heads x (64 + 64) x 2 bytes = 23,040 bytes per position; no
-        // vocabulary or feed-forward size in this header, so a token's scratch is the
-        // attention scores of 9 heads over 1000 positions and 8 embeddings, in f32.
-        let scratch = 100 * 4 * (9 * 1000 + 8 * 576);
+        // vocabulary or feed-forward size in this header, so a token's scratch is one
+        // embedding in f32 and the f16 mask over 1000 positions.
+        let scratch = 100 * (4 * 576 + 2 * 1000);
         let base = bytes.len() as u64 + BASE_BYTES + scratch + 32 * 100;
         assert_eq!(memory_needed(&path, &one).unwrap(), base + 23_040 * 1000);
         assert_eq!(memory_needed(&path, &four).unwrap(), base + 23_040 * 4000);

