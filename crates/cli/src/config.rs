@@ -14,11 +14,14 @@ pub struct Config {
     /// API keys' allowances: `[limits]` for every key, `[limits.keys.NAME]` for one.
     #[serde(default)]
     pub limits: KeyLimits,
+    /// `hearth cost`'s inputs: `[cost]`, and `[[cost.cloud]]` for each cloud model.
+    #[serde(default)]
+    pub cost: crate::cost::CostConfig,
 }
 
 impl Config {
     pub fn default_path() -> PathBuf {
-        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".hearth").join("config.toml")
+        hearth_core::home::dir().join("config.toml")
     }
 
     /// The file at `path`, or, when none was named and the default file does not exist, the

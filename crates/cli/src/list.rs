@@ -34,16 +34,31 @@ pub fn run(args: ListArgs) -> Result<ExitCode> {
         })
         .collect();
     let header = ["NAME", "ID", "SIZE", "QUANT", "PARAMETERS", "MODIFIED"].map(String::from);
-    let widths: Vec<usize> =
-        (0..6).map(|i| std::iter::once(&header).chain(&rows).map(|r| r[i].len()).max().unwrap_or(0)).collect();
-    for row in std::iter::once(&header).chain(&rows) {
-        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        println!("{}", cells.join("    ").trim_end());
-    }
+    print!("{}", columns(std::iter::once(&header).chain(&rows)));
     for problem in problems {
         eprintln!("warning: {problem}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Rows as left-aligned columns four spaces apart, as `ollama list` prints them.
+pub fn columns<'a, R: AsRef<[String]> + 'a>(rows: impl IntoIterator<Item = &'a R> + Clone) -> String {
+    let mut widths: Vec<usize> = Vec::new();
+    for row in rows.clone() {
+        for (i, cell) in row.as_ref().iter().enumerate() {
+            if widths.len() <= i {
+                widths.push(0);
+            }
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let cells: Vec<String> = row.as_ref().iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        out.push_str(cells.join("    ").trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn human_size(bytes: u64) -> String {

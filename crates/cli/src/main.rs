@@ -4,10 +4,13 @@
 mod answer;
 mod bench;
 mod config;
+mod cost;
 mod cp;
 mod create;
 mod energy;
 mod eval;
+mod fit;
+mod history;
 mod keys;
 mod list;
 mod models;
@@ -53,6 +56,10 @@ enum Command {
     Energy(energy::EnergyArgs),
     /// Measure models side by side: speed, latency, memory, energy and quality
     Bench(bench::BenchArgs),
+    /// Compare the cost of answering locally with cloud APIs
+    Cost(cost::CostArgs),
+    /// Whether a model fits this machine and how fast it would run, before downloading it
+    Fit(fit::FitArgs),
     /// Measure a model's quality on a text: perplexity, and KL divergence from a reference
     Eval(eval::EvalArgs),
     /// Write a model with its weights in another quantization type
@@ -81,8 +88,10 @@ fn main() -> ExitCode {
         Command::Rm(args) => rm::run(args),
         Command::Energy(args) => energy::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Fit(args) => fit::run(args),
         Command::Quantize(args) => quantize::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Cost(args) => cost::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Ps(args) => ps::run(args),
         Command::Stop(args) => stop::run(args),

@@ -62,10 +62,6 @@ pub fn run(_args: PsArgs) -> Result<ExitCode> {
             text(&model["expires_at"]),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len()).map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0)).collect();
-    for row in rows {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
-        println!("{}", line.join("    ").trim_end());
-    }
+    print!("{}", crate::list::columns(&rows));
     Ok(ExitCode::SUCCESS)
 }

@@ -137,6 +137,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
     let state = AppState::new(store, config)
         .with_origins(Origins::local().with(&args.origins))
         .with_prices(crate::energy::prices()?)
+        .with_usage_file(hearth_server::usage::default_path())
         .with_limits(limits)
         .with_max_predict(args.max_predict);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;

@@ -7,6 +7,7 @@ pub mod clock;
 mod collect;
 mod energy;
 mod event;
+pub mod home;
 mod model;
 pub mod parameters;
 mod request;

@@ -15,6 +15,7 @@ pub mod models;
 mod residency;
 mod service;
 mod tools;
+pub mod usage;
 
 pub use auth::{AdminPolicy, Auth};
 pub use dialects::Dialect;
@@ -87,6 +88,12 @@ impl AppState {
         self
     }
 
+    /// Keeps the daily usage totals in `path` (see [`usage`]), adding in what it holds now.
+    pub fn with_usage_file(self, path: std::path::PathBuf) -> Self {
+        self.service.metrics.usage.persist_to(path);
+        self
+    }
+
     pub fn with_origins(mut self, origins: Origins) -> Self {
         self.origins = Arc::new(origins);
         self
@@ -155,6 +162,16 @@ async fn metrics_text(
 const ORPHAN_SWEEP: Duration = Duration::from_secs(600);
 const ORPHAN_GRACE: Duration = Duration::from_secs(3600);
 
+/// How often the daily usage totals are written: a crash loses at most this much.
+const USAGE_SAVE: Duration = Duration::from_secs(60);
+
+async fn save_usage(service: Arc<Service>) {
+    let saved = tokio::task::spawn_blocking(move || service.metrics.usage.save_or_warn()).await;
+    if let Err(e) = saved {
+        tracing::warn!("saving the usage totals: {e}");
+    }
+}
+
 async fn collect_orphans(store: Arc<Store>) {
     match tokio::task::spawn_blocking(move || store.collect_orphans(ORPHAN_GRACE)).await {
         Ok(Ok(0)) => {}
@@ -186,11 +203,15 @@ pub async fn serve(
                 if second % ORPHAN_SWEEP.as_secs() == 0 {
                     collect_orphans(service.store.clone()).await;
                 }
+                if second > 0 && second % USAGE_SAVE.as_secs() == 0 {
+                    save_usage(service.clone()).await;
+                }
             }
         }
     });
     listener::run(listener, router(state), &limits, shutdown, grace).await;
     sweeper.abort();
+    save_usage(service.clone()).await;
     // A model still loading is dropped when its load ends; nothing waits for it.
     service.residency.unload_all();
     Ok(())

@@ -2,11 +2,12 @@
 //! token and inter-token latency histograms, requests in flight, loaded models, the energy
 //! answers have reported, and the machine's own meter per domain with its power.
 
+use crate::usage::DailyUsage;
 use hearth_core::{EnergyMeter, EnergyReport, EnergySource, Usage};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The server's own reading of the machine's energy meter, scrape by scrape.
 struct MachineMeter {
@@ -97,6 +98,8 @@ pub struct Metrics {
     /// The average power of the last answer, watts.
     last_watts: Mutex<Option<f64>>,
     machine: Option<Mutex<MachineMeter>>,
+    /// The same answers by UTC day, kept on disk for `hearth cost --from-usage`.
+    pub usage: DailyUsage,
 }
 
 impl Metrics {
@@ -121,6 +124,7 @@ impl Default for Metrics {
             joules: Mutex::new([0.0; 2]),
             last_watts: Mutex::new(None),
             machine: None,
+            usage: DailyUsage::default(),
         }
     }
 }
@@ -154,6 +158,8 @@ impl Metrics {
             self.joules.lock().expect("not poisoned")[index] += energy.total_joules();
             *self.last_watts.lock().expect("not poisoned") = energy.average_watts();
         }
+        let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
+        self.usage.record(SystemTime::now(), prompt, completion, energy);
     }
 
     pub fn render(&self, loaded_models: usize) -> String {

@@ -47,9 +47,7 @@ pub struct Entry {
 impl Store {
     /// `$HEARTH_MODELS`, else `~/.hearth/models`.
     pub fn default_root() -> PathBuf {
-        std::env::var_os("HEARTH_MODELS").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".hearth").join("models")
-        })
+        hearth_core::home::file("HEARTH_MODELS", "models")
     }
 
     /// Opens (creating) the store at `root`, and removes temporary files that writes of

@@ -7,9 +7,10 @@ mod compare;
 mod endpoint;
 mod fixed;
 mod load;
-mod machine;
+pub(crate) mod machine;
 mod meter;
-mod plot;
+// Its axis and text helpers also draw `hearth cost --plot`.
+pub(crate) mod plot;
 mod real;
 mod report;
 mod stats;
@@ -34,6 +35,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 use target::{Local, Target};
 use workload::RealPrompt;
+
+/// The KV cache's element type: hearth runs every model with llama.cpp's default.
+const KV_CACHE_TYPE: &str = "f16";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -299,6 +303,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     // model's generation measured at half its speed on this machine.
     let mut targets = Vec::new();
     let mut paths = Vec::new();
+    let mut history = Vec::new();
     for name in &args.models {
         let path = models::resolve(name)?.path;
         let shown = shown_name(name, &path);
@@ -320,10 +325,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let local = Local { engine };
         let meter = Meter::new(crate::energy::scoped_meter(false, EstimateScope::Process));
         let mut result = measure(&local, vocab, meter, &settings, &args, &progress)?;
+        let peak_rss = hearth_engine::peak_resident_memory();
+        if let Some(fixed) = &result.fixed {
+            let shape = crate::fit::predict::ModelShape::of(&hearth_engine::GgufHeader::read(&path)?);
+            history.push(history_record(&shown, &info, shape, fixed, &settings, &machine, peak_rss));
+        }
         result.name = shown;
         result.kind = "model";
         result.model = Some(facts);
-        result.peak_rss_mib = hearth_engine::peak_resident_memory().map(|b| b as f64 / f64::from(1u32 << 20));
+        result.peak_rss_mib = peak_rss.map(|b| b as f64 / f64::from(1u32 << 20));
         targets.push(result);
         paths.push(path);
     }
@@ -342,6 +352,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         targets.push(result);
     }
     progress.finish_and_clear();
+    crate::history::append(&history);
     if let Some(text) = &quality_text {
         let reference = args.reference.as_deref().map(|name| models::resolve(name).map(|m| m.path)).transpose()?;
         let reference_name = args.reference.as_deref().zip(reference.as_deref()).map(|(n, p)| shown_name(n, p));
@@ -379,7 +390,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         repetitions: args.repetitions,
         threads: settings.threads,
         batch_size: settings.batch_size,
-        kv_cache_type: "f16",
+        kv_cache_type: KV_CACHE_TYPE,
         targets,
     };
     if let Some(path) = &args.plot {
@@ -396,6 +407,42 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     };
     print!("{out}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `hearth fit` and `hearth cost` keep of a model's fixed-size run.
+fn history_record(
+    name: &str,
+    info: &hearth_core::ModelInfo,
+    shape: crate::fit::predict::ModelShape,
+    fixed: &Fixed,
+    settings: &Settings,
+    machine: &Machine,
+    peak_rss_bytes: Option<u64>,
+) -> crate::history::BenchRecord {
+    let engine = settings.engine();
+    crate::history::BenchRecord {
+        at: hearth_core::clock::unix_seconds(std::time::SystemTime::now()),
+        model: name.to_string(),
+        architecture: info.architecture.clone(),
+        quantization: info.quantization.clone(),
+        parameters: info.parameter_count,
+        file_bytes: info.file_size,
+        threads: settings.threads,
+        layers: shape.layers,
+        bytes_per_token: shape.bytes_per_token,
+        flops_per_token: shape.flops_per_token,
+        context: engine.context_size.unwrap_or(0),
+        batch_size: settings.batch_size,
+        kv_cache_type: KV_CACHE_TYPE.to_string(),
+        bandwidth_gb_s: machine.memory_bandwidth_gb_s,
+        compute_gflops: machine.compute_gflops,
+        prompt_tokens_per_second: fixed.prompt_tokens_per_second.median,
+        generation_tokens_per_second: fixed.generation_tokens_per_second.median,
+        joules_per_token: fixed.energy.as_ref().map(|e| e.joules_per_generated_token.median),
+        watts: fixed.energy.as_ref().map(|e| e.watts.median),
+        energy_source: fixed.energy.as_ref().map(|e| e.source.to_string()),
+        peak_rss_bytes,
+    }
 }
 
 /// How a model is named in the report: a file by its file name, a model of the store by the

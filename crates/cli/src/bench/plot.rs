@@ -11,7 +11,8 @@ const MARGIN_LEFT: f64 = 70.0;
 const MARGIN_RIGHT: f64 = 20.0;
 const MARGIN_TOP: f64 = 50.0;
 const MARGIN_BOTTOM: f64 = 55.0;
-const COLOURS: [&str; 8] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
+pub(crate) const COLOURS: [&str; 8] =
+    ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
 
 /// One target on the chart.
 struct Point {
@@ -59,7 +60,7 @@ fn pareto(points: &[(f64, f64)], lower_is_better: bool) -> Vec<usize> {
 }
 
 /// A round step giving about `ticks` ticks over `span`.
-fn step(span: f64, ticks: f64) -> f64 {
+pub(crate) fn step(span: f64, ticks: f64) -> f64 {
     let raw = (span / ticks).max(f64::MIN_POSITIVE);
     let magnitude = 10f64.powf(raw.log10().floor());
     let fraction = raw / magnitude;
@@ -76,7 +77,7 @@ fn step(span: f64, ticks: f64) -> f64 {
 }
 
 /// Axis bounds on round steps around `values`, with a margin so no point sits on an edge.
-fn bounds(values: &[f64]) -> (f64, f64, f64) {
+pub(crate) fn bounds(values: &[f64]) -> (f64, f64, f64) {
     let (lo, hi) = values.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
     let margin = (hi - lo).max(hi.abs() * 0.05) * 0.2;
     let (lo, hi) = ((lo - margin).max(if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY }), hi + margin);
@@ -84,11 +85,11 @@ fn bounds(values: &[f64]) -> (f64, f64, f64) {
     ((lo / step).floor() * step, (hi / step).ceil() * step, step)
 }
 
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
-fn number(value: f64, step: f64) -> String {
+pub(crate) fn number(value: f64, step: f64) -> String {
     let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize };
     format!("{value:.decimals$}")
 }

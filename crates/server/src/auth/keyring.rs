@@ -126,9 +126,7 @@ const MAX_KEY_BYTES: usize = 256;
 impl Keyring {
     /// `$HEARTH_KEYS_FILE`, else `~/.hearth/keys.json`.
     pub fn default_path() -> PathBuf {
-        std::env::var_os("HEARTH_KEYS_FILE").map(PathBuf::from).unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".hearth").join("keys.json")
-        })
+        hearth_core::home::file("HEARTH_KEYS_FILE", "keys.json")
     }
 
     /// The keys in `path`; a file that does not exist holds none.
@@ -253,8 +251,8 @@ fn lock_path(path: &Path) -> PathBuf {
 }
 
 /// Writes `bytes` to `path` as a file only its owner may read, through a synced temporary
-/// renamed over it.
-fn write_private(path: &Path, dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// renamed over it (the server's usage totals are written the same way).
+pub(crate) fn write_private(path: &Path, dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".tmp-{}", std::process::id()));
     let temp = path.with_file_name(name);
