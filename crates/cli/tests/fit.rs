@@ -100,6 +100,26 @@ fn a_remote_model_is_read_by_its_header_alone() {
             || std::fs::read_dir(home.path().join(".hearth/models/blobs")).unwrap().next().is_none()
     );
 
+    // The same file as an Ollama registry's model: its manifest is read, then its blob's header.
+    let gguf = std::fs::read(smollm2()).unwrap();
+    let digest = "sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53";
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": digest, "size": 1},
+        "layers": [{"mediaType": "application/vnd.ollama.image.model", "digest": digest, "size": size}],
+    });
+    let registry = Registry::start(
+        [
+            ("/v2/library/smol/manifests/latest".to_string(), Route::Body(serde_json::to_vec(&manifest).unwrap())),
+            (format!("/v2/library/smol/blobs/{digest}"), Route::Body(gguf)),
+        ]
+        .into(),
+    );
+    let from_registry = fit_json(home.path(), &["--insecure", &format!("{}/library/smol", registry.host)]);
+    assert_eq!(from_registry["models"][0]["memory"], local["memory"]);
+    assert!(from_registry["models"][0]["header_bytes_read"].as_u64().unwrap() < size / 20);
+
     // A server that ignores ranges would send the whole file: refused, in one line.
     let whole = Registry::start([("/m.gguf".to_string(), Route::IgnoresRanges(vec![0; 1 << 20]))].into());
     let output = hearth(home.path(), &["fit", &format!("http://{}/m.gguf", whole.host)]);

@@ -75,10 +75,11 @@ pub fn memory_bandwidth(threads: u32, memory_bytes: f64) -> Option<f64> {
 }
 
 /// Multiply-add throughput in GFLOP/s: `threads` threads each updating 64 independent f32
-/// lanes (registers, no memory traffic), best of three passes of about 20 ms.
+/// lanes (registers, no memory traffic), best of three passes of about 30 ms each (long
+/// beside starting the threads, which a shorter pass mostly measured).
 pub fn compute_gflops(threads: u32) -> f64 {
     const LANES: usize = 64;
-    const ROUNDS: usize = 100_000;
+    const ROUNDS: usize = 10_000_000;
     let threads = threads.max(1);
     let mut best = f64::INFINITY;
     for _ in 0..3 {

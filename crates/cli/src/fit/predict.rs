@@ -15,7 +15,7 @@ const BANDWIDTH_SHARE: f64 = 0.6;
 const SECONDS_PER_LAYER: f64 = 100e-6;
 /// Of the measured multiply-add throughput, the share prompt processing reaches (quantized
 /// weights are unpacked first; the attention and the norms cost it too).
-const COMPUTE_SHARE: f64 = 0.65;
+const COMPUTE_SHARE: f64 = 0.4;
 
 /// What one token costs a model, from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -66,6 +66,7 @@ fn prompt_uncalibrated(shape: &ModelShape, machine: Throughput) -> f64 {
 /// Measured over predicted, for generation and prompts, from this machine's bench history.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Calibration {
+    /// The median ratios, for people.
     pub generation: f64,
     pub prompt: f64,
     /// Average power while generating, W, and whether it was measured or estimated.
@@ -74,13 +75,17 @@ pub struct Calibration {
     pub records: usize,
     /// Their models.
     pub models: Vec<String>,
+    /// Each record's throughputs with its two ratios: a calibrated prediction is made at
+    /// each record's own bandwidth and compute, measured in the same run as its speeds, so
+    /// the noise of today's probe does not move it.
+    #[serde(skip)]
+    points: Vec<(Throughput, f64, f64)>,
 }
 
 impl Calibration {
     /// From the records of other models run with `threads` (or, when there are none, any
-    /// other models'): the median ratio of each figure to its prediction. `None` without
-    /// records. The model being predicted is left out, so a check of a prediction against
-    /// a bench run is never a check of the bench against itself.
+    /// other models'). `None` without records. The model being predicted is left out, so a
+    /// check of a prediction against a bench run is never a check of the bench against itself.
     pub fn from_history(
         records: &[BenchRecord],
         threads: u32,
@@ -97,8 +102,9 @@ impl Calibration {
         if chosen.is_empty() {
             return None;
         }
-        let ratio = |measured: fn(&BenchRecord) -> f64, predicted: fn(&ModelShape, Throughput) -> f64| {
-            median(chosen.iter().map(|r| {
+        let points: Vec<(Throughput, f64, f64)> = chosen
+            .iter()
+            .map(|r| {
                 let shape = ModelShape {
                     layers: r.layers,
                     bytes_per_token: r.bytes_per_token,
@@ -108,9 +114,13 @@ impl Calibration {
                     bandwidth_gb_s: r.bandwidth_gb_s.unwrap_or(1.0),
                     compute_gflops: r.compute_gflops.unwrap_or(1.0),
                 };
-                measured(r) / predicted(&shape, machine)
-            }))
-        };
+                (
+                    machine,
+                    r.generation_tokens_per_second / generation_uncalibrated(&shape, machine),
+                    r.prompt_tokens_per_second / prompt_uncalibrated(&shape, machine),
+                )
+            })
+            .collect();
         let watts: Vec<&BenchRecord> = chosen.iter().copied().filter(|r| r.watts.is_some()).collect();
         let source =
             if watts.iter().all(|r| r.energy_source.as_deref() == Some("measured")) { "measured" } else { "estimated" };
@@ -118,12 +128,22 @@ impl Calibration {
         models.sort();
         models.dedup();
         Some(Self {
-            generation: ratio(|r| r.generation_tokens_per_second, generation_uncalibrated),
-            prompt: ratio(|r| r.prompt_tokens_per_second, prompt_uncalibrated),
+            generation: median(points.iter().map(|p| p.1)),
+            prompt: median(points.iter().map(|p| p.2)),
             watts: (!watts.is_empty()).then(|| (median(watts.iter().filter_map(|r| r.watts)), source.to_string())),
             records: chosen.len(),
             models,
+            points,
         })
+    }
+
+    /// Generation and prompt tokens per second of `shape`: the median over the records of
+    /// each one's ratio applied at its own throughputs.
+    fn predict(&self, shape: &ModelShape) -> (f64, f64) {
+        (
+            median(self.points.iter().map(|(machine, ratio, _)| ratio * generation_uncalibrated(shape, *machine))),
+            median(self.points.iter().map(|(machine, _, ratio)| ratio * prompt_uncalibrated(shape, *machine))),
+        )
     }
 }
 
@@ -152,8 +172,10 @@ pub struct Speed {
 /// Predicts `shape` on `machine`; `fallback_watts` is the power to assume (an estimate)
 /// when the history has none.
 pub fn speed(shape: &ModelShape, machine: Throughput, calibration: Option<&Calibration>, fallback_watts: f64) -> Speed {
-    let generation = generation_uncalibrated(shape, machine) * calibration.map_or(1.0, |c| c.generation);
-    let prompt = prompt_uncalibrated(shape, machine) * calibration.map_or(1.0, |c| c.prompt);
+    let (generation, prompt) = match calibration {
+        Some(c) => c.predict(shape),
+        None => (generation_uncalibrated(shape, machine), prompt_uncalibrated(shape, machine)),
+    };
     let (watts, source) =
         calibration.and_then(|c| c.watts.clone()).unwrap_or_else(|| (fallback_watts, "estimated".to_string()));
     let measured = format!(
@@ -162,7 +184,7 @@ pub fn speed(shape: &ModelShape, machine: Throughput, calibration: Option<&Calib
     );
     let basis = match calibration {
         Some(c) => format!(
-            "{measured}; scaled by this machine's bench history ({} run{} of {}: generation ×{:.2}, prompt ×{:.2}); {watts:.1} W from that history ({source})",
+            "this machine's bench history ({} run{} of {}: measured over predicted, generation ×{:.2}, prompt ×{:.2}, at the bandwidth and compute measured in those runs); {watts:.1} W from that history ({source})",
             c.records,
             if c.records == 1 { "" } else { "s" },
             c.models.join(", "),
@@ -220,8 +242,8 @@ mod tests {
         let expected = 1.0 / (1.0 / 6.0 + 0.001);
         let predicted = speed(&shape, machine, None, 16.0);
         assert!((predicted.generation_tokens_per_second - expected).abs() < 1e-9);
-        // 20 GFLOP/s × 0.65 over 2 GFLOP a token.
-        assert!((predicted.prompt_tokens_per_second - 6.5).abs() < 1e-9);
+        // 20 GFLOP/s × 0.4 over 2 GFLOP a token.
+        assert!((predicted.prompt_tokens_per_second - 4.0).abs() < 1e-9);
         assert!((predicted.joules_per_token - 16.0 / expected).abs() < 1e-9);
         assert_eq!(predicted.energy_source, "estimated");
         assert!(predicted.basis.contains("no bench history"), "{}", predicted.basis);
@@ -231,9 +253,9 @@ mod tests {
     fn calibration_is_the_median_ratio_of_other_models_at_the_same_threads() {
         let uncalibrated = 1.0 / (1.0 / 6.0 + 0.001);
         let records = [
-            record("a", 2, uncalibrated * 0.5, 3.25, Some(10.0)),
-            record("b", 2, uncalibrated * 0.7, 6.5, Some(20.0)),
-            record("c", 2, uncalibrated * 0.9, 13.0, Some(30.0)),
+            record("a", 2, uncalibrated * 0.5, 2.0, Some(10.0)),
+            record("b", 2, uncalibrated * 0.7, 4.0, Some(20.0)),
+            record("c", 2, uncalibrated * 0.9, 8.0, Some(30.0)),
             // Another thread count is ignored while records at this one exist.
             record("d", 8, uncalibrated * 5.0, 300.0, Some(90.0)),
             // The model predicted is left out.
@@ -244,6 +266,13 @@ mod tests {
         assert!((c.prompt - 1.0).abs() < 1e-9, "{c:?}");
         assert_eq!(c.watts, Some((20.0, "estimated".to_string())));
         assert_eq!((c.records, c.models.as_slice()), (3, ["a", "b", "c"].map(String::from).as_slice()));
+        // Calibrated, a prediction rests on the records' own throughputs, not today's probe.
+        let shape = ModelShape { layers: 10, bytes_per_token: 1_000_000_000, flops_per_token: 2e9 };
+        let today = |gb_s| Throughput { bandwidth_gb_s: gb_s, compute_gflops: 20.0 };
+        let (slow, fast) = (speed(&shape, today(5.0), Some(&c), 16.0), speed(&shape, today(50.0), Some(&c), 16.0));
+        assert_eq!(slow.generation_tokens_per_second, fast.generation_tokens_per_second);
+        assert!((slow.generation_tokens_per_second - 0.7 * uncalibrated).abs() < 1e-9);
+        assert_eq!(slow.joules_per_token, 20.0 / slow.generation_tokens_per_second);
         // Only another thread count: it is used.
         let c = Calibration::from_history(&records, 4, |r| r.model == "me").unwrap();
         assert_eq!(c.records, 4);
