@@ -6,6 +6,7 @@
 use crate::digest::Digest;
 use crate::http::{upstream, Http};
 use crate::manifest::{Layer, MODEL};
+use crate::registry::no_such_model;
 use crate::{Progress, Store, StoreError, UpstreamFailure};
 use serde::Deserialize;
 
@@ -75,12 +76,7 @@ impl Store {
 /// The repository's GGUF files (not its vision projectors), as its listing names them.
 pub(crate) fn list_ggufs(http: &Http, endpoint: &str, repo: &str) -> Result<Vec<Sibling>, StoreError> {
     let listing_url = format!("{endpoint}/api/models/{repo}?blobs=true");
-    let listing = http.get_bytes(&listing_url, "application/json").map_err(|e| match e {
-        StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
-            StoreError::NoSuchModel { name: repo.to_string(), host }
-        }
-        e => e,
-    })?;
+    let listing = http.get_bytes(&listing_url, "application/json").map_err(|e| no_such_model(e, repo))?;
     let info: RepoInfo = serde_json::from_slice(&listing).map_err(|e| {
         upstream(&listing_url, UpstreamFailure::Invalid(format!("the listing of {repo} is not valid: {e}")))
     })?;

@@ -35,22 +35,8 @@ impl Store {
         progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<Manifest, StoreError> {
         let http = Http::new();
-        let scheme = if insecure { "http" } else { "https" };
-        let base = format!("{scheme}://{}/v2/{}/{}", name.host, name.namespace, name.model);
         progress(Progress::Step("pulling manifest"));
-        let manifest_url = format!("{base}/manifests/{}", name.tag);
-        let bytes = http.get_bytes(&manifest_url, MANIFEST_MEDIA_TYPE).map_err(|e| match e {
-            StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
-                StoreError::NoSuchModel { name: name.to_string(), host }
-            }
-            e => e,
-        })?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-            upstream(
-                &manifest_url,
-                UpstreamFailure::Invalid(format!("the registry's manifest for {name} is not valid: {e}")),
-            )
-        })?;
+        let (base, manifest) = registry_manifest(&http, name, insecure)?;
         // The config last: a blob's age for orphan collection starts when it is complete,
         // and the small config fetched first would age through a long model download,
         // unreferenced until the manifest is written.
@@ -64,5 +50,35 @@ impl Store {
         progress(Progress::Step("writing manifest"));
         self.write_manifest(name, &manifest)?;
         Ok(manifest)
+    }
+}
+
+/// The base URL of `name`'s repository on its registry (`.../v2/<namespace>/<model>`) and
+/// its manifest; a registry without the model says so as [`StoreError::NoSuchModel`].
+pub(crate) fn registry_manifest(
+    http: &Http,
+    name: &ModelName,
+    insecure: bool,
+) -> Result<(String, Manifest), StoreError> {
+    let scheme = if insecure { "http" } else { "https" };
+    let base = format!("{scheme}://{}/v2/{}/{}", name.host, name.namespace, name.model);
+    let manifest_url = format!("{base}/manifests/{}", name.tag);
+    let bytes = http.get_bytes(&manifest_url, MANIFEST_MEDIA_TYPE).map_err(|e| no_such_model(e, &name.to_string()))?;
+    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+        upstream(
+            &manifest_url,
+            UpstreamFailure::Invalid(format!("the registry's manifest for {name} is not valid: {e}")),
+        )
+    })?;
+    Ok((base, manifest))
+}
+
+/// A 404 for a model's own listing or manifest means the upstream has no such model.
+pub(crate) fn no_such_model(error: StoreError, name: &str) -> StoreError {
+    match error {
+        StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
+            StoreError::NoSuchModel { name: name.to_string(), host }
+        }
+        e => e,
     }
 }

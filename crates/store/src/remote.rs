@@ -6,8 +6,9 @@
 use crate::catalog::{CatalogEntry, Source};
 use crate::http::{check_status, upstream, Http};
 use crate::hugging_face::{choose, list_ggufs};
-use crate::manifest::{Manifest, MANIFEST_MEDIA_TYPE, MODEL};
+use crate::manifest::MODEL;
 use crate::name::ModelName;
+use crate::registry::registry_manifest;
 use crate::{HfFile, StoreError, UpstreamFailure};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -53,23 +54,9 @@ pub fn hugging_face_ggufs(endpoint: &str, repo: &str, file: Option<HfFile<'_>>) 
 
 /// The model blob of a registry's model (its manifest is read; its blobs are not).
 pub fn registry_gguf(name: &ModelName, insecure: bool) -> Result<RemoteGguf, StoreError> {
-    let scheme = if insecure { "http" } else { "https" };
-    let base = format!("{scheme}://{}/v2/{}/{}", name.host, name.namespace, name.model);
-    let manifest_url = format!("{base}/manifests/{}", name.tag);
-    let bytes = Http::new().get_bytes(&manifest_url, MANIFEST_MEDIA_TYPE).map_err(|e| match e {
-        StoreError::Upstream { failure: UpstreamFailure::Status(404), host, .. } => {
-            StoreError::NoSuchModel { name: name.to_string(), host }
-        }
-        e => e,
-    })?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-        upstream(
-            &manifest_url,
-            UpstreamFailure::Invalid(format!("the registry's manifest for {name} is not valid: {e}")),
-        )
-    })?;
+    let (base, manifest) = registry_manifest(&Http::new(), name, insecure)?;
     let layer = manifest.layer(MODEL).ok_or_else(|| {
-        upstream(&manifest_url, UpstreamFailure::Invalid(format!("the manifest of {name} has no model layer")))
+        upstream(&base, UpstreamFailure::Invalid(format!("the manifest of {name} has no model layer")))
     })?;
     Ok(RemoteGguf { label: name.to_string(), url: format!("{base}/blobs/{}", layer.digest), size: Some(layer.size) })
 }

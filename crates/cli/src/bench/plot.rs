@@ -85,6 +85,55 @@ pub(crate) fn bounds(values: &[f64]) -> (f64, f64, f64) {
     ((lo / step).floor() * step, (hi / step).ceil() * step, step)
 }
 
+/// One axis of a chart: a tick every `step` from `from` to `to`, placed by `at`.
+pub(crate) struct Axis<'a> {
+    pub from: f64,
+    pub to: f64,
+    pub step: f64,
+    pub at: &'a dyn Fn(f64) -> f64,
+}
+
+/// A chart's frame: its title above, the plot area's border, and a light grid line with a
+/// label at every tick of both axes. `area` is (left, top, width, height).
+pub(crate) fn frame(out: &mut String, title: &str, area: (f64, f64, f64, f64), x: Axis<'_>, y: Axis<'_>) {
+    let (left, top, width, height) = area;
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="28" font-size="15" font-weight="bold" text-anchor="middle">{}</text>"#,
+        left + width / 2.0,
+        escape(title)
+    );
+    let _ =
+        writeln!(out, r##"<rect x="{left}" y="{top}" width="{width}" height="{height}" fill="none" stroke="#444"/>"##);
+    let mut value = x.from;
+    while value <= x.to + x.step / 2.0 {
+        let px = (x.at)(value);
+        let _ =
+            writeln!(out, r##"<line x1="{px:.1}" y1="{top}" x2="{px:.1}" y2="{}" stroke="#e4e4e4"/>"##, top + height);
+        let _ = writeln!(
+            out,
+            r#"<text x="{px:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
+            top + height + 16.0,
+            number(value, x.step)
+        );
+        value += x.step;
+    }
+    let mut value = y.from;
+    while value <= y.to + y.step / 2.0 {
+        let py = (y.at)(value);
+        let _ =
+            writeln!(out, r##"<line x1="{left}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#e4e4e4"/>"##, left + width);
+        let _ = writeln!(
+            out,
+            r#"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            py + 4.0,
+            number(value, y.step)
+        );
+        value += y.step;
+    }
+}
+
 pub(crate) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
@@ -115,39 +164,9 @@ fn panel(
         MARGIN_TOP + if lower_is_better { t * plot_h } else { (1.0 - t) * plot_h }
     };
     let (ox, oy) = (left + MARGIN_LEFT, MARGIN_TOP);
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="28" font-size="15" font-weight="bold" text-anchor="middle">{}</text>"#,
-        ox + plot_w / 2.0,
-        escape(title)
-    );
-    let _ =
-        writeln!(out, r##"<rect x="{ox}" y="{oy}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##);
-    let mut x = x0;
-    while x <= x1 + xstep / 2.0 {
-        let px = x_at(x);
-        let _ = writeln!(out, r##"<line x1="{px:.1}" y1="{oy}" x2="{px:.1}" y2="{}" stroke="#e4e4e4"/>"##, oy + plot_h);
-        let _ = writeln!(
-            out,
-            r#"<text x="{px:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
-            oy + plot_h + 16.0,
-            number(x, xstep)
-        );
-        x += xstep;
-    }
-    let mut y = y0;
-    while y <= y1 + ystep / 2.0 {
-        let py = y_at(y);
-        let _ = writeln!(out, r##"<line x1="{ox}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#e4e4e4"/>"##, ox + plot_w);
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
-            ox - 6.0,
-            py + 4.0,
-            number(y, ystep)
-        );
-        y += ystep;
-    }
+    let x_axis = Axis { from: x0, to: x1, step: xstep, at: &x_at };
+    let y_axis = Axis { from: y0, to: y1, step: ystep, at: &y_at };
+    frame(out, title, (ox, oy, plot_w, plot_h), x_axis, y_axis);
     let _ = writeln!(
         out,
         r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">joules per generated token (less is better)</text>"#,

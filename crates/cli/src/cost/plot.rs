@@ -3,7 +3,7 @@
 //! each cloud model's bill, with the point where the machine has paid for itself marked.
 
 use super::model::{Inputs, Outcome, DAYS_PER_MONTH};
-use crate::bench::plot::{bounds, escape, number, step, COLOURS};
+use crate::bench::plot::{bounds, escape, frame, step, Axis, COLOURS};
 use std::fmt::Write;
 
 const WIDTH: f64 = 760.0;
@@ -63,48 +63,10 @@ pub fn svg(inputs: &Inputs, outcome: &Outcome, currency: &str, estimated: bool) 
     );
     out.push('\n');
     let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{}" y="28" font-size="15" font-weight="bold" text-anchor="middle">Cumulative cost: this machine against the cloud</text>"#,
-        MARGIN_LEFT + plot_w / 2.0
-    );
-    let _ = writeln!(
-        out,
-        r##"<rect x="{MARGIN_LEFT}" y="{MARGIN_TOP}" width="{plot_w}" height="{plot_h}" fill="none" stroke="#444"/>"##
-    );
-    let mut m = 0.0;
-    while m <= months + xstep / 2.0 {
-        let px = x_at(m);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{px:.1}" y1="{MARGIN_TOP}" x2="{px:.1}" y2="{}" stroke="#e4e4e4"/>"##,
-            MARGIN_TOP + plot_h
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{px:.1}" y="{}" font-size="11" text-anchor="middle">{}</text>"#,
-            MARGIN_TOP + plot_h + 16.0,
-            number(m, xstep)
-        );
-        m += xstep;
-    }
-    let mut cost = 0.0;
-    while cost <= y1 + ystep / 2.0 {
-        let py = y_at(cost);
-        let _ = writeln!(
-            out,
-            r##"<line x1="{MARGIN_LEFT}" y1="{py:.1}" x2="{}" y2="{py:.1}" stroke="#e4e4e4"/>"##,
-            MARGIN_LEFT + plot_w
-        );
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}</text>"#,
-            MARGIN_LEFT - 6.0,
-            py + 4.0,
-            number(cost, ystep)
-        );
-        cost += ystep;
-    }
+    let x_axis = Axis { from: 0.0, to: months, step: xstep, at: &x_at };
+    let y_axis = Axis { from: 0.0, to: y1, step: ystep, at: &y_at };
+    let title = "Cumulative cost: this machine against the cloud";
+    frame(&mut out, title, (MARGIN_LEFT, MARGIN_TOP, plot_w, plot_h), x_axis, y_axis);
     let _ = writeln!(
         out,
         r#"<text x="{}" y="{}" font-size="12" text-anchor="middle">months</text>"#,
