@@ -268,7 +268,13 @@ fn assess(
         largest_context,
         recommended_context,
         recommended_slots,
-        predicted: predict::speed(&ModelShape::of(header), throughput, calibration, fallback_watts),
+        predicted: predict::speed(
+            &ModelShape::of(header),
+            &candidate.quantization,
+            throughput,
+            calibration,
+            fallback_watts,
+        ),
         recommendation: String::new(),
     })
 }
@@ -378,9 +384,17 @@ fn table(report: &Report) -> String {
         first.settings.context, first.settings.slots, first.settings.batch_size, first.settings.kv_cache_type
     );
     out += &columns(&rows);
-    out += &format!("\npredicted from: {}\n", first.predicted.basis);
+    let one_basis = report.models.iter().all(|fit| fit.predicted.basis == first.predicted.basis);
+    if one_basis {
+        out += &format!("\npredicted from: {}\n", first.predicted.basis);
+    } else {
+        out.push('\n');
+    }
     for fit in &report.models {
         out += &format!("{}: {}\n", fit.model, fit.recommendation);
+        if !one_basis {
+            out += &format!("  predicted from: {}\n", fit.predicted.basis);
+        }
         if let Some(of) = &fit.header_of {
             out += &format!("  (shape read from the header of {of}; its own size from the listing)\n");
         }

@@ -79,7 +79,16 @@ pub struct Calibration {
     /// each record's own bandwidth and compute, measured in the same run as its speeds, so
     /// the noise of today's probe does not move it.
     #[serde(skip)]
-    points: Vec<(Throughput, f64, f64)>,
+    points: Vec<Point>,
+}
+
+/// One bench record as calibration: its throughputs, its two ratios, its quantization.
+#[derive(Debug, Clone, PartialEq)]
+struct Point {
+    machine: Throughput,
+    generation: f64,
+    prompt: f64,
+    quantization: String,
 }
 
 impl Calibration {
@@ -102,7 +111,7 @@ impl Calibration {
         if chosen.is_empty() {
             return None;
         }
-        let points: Vec<(Throughput, f64, f64)> = chosen
+        let points: Vec<Point> = chosen
             .iter()
             .map(|r| {
                 let shape = ModelShape {
@@ -114,11 +123,12 @@ impl Calibration {
                     bandwidth_gb_s: r.bandwidth_gb_s.unwrap_or(1.0),
                     compute_gflops: r.compute_gflops.unwrap_or(1.0),
                 };
-                (
+                Point {
                     machine,
-                    r.generation_tokens_per_second / generation_uncalibrated(&shape, machine),
-                    r.prompt_tokens_per_second / prompt_uncalibrated(&shape, machine),
-                )
+                    generation: r.generation_tokens_per_second / generation_uncalibrated(&shape, machine),
+                    prompt: r.prompt_tokens_per_second / prompt_uncalibrated(&shape, machine),
+                    quantization: r.quantization.clone(),
+                }
             })
             .collect();
         let watts: Vec<&BenchRecord> = chosen.iter().copied().filter(|r| r.watts.is_some()).collect();
@@ -128,8 +138,8 @@ impl Calibration {
         models.sort();
         models.dedup();
         Some(Self {
-            generation: median(points.iter().map(|p| p.1)),
-            prompt: median(points.iter().map(|p| p.2)),
+            generation: median(points.iter().map(|p| p.generation)),
+            prompt: median(points.iter().map(|p| p.prompt)),
             watts: (!watts.is_empty()).then(|| (median(watts.iter().filter_map(|r| r.watts)), source.to_string())),
             records: chosen.len(),
             models,
@@ -138,11 +148,17 @@ impl Calibration {
     }
 
     /// Generation and prompt tokens per second of `shape`: the median over the records of
-    /// each one's ratio applied at its own throughputs.
-    fn predict(&self, shape: &ModelShape) -> (f64, f64) {
+    /// each one's ratio applied at its own throughputs. Prompt speed depends on the kernels
+    /// a quantization type gets, so records of `quantization` alone calibrate it where there
+    /// are any; the second value says how many there were.
+    fn predict(&self, shape: &ModelShape, quantization: &str) -> (f64, f64, usize) {
+        let same: Vec<&Point> =
+            self.points.iter().filter(|p| p.quantization.eq_ignore_ascii_case(quantization)).collect();
+        let for_prompt = if same.is_empty() { self.points.iter().collect() } else { same.clone() };
         (
-            median(self.points.iter().map(|(machine, ratio, _)| ratio * generation_uncalibrated(shape, *machine))),
-            median(self.points.iter().map(|(machine, _, ratio)| ratio * prompt_uncalibrated(shape, *machine))),
+            median(self.points.iter().map(|p| p.generation * generation_uncalibrated(shape, p.machine))),
+            median(for_prompt.iter().map(|p| p.prompt * prompt_uncalibrated(shape, p.machine))),
+            same.len(),
         )
     }
 }
@@ -169,12 +185,18 @@ pub struct Speed {
     pub basis: String,
 }
 
-/// Predicts `shape` on `machine`; `fallback_watts` is the power to assume (an estimate)
-/// when the history has none.
-pub fn speed(shape: &ModelShape, machine: Throughput, calibration: Option<&Calibration>, fallback_watts: f64) -> Speed {
-    let (generation, prompt) = match calibration {
-        Some(c) => c.predict(shape),
-        None => (generation_uncalibrated(shape, machine), prompt_uncalibrated(shape, machine)),
+/// Predicts `shape`, of `quantization`, on `machine`; `fallback_watts` is the power to
+/// assume (an estimate) when the history has none.
+pub fn speed(
+    shape: &ModelShape,
+    quantization: &str,
+    machine: Throughput,
+    calibration: Option<&Calibration>,
+    fallback_watts: f64,
+) -> Speed {
+    let (generation, prompt, same_quantization) = match calibration {
+        Some(c) => c.predict(shape, quantization),
+        None => (generation_uncalibrated(shape, machine), prompt_uncalibrated(shape, machine), 0),
     };
     let (watts, source) =
         calibration.and_then(|c| c.watts.clone()).unwrap_or_else(|| (fallback_watts, "estimated".to_string()));
@@ -184,12 +206,17 @@ pub fn speed(shape: &ModelShape, machine: Throughput, calibration: Option<&Calib
     );
     let basis = match calibration {
         Some(c) => format!(
-            "this machine's bench history ({} run{} of {}: measured over predicted, generation ×{:.2}, prompt ×{:.2}, at the bandwidth and compute measured in those runs); {watts:.1} W from that history ({source})",
+            "this machine's bench history ({} run{} of {}: measured over predicted, generation ×{:.2}, prompt ×{:.2}, at the bandwidth and compute measured in those runs; prompt speed from {}); {watts:.1} W from that history ({source})",
             c.records,
             if c.records == 1 { "" } else { "s" },
             c.models.join(", "),
             c.generation,
-            c.prompt
+            c.prompt,
+            if same_quantization > 0 {
+                format!("the {same_quantization} of {quantization}")
+            } else {
+                format!("all of them, none being {quantization}")
+            }
         ),
         None => format!(
             "{measured}; no bench history of another model here, so hearth's default shares of them; {watts:.1} W assumed (estimated); `hearth bench MODEL` calibrates"
@@ -234,13 +261,17 @@ mod tests {
         }
     }
 
+    fn quantized(record: BenchRecord, quantization: &str) -> BenchRecord {
+        BenchRecord { quantization: quantization.into(), ..record }
+    }
+
     #[test]
     fn generation_is_bandwidth_over_bytes_plus_each_layer_s_cost() {
         let shape = ModelShape { layers: 10, bytes_per_token: 1_000_000_000, flops_per_token: 2e9 };
         let machine = Throughput { bandwidth_gb_s: 10.0, compute_gflops: 20.0 };
         // 1 GB at 6 GB/s (60% of 10) is 1/6 s, plus 10 layers × 100 µs.
         let expected = 1.0 / (1.0 / 6.0 + 0.001);
-        let predicted = speed(&shape, machine, None, 16.0);
+        let predicted = speed(&shape, "Q4_1", machine, None, 16.0);
         assert!((predicted.generation_tokens_per_second - expected).abs() < 1e-9);
         // 20 GFLOP/s × 0.4 over 2 GFLOP a token.
         assert!((predicted.prompt_tokens_per_second - 4.0).abs() < 1e-9);
@@ -269,10 +300,20 @@ mod tests {
         // Calibrated, a prediction rests on the records' own throughputs, not today's probe.
         let shape = ModelShape { layers: 10, bytes_per_token: 1_000_000_000, flops_per_token: 2e9 };
         let today = |gb_s| Throughput { bandwidth_gb_s: gb_s, compute_gflops: 20.0 };
-        let (slow, fast) = (speed(&shape, today(5.0), Some(&c), 16.0), speed(&shape, today(50.0), Some(&c), 16.0));
+        let (slow, fast) =
+            (speed(&shape, "Q8_0", today(5.0), Some(&c), 16.0), speed(&shape, "Q8_0", today(50.0), Some(&c), 16.0));
         assert_eq!(slow.generation_tokens_per_second, fast.generation_tokens_per_second);
         assert!((slow.generation_tokens_per_second - 0.7 * uncalibrated).abs() < 1e-9);
         assert_eq!(slow.joules_per_token, 20.0 / slow.generation_tokens_per_second);
+        // Prompt speed: the median of all records' ratios, or of those of the same type alone.
+        assert!((slow.prompt_tokens_per_second - 4.0).abs() < 1e-9, "{slow:?}");
+        assert!(slow.basis.contains("none being Q8_0"), "{}", slow.basis);
+        let one_type =
+            Calibration::from_history(&[records[0].clone(), quantized(records[2].clone(), "Q8_0")], 2, |_| false)
+                .unwrap();
+        let predicted = speed(&shape, "Q8_0", today(5.0), Some(&one_type), 16.0);
+        assert!((predicted.prompt_tokens_per_second - 8.0).abs() < 1e-9, "{predicted:?}");
+        assert!(predicted.basis.contains("the 1 of Q8_0"), "{}", predicted.basis);
         // Only another thread count: it is used.
         let c = Calibration::from_history(&records, 4, |r| r.model == "me").unwrap();
         assert_eq!(c.records, 4);
