@@ -52,6 +52,12 @@ pub fn watts_per_core_override() -> Option<f64> {
     std::env::var("HEARTH_WATTS_PER_CORE").ok().and_then(|w| w.parse().ok())
 }
 
+/// The power per busy core the estimate uses: `HEARTH_WATTS_PER_CORE`, else the default for
+/// this CPU family.
+pub fn watts_per_core(roots: &Roots) -> f64 {
+    watts_per_core_override().unwrap_or_else(|| hearth_energy::default_watts_per_core(&roots.proc))
+}
+
 /// The best energy meter this machine offers. `HEARTH_WATTS_PER_CORE` sets the power per
 /// busy core the estimate uses when no counter can be read; `HEARTH_SYSFS_ROOT` says where
 /// sysfs is mounted (default `/sys`). With `verbose`, says why a measuring meter was not
@@ -114,7 +120,7 @@ fn list(roots: &Roots, interval: Duration) -> Result<ExitCode> {
     }
     #[cfg(not(feature = "nvml"))]
     println!("GPU       -          not in this build (build with --features nvml for NVIDIA GPUs)");
-    let watts = watts_per_core_override().unwrap_or_else(|| hearth_energy::default_watts_per_core(&roots.proc));
+    let watts = watts_per_core(roots);
     println!("estimate  estimated  {watts} W per busy core of hearth's own CPU time (set HEARTH_WATTS_PER_CORE)");
     let detected = hearth_energy::detect(roots, watts_per_core_override())?;
     println!("in use: {} ({})", detected.description, detected.meter.source().as_str());

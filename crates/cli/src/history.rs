@@ -81,24 +81,24 @@ fn try_append(records: &[BenchRecord]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut lines = String::new();
-    for record in records {
-        lines.push_str(&serde_json::to_string(record).map_err(std::io::Error::other)?);
-        lines.push('\n');
-    }
     let mut file = OpenOptions::new().create(true).append(true).open(&path)?;
-    file.write_all(lines.as_bytes())?;
+    file.write_all(lines(records)?.as_bytes())?;
     drop(file);
     let all = read();
     if all.len() > 2 * KEPT {
-        let mut text = String::new();
-        for record in &all[all.len() - KEPT..] {
-            text.push_str(&serde_json::to_string(record).map_err(std::io::Error::other)?);
-            text.push('\n');
-        }
         let temporary = path.with_extension("jsonl.tmp");
-        std::fs::write(&temporary, text)?;
+        std::fs::write(&temporary, lines(&all[all.len() - KEPT..])?)?;
         std::fs::rename(&temporary, &path)?;
     }
     Ok(())
+}
+
+/// `records` as JSON lines.
+fn lines(records: &[BenchRecord]) -> std::io::Result<String> {
+    let mut text = String::new();
+    for record in records {
+        text.push_str(&serde_json::to_string(record).map_err(std::io::Error::other)?);
+        text.push('\n');
+    }
+    Ok(text)
 }

@@ -100,9 +100,8 @@ pub struct DailyUsage {
 impl DailyUsage {
     /// Adds one answered request to the day of `at`.
     pub fn record(&self, at: SystemTime, prompt_tokens: u64, completion_tokens: u64, energy: Option<&EnergyReport>) {
-        let date = date_of(at);
         let answer = UsageDay {
-            date: date.clone(),
+            date: date_of(at),
             requests: 1,
             prompt_tokens,
             completion_tokens,
@@ -110,8 +109,7 @@ impl DailyUsage {
             energy_source: energy.map(|e| e.source.as_str().to_string()),
         };
         let mut days = self.days.lock().expect("not poisoned");
-        days.entry(date.clone()).or_insert_with(|| UsageDay { date, ..UsageDay::default() }).add(&answer);
-        forget_old(&mut days);
+        add_to(&mut days, &answer);
         self.changed.store(true, Ordering::Relaxed);
     }
 
@@ -127,11 +125,8 @@ impl DailyUsage {
         };
         let mut days = self.days.lock().expect("not poisoned");
         for day in held {
-            days.entry(day.date.clone())
-                .or_insert_with(|| UsageDay { date: day.date.clone(), ..UsageDay::default() })
-                .add(&day);
+            add_to(&mut days, &day);
         }
-        forget_old(&mut days);
         let _ = self.file.set(path);
     }
 
@@ -167,7 +162,9 @@ impl DailyUsage {
     }
 }
 
-fn forget_old(days: &mut BTreeMap<String, UsageDay>) {
+/// Adds `day`'s totals to the same date's, then forgets the oldest days past [`KEPT_DAYS`].
+fn add_to(days: &mut BTreeMap<String, UsageDay>, day: &UsageDay) {
+    days.entry(day.date.clone()).or_insert_with(|| UsageDay { date: day.date.clone(), ..UsageDay::default() }).add(day);
     while days.len() > KEPT_DAYS {
         days.pop_first();
     }

@@ -21,6 +21,17 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Context a model needs for this workload: the depth, the prompt, the answer and a
+    /// margin, and never under 512.
+    pub fn context(&self) -> u32 {
+        (self.depth + self.prompt + self.generate + 8).max(512)
+    }
+
+    /// Tokens per batch: the whole prompt at once, up to 2048.
+    pub fn batch_size(&self) -> u32 {
+        self.prompt.clamp(1, 2048)
+    }
+
     /// Requests one target sends, warm-up included, for the progress bar.
     pub fn requests(&self) -> u64 {
         1 + self.repetitions as u64 * (3 + u64::from(self.depth > 0))

@@ -5,7 +5,7 @@
 
 mod compare;
 mod endpoint;
-mod fixed;
+pub(crate) mod fixed;
 mod load;
 pub(crate) mod machine;
 mod meter;
@@ -222,19 +222,16 @@ impl Settings {
         if workloads.contains(&Workload::Load) && levels.is_empty() {
             levels = vec![Level::Concurrency(1), Level::Concurrency(4)];
         }
+        let plan =
+            Plan { prompt: args.prompt, generate: args.generate, depth: args.depth, repetitions: args.repetitions };
         Ok(Self {
             workloads,
-            plan: Plan {
-                prompt: args.prompt,
-                generate: args.generate,
-                depth: args.depth,
-                repetitions: args.repetitions,
-            },
+            plan,
             prompts,
             prompts_source,
             levels,
             threads: args.threads.unwrap_or_else(hearth_engine::physical_cores),
-            batch_size: args.prompt.clamp(1, 2048),
+            batch_size: plan.batch_size(),
         })
     }
 
@@ -262,7 +259,7 @@ impl Settings {
     /// room for the longest request.
     fn engine(&self) -> EngineSettings {
         let mut slots = 1;
-        let mut context = self.plan.depth + self.plan.prompt + self.plan.generate + 8;
+        let mut context = self.plan.context();
         if self.runs(Workload::Load) {
             let most = self.levels.iter().map(|l| if let Level::Concurrency(c) = l { *c } else { 4 }).max();
             slots = most.unwrap_or(1);
@@ -272,7 +269,7 @@ impl Settings {
         }
         EngineSettings {
             threads: Some(self.threads),
-            context_size: Some(context.max(512)),
+            context_size: Some(context),
             batch_size: Some(self.batch_size),
             parallel: Some(slots),
             ..Default::default()

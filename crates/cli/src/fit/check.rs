@@ -5,6 +5,7 @@
 
 use super::candidate::Candidate;
 use super::{settings, ModelFit};
+use crate::bench::fixed::Plan;
 use crate::list::columns;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -104,8 +105,10 @@ pub fn run(groups: &[Vec<Candidate>], fits: &[ModelFit], threads: u32) -> Result
             serde_json::from_slice(&output.stdout).context("reading hearth bench's JSON report")?;
         let target = report.targets.into_iter().next().context("hearth bench reported no model")?;
         let fixed = target.fixed.context("hearth bench ran no fixed-size workload")?;
-        // The bench sizes its context for the workload: prompt, answer and a margin.
-        let memory = hearth_engine::estimate_memory(&candidate.header, &settings(PROMPT + GENERATE + 8, 1, PROMPT))?;
+        // At the settings the bench sized for its workload, in one slot.
+        let plan = Plan { prompt: PROMPT, generate: GENERATE, depth: 0, repetitions: 1 };
+        let memory =
+            hearth_engine::estimate_memory(&candidate.header, &settings(plan.context(), 1, plan.batch_size()))?;
         let reported = llama_cpp_buffers(&log);
         checked.push(Checked {
             model: candidate.label.clone(),

@@ -149,9 +149,7 @@ pub fn run(args: FitArgs) -> Result<ExitCode> {
     let machine = this_machine(threads);
     let history = crate::history::read();
     let throughput = Throughput { bandwidth_gb_s: machine.bandwidth_gb_s, compute_gflops: machine.compute_gflops };
-    let fallback_watts = f64::from(threads)
-        * crate::energy::watts_per_core_override()
-            .unwrap_or_else(|| hearth_energy::default_watts_per_core(&crate::energy::roots().proc));
+    let fallback_watts = f64::from(threads) * crate::energy::watts_per_core(&crate::energy::roots());
     let mut models = Vec::new();
     for group in &groups {
         let fits: Vec<ModelFit> = group
