@@ -33,7 +33,7 @@ pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};
 pub use memory::{
     available_memory, estimate_memory, memory_needed, peak_resident_memory, reset_peak_resident_memory, total_memory,
-    MemoryEstimate,
+    MemoryEstimate, Verdict,
 };
 pub use prepare::{Cancellation, Prepared};
 pub use scorer::Scored;

@@ -14,6 +14,30 @@ use std::path::Path;
 /// the tokenizer's tables.
 const BASE_BYTES: u64 = 64 << 20;
 
+/// Where a model stands against the memory available now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Fits,
+    /// Fits once the models loaded now are unloaded.
+    FitsAfterUnloading,
+    DoesNotFit,
+}
+
+impl Verdict {
+    /// The one rule `hearth fit` and the server's answer about a model share: `needed` bytes
+    /// against what is `available`, and against that plus what unloading would free.
+    pub fn of(needed: u64, available: u64, freed_by_unloading: u64) -> Self {
+        if needed <= available {
+            Verdict::Fits
+        } else if needed <= available.saturating_add(freed_by_unloading) {
+            Verdict::FitsAfterUnloading
+        } else {
+            Verdict::DoesNotFit
+        }
+    }
+}
+
 /// What a model needs when loaded with some settings, by part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MemoryEstimate {

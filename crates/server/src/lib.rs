@@ -15,6 +15,7 @@ pub mod models;
 mod residency;
 mod service;
 mod tools;
+mod ui;
 pub mod usage;
 
 pub use auth::{AdminPolicy, Auth};
@@ -107,7 +108,11 @@ impl AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(root).head(root))
+        .route("/", get(ui::root).head(ui::root))
+        .route("/ui", get(ui::page_without_slash))
+        .route("/ui/", get(ui::page))
+        .route("/ui/{name}", get(ui::asset))
+        .route("/api/live", get(ui::live))
         .route("/api/version", get(ollama::version))
         .route("/api/tags", get(ollama::tags))
         .route("/api/show", post(ollama::show))
@@ -144,10 +149,6 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(http_layers::json_errors))
         .layer(axum::middleware::from_fn(http_layers::request_id))
         .with_state(state)
-}
-
-async fn root() -> &'static str {
-    "hearth is running"
 }
 
 async fn metrics_text(

@@ -1,9 +1,12 @@
 //! `GET /metrics` in Prometheus's text format: requests, tokens in and out, time to first
 //! token and inter-token latency histograms, requests in flight, loaded models, the energy
-//! answers have reported, and the machine's own meter per domain with its power.
+//! answers have reported, and the machine's own meter per domain with its power; and the
+//! live reading the web page charts while an answer streams (`GET /api/live`).
 
 use crate::usage::DailyUsage;
 use hearth_core::{EnergyMeter, EnergyReport, EnergySource, Usage};
+use serde::Serialize;
+use std::collections::VecDeque;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -14,9 +17,35 @@ struct MachineMeter {
     meter: Box<dyn EnergyMeter>,
     /// The total at the previous scrape, for the power since then.
     last: Option<(Instant, f64)>,
+    /// Recent live readings: kept apart from the scrapes', so a page polling every half
+    /// second does not shorten Prometheus's interval, and several pages share them.
+    recent: VecDeque<(Instant, f64)>,
 }
 
+/// How far back a live reading looks for the power: short enough to follow an answer,
+/// long enough that a counter updated a few times a second reads steadily.
+const LIVE_WINDOW: Duration = Duration::from_secs(2);
+/// A reading closer than this to the previous one reuses it rather than taking another.
+const LIVE_MIN_STEP: Duration = Duration::from_millis(200);
+
 impl MachineMeter {
+    /// The average power over about the last [`LIVE_WINDOW`]; `None` until two readings
+    /// [`LIVE_MIN_STEP`] apart exist.
+    fn live_watts(&mut self) -> Option<f64> {
+        let now = Instant::now();
+        let fresh = self.recent.back().is_some_and(|(at, _)| now.duration_since(*at) < LIVE_MIN_STEP);
+        if !fresh {
+            let joules = self.meter.joules().ok()?;
+            self.recent.push_back((now, joules));
+        }
+        while self.recent.len() > 2 && self.recent[1].0 + LIVE_WINDOW < now {
+            self.recent.pop_front();
+        }
+        let (&(first, before), &(last, after)) = (self.recent.front()?, self.recent.back()?);
+        let seconds = last.duration_since(first).as_secs_f64();
+        (seconds > 0.0).then(|| ((after - before) / seconds).max(0.0))
+    }
+
     fn render(&mut self, out: &mut String) {
         let source = self.meter.source().as_str();
         let (Ok(domains), Ok(total)) = (self.meter.domains(), self.meter.joules()) else { return };
@@ -84,6 +113,20 @@ impl Histogram {
     }
 }
 
+/// `GET /api/live`'s answer.
+#[derive(Debug, Serialize)]
+pub struct Live {
+    /// The machine's average power over the last two seconds or so; absent without a meter
+    /// or before two readings.
+    pub watts: Option<f64>,
+    /// `measured` or `estimated`: how the meter knows.
+    pub source: Option<&'static str>,
+    /// Requests being answered or waiting for a slot.
+    pub in_flight: u64,
+    pub requests: u64,
+    pub generated_tokens: u64,
+}
+
 pub struct Metrics {
     requests: AtomicU64,
     failed: AtomicU64,
@@ -105,7 +148,7 @@ pub struct Metrics {
 impl Metrics {
     /// Metrics that also read the machine's energy meter at every scrape.
     pub fn with_meter(meter: Option<Box<dyn EnergyMeter>>) -> Self {
-        let machine = meter.map(|meter| Mutex::new(MachineMeter { meter, last: None }));
+        let machine = meter.map(|meter| Mutex::new(MachineMeter { meter, last: None, recent: VecDeque::new() }));
         Self { machine, ..Self::default() }
     }
 }
@@ -160,6 +203,24 @@ impl Metrics {
         }
         let (prompt, completion) = (u64::from(usage.prompt_tokens), u64::from(usage.completion_tokens));
         self.usage.record(SystemTime::now(), prompt, completion, energy);
+    }
+
+    /// What is happening now, cheaply: for a page that charts it while an answer streams.
+    pub fn live(&self) -> Live {
+        let (watts, source) = match &self.machine {
+            Some(machine) => {
+                let mut machine = machine.lock().expect("not poisoned");
+                (machine.live_watts(), Some(machine.meter.source().as_str()))
+            }
+            None => (None, None),
+        };
+        Live {
+            watts,
+            source,
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            requests: self.requests.load(Ordering::Relaxed),
+            generated_tokens: self.generated_tokens.load(Ordering::Relaxed),
+        }
     }
 
     pub fn render(&self, loaded_models: usize) -> String {
@@ -278,6 +339,26 @@ mod tests {
         fn domains(&mut self) -> Result<Vec<(String, f64)>, String> {
             Ok(vec![("package-0".into(), self.0), ("package-1".into(), self.0)])
         }
+    }
+
+    #[test]
+    fn live_power_comes_from_readings_a_step_apart_whatever_prometheus_scrapes() {
+        let metrics = Metrics::with_meter(Some(Box::new(TwoPackages(0.0))));
+        let first = metrics.live();
+        assert_eq!((first.watts, first.source, first.in_flight), (None, Some("measured"), 0), "one reading: no power");
+        metrics.started();
+        assert_eq!(metrics.live().watts, None, "a second poll within the step reuses the reading");
+        metrics.render(0);
+        std::thread::sleep(LIVE_MIN_STEP + Duration::from_millis(50));
+        let live = metrics.live();
+        // Each read of the fake adds 2 J: one between the two live readings (the scrape's
+        // own reading is in between, so 4 J over at least the step).
+        let watts = live.watts.expect("two readings a step apart");
+        let most = 4.0 / LIVE_MIN_STEP.as_secs_f64();
+        assert!(watts > 0.0 && watts <= most, "{watts} W");
+        assert_eq!(live.in_flight, 1);
+        let without = Metrics::default().live();
+        assert_eq!((without.watts, without.source), (None, None), "no meter, no power");
     }
 
     #[test]

@@ -57,10 +57,11 @@ impl Server {
         let request = request.body(body.map_or_else(Body::empty, |b| Body::from(b.to_string()))).unwrap();
         let response = router(self.state.clone()).oneshot(request).await.unwrap();
         let status = response.status();
-        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let headers = response.headers().clone();
+        let retry_after = headers.get("retry-after").map(|v| v.to_str().unwrap().to_string());
         let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
         let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
-        Answer { status, retry_after, body }
+        Answer { status, retry_after, headers, body }
     }
 }
 
@@ -68,6 +69,7 @@ impl Server {
 struct Answer {
     status: StatusCode,
     retry_after: Option<String>,
+    headers: axum::http::HeaderMap,
     body: Value,
 }
 
@@ -154,6 +156,43 @@ async fn keys_are_required_once_there_are_any_and_refusals_take_each_dialect_s_s
     server.auth.reload().unwrap();
     assert_eq!(server.call("GET", "/api/tags", &[("x-api-key", &chat)], None).await.status, 401);
     assert_eq!(server.call("GET", "/api/tags", &[("x-api-key", &admin)], None).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_web_page_loads_without_a_key_and_what_it_reads_needs_one() {
+    let server = server(|auth| auth);
+    let key = server.key("browser", Scope::Chat, None);
+    let header = |answer: &Answer, name: &str| answer.headers.get(name).map(|v| v.to_str().unwrap().to_string());
+
+    let page = server.call("GET", "/ui/", &[], None).await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.as_str().unwrap().starts_with("<!doctype html>"), "{:?}", page.body);
+    let policy = header(&page, "content-security-policy").unwrap();
+    assert!(policy.contains("default-src 'none'") && policy.contains("connect-src 'self'"), "{policy}");
+    let script = server.call("GET", "/ui/app.js", &[], None).await;
+    assert_eq!(
+        (script.status, header(&script, "content-type").unwrap().as_str()),
+        (StatusCode::OK, "text/javascript; charset=utf-8")
+    );
+    let missing = server.call("GET", "/ui/keys.json", &[], None).await;
+    assert_eq!(missing.status, 404);
+    assert!(missing.body["error"].as_str().unwrap().contains("no such file in the page"), "{:?}", missing.body);
+    assert_eq!(server.call("POST", "/ui/app.js", &[], None).await.status, 401, "only reading the page is open");
+
+    let slashless = server.call("GET", "/ui", &[], None).await;
+    assert_eq!(
+        (slashless.status, header(&slashless, "location")),
+        (StatusCode::PERMANENT_REDIRECT, Some("ui/".into()))
+    );
+    let browser = server.call("GET", "/", &[("accept", "text/html,application/xhtml+xml,*/*;q=0.8")], None).await;
+    assert_eq!((browser.status, header(&browser, "location")), (StatusCode::SEE_OTHER, Some("ui/".into())));
+    let client = server.call("GET", "/", &[], None).await;
+    assert_eq!((client.status, client.body.as_str()), (StatusCode::OK, Some("hearth is running")));
+
+    assert_eq!(server.call("GET", "/api/live", &[], None).await.status, 401);
+    let live = server.call("GET", "/api/live", &[("authorization", &bearer(&key))], None).await;
+    assert_eq!(live.status, 200);
+    assert_eq!((live.body["in_flight"].as_u64(), live.body["watts"].as_f64()), (Some(0), None), "{:?}", live.body);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -12,7 +12,7 @@ use crate::list::{columns, human_size};
 use anyhow::{bail, Result};
 use candidate::Candidate;
 use hearth_engine::limits::MIN_CONTEXT_SIZE;
-use hearth_engine::{estimate_memory, EngineSettings, MemoryEstimate, DEFAULT_CONTEXT_SIZE};
+use hearth_engine::{estimate_memory, EngineSettings, MemoryEstimate, Verdict, DEFAULT_CONTEXT_SIZE};
 use predict::{Calibration, ModelShape, Speed, Throughput};
 use serde::Serialize;
 use std::process::ExitCode;
@@ -61,16 +61,6 @@ pub struct ThisMachine {
     pub compute_gflops: f64,
     pub gpus: String,
     pub energy_meter: String,
-}
-
-/// Where a model stands against this machine's memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Fits,
-    /// Fits once the server's loaded models are unloaded.
-    FitsAfterUnloading,
-    DoesNotFit,
 }
 
 #[derive(Debug, Serialize)]
@@ -233,13 +223,7 @@ fn assess(
     let context = trained.map_or(args.context, |t| args.context.min(t));
     let memory = estimate_memory(header, &settings(context, args.parallel, args.batch_size))?;
     let available = machine.memory_available_bytes;
-    let verdict = if memory.total() <= available {
-        Verdict::Fits
-    } else if memory.total() <= available + machine.memory_held_by_server_bytes {
-        Verdict::FitsAfterUnloading
-    } else {
-        Verdict::DoesNotFit
-    };
+    let verdict = Verdict::of(memory.total(), available, machine.memory_held_by_server_bytes);
     let needed_at = |context: u32, slots: u32| {
         estimate_memory(header, &settings(context, slots, args.batch_size)).map_or(u64::MAX, |m| m.total())
     };

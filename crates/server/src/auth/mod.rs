@@ -243,10 +243,11 @@ pub fn permit(caller: Option<&Caller>, needed: Scope) -> Result<(), ServiceError
     }
 }
 
-/// The scope a route needs; `None` for the health checks, which anyone may ask.
+/// The scope a route needs; `None` for the health checks, which anyone may ask, and for the
+/// web page's files, which hold no data and must load to ask the user for a key.
 fn needed_scope(method: &Method, path: &str) -> Option<Scope> {
-    let health = path == "/" || path == "/api/version";
-    if health && (method == Method::GET || method == Method::HEAD) {
+    let open = path == "/" || path == "/api/version" || path == "/ui" || path.starts_with("/ui/");
+    if open && (method == Method::GET || method == Method::HEAD) {
         return None;
     }
     let store_changing =
@@ -309,6 +310,8 @@ mod tests {
     #[test]
     fn health_checks_are_open_store_changes_need_admin_the_rest_chat() {
         assert_eq!(needed_scope(&Method::GET, "/"), None);
+        assert_eq!(needed_scope(&Method::GET, "/ui/app.js"), None);
+        assert_eq!(needed_scope(&Method::GET, "/api/live"), Some(Scope::Chat));
         assert_eq!(needed_scope(&Method::HEAD, "/api/version"), None);
         assert_eq!(needed_scope(&Method::POST, "/api/version"), Some(Scope::Chat));
         for path in ["/api/pull", "/api/create", "/api/copy", "/api/delete", "/api/blobs/sha256:ab"] {

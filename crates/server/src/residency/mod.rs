@@ -25,7 +25,7 @@ pub use error::ResidencyError;
 pub use keep_alive::KeepAlive;
 pub use loader::{LlamaLoader, Loader, MeterFactory};
 
-use hearth_engine::{EngineError, EngineSettings};
+use hearth_engine::{EngineError, EngineSettings, Verdict};
 use hearth_store::{ModelName, ModelSpec};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +37,18 @@ pub type MemoryProbe = Arc<dyn Fn() -> Option<u64> + Send + Sync>;
 /// The system's `MemAvailable`.
 pub fn system_memory() -> MemoryProbe {
     Arc::new(hearth_engine::available_memory)
+}
+
+/// A model's memory against the machine's, now (see [`Residency::fit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Fit {
+    /// Bytes the model needs with the settings a load would use.
+    pub needed: u64,
+    /// Bytes available now.
+    pub available: u64,
+    /// Bytes (of model files) held by the other loaded models, which unloading frees.
+    pub loaded: u64,
+    pub verdict: Verdict,
 }
 
 #[derive(Clone)]
@@ -277,13 +289,8 @@ impl<L: Loader> Residency<L> {
         spec: &ModelSpec,
         settings: &EngineSettings,
     ) -> Result<(), ResidencyError> {
-        let (loader, path, for_estimate) = (self.loader.clone(), spec.path.clone(), settings.clone());
-        let needed = match tokio::task::spawn_blocking(move || loader.memory_needed(&path, &for_estimate)).await {
-            Ok(Ok(needed)) => needed,
-            Ok(Err(e @ EngineError::InvalidSetting(_))) => return Err(ResidencyError::load(name, e)),
-            // The load itself reports a model it cannot read.
-            Ok(Err(_)) | Err(_) => return Ok(()),
-        };
+        // The load itself reports a model it cannot read.
+        let Some(needed) = self.memory_needed(name, spec, settings).await? else { return Ok(()) };
         loop {
             let Some(available) = (self.config.available_memory)() else { return Ok(()) };
             if needed <= available {
@@ -304,6 +311,38 @@ impl<L: Loader> Residency<L> {
             // Wait for the memory to be given back before measuring again.
             let _ = tokio::task::spawn_blocking(move || drop(idle)).await;
         }
+    }
+
+    /// The memory `spec` needs with `settings`; `None` when its file cannot be read.
+    async fn memory_needed(
+        &self,
+        name: &ModelName,
+        spec: &ModelSpec,
+        settings: &EngineSettings,
+    ) -> Result<Option<u64>, ResidencyError> {
+        let (loader, path, for_estimate) = (self.loader.clone(), spec.path.clone(), settings.clone());
+        match tokio::task::spawn_blocking(move || loader.memory_needed(&path, &for_estimate)).await {
+            Ok(Ok(needed)) => Ok(Some(needed)),
+            Ok(Err(e @ EngineError::InvalidSetting(_))) => Err(ResidencyError::load(name, e)),
+            Ok(Err(_)) | Err(_) => Ok(None),
+        }
+    }
+
+    /// Whether `spec` would load now with the settings a request without options gets: the
+    /// memory it needs against what is available and what unloading the loaded models would
+    /// free. `None` when either side is unknown.
+    pub async fn fit(&self, name: &ModelName, spec: &ModelSpec) -> Result<Option<Fit>, ResidencyError> {
+        let settings = self.engine_settings(name, spec, None)?;
+        let Some(needed) = self.memory_needed(name, spec, &settings).await? else { return Ok(None) };
+        let Some(available) = (self.config.available_memory)() else { return Ok(None) };
+        let (running, loaded) = {
+            let models = self.models();
+            let running = models.iter().any(|m| m.spec.path == spec.path);
+            (running, models.iter().filter(|m| m.spec.path != spec.path).map(|m| m.spec.size).sum())
+        };
+        // A model running now fits: its own memory is already out of what is available.
+        let verdict = if running { Verdict::Fits } else { Verdict::of(needed, available, loaded) };
+        Ok(Some(Fit { needed, available, loaded, verdict }))
     }
 
     /// The settings `spec` runs with: its stored ones, the server's threads and slots, and

@@ -231,6 +231,26 @@ async fn no_model_unloads_under_a_request_and_a_full_house_is_busy() {
 }
 
 #[tokio::test]
+async fn a_model_fits_now_after_unloading_or_not_at_all() {
+    let sizes = &[("a", 4 * GIB), ("b", 4 * GIB), ("c", 7 * GIB), ("huge", 20 * GIB)];
+    let machine = Setup { memory: Some(10 * GIB), sizes, ..Setup::default() }.machine();
+    let fit = |model: &'static str| {
+        let residency = machine.residency.clone();
+        async move { residency.fit(&name(model), &spec(model)).await.unwrap().unwrap() }
+    };
+    let _a = machine.acquire("a").await.unwrap();
+    let b = fit("b").await;
+    assert_eq!((b.verdict, b.needed, b.available, b.loaded), (Verdict::Fits, 4 * GIB, 6 * GIB, GIB));
+    // 7 GiB against 6 free, and a's file (1 GiB in the fake store) would come back unloaded.
+    assert_eq!(fit("c").await.verdict, Verdict::FitsAfterUnloading);
+    assert_eq!(fit("huge").await.verdict, Verdict::DoesNotFit);
+    assert_eq!(fit("a").await.verdict, Verdict::Fits, "a model running now fits");
+    assert_eq!(machine.loaded(), ["a"], "asking loads and unloads nothing");
+    let unknown = Setup { sizes, ..Setup::default() }.machine();
+    assert_eq!(unknown.residency.fit(&name("b"), &spec("b")).await.unwrap(), None, "no memory probe, no verdict");
+}
+
+#[tokio::test]
 async fn idle_models_unload_for_memory_and_a_model_too_large_is_refused() {
     let sizes = &[("a", 4 * GIB), ("b", 4 * GIB), ("c", 5 * GIB), ("huge", 20 * GIB)];
     let machine = Setup { memory: Some(10 * GIB), sizes, ..Setup::default() }.machine();

@@ -72,6 +72,8 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Sho
     if hearth_core::think::template_thinks(model.template()) {
         capabilities.push("thinking");
     }
+    // Advisory: a model whose memory cannot be estimated is still described.
+    let fit = state.service.residency.fit(&name, &model.spec).await.ok().flatten();
     Ok(Json(Show {
         modelfile: model.spec.modelfile(&name),
         parameters: parameters.join("\n"),
@@ -83,6 +85,7 @@ pub async fn show(State(state): State<AppState>, body: Bytes) -> Result<Json<Sho
         capabilities,
         modified_at: rfc3339(model.modified),
         context_length: default_context(&model),
+        fit,
     }))
 }
 

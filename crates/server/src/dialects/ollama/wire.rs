@@ -226,6 +226,11 @@ pub struct Show {
     /// the stored `num_ctx`, else 4096, at most the trained length; `None` if the stored one
     /// is out of bounds.
     pub context_length: Option<u32>,
+    /// hearth's: whether the model would load now (`fits`, `fits_after_unloading`,
+    /// `does_not_fit`), with the bytes it needs, those available and those the other
+    /// loaded models hold; absent when either side is unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fit: Option<crate::residency::Fit>,
 }
 
 #[derive(Serialize)]
