@@ -26,29 +26,21 @@ const VERDICTS = { fits: "fits", fits_after_unloading: "after unloading", does_n
 
 /** The server's verdict on whether a model would load now, with the bytes behind it. */
 function fitCell(fit) {
-  if (!fit) return cell("–");
+  if (!fit) return cell("–", "fit");
   const td = cell(VERDICTS[fit.verdict] || fit.verdict, `fit ${fit.verdict}`);
   td.title = `needs ${formatBytes(fit.needed)}; ${formatBytes(fit.available)} available; other loaded models hold ${formatBytes(fit.loaded)}`;
   return td;
 }
 
-/** The store's models with their details, whether each is loaded, and its context length. */
+/** The store's models with their details and whether each is loaded: two quick requests. */
 export async function listModels() {
   const [tags, running] = await Promise.all([getJson("api/tags"), getJson("api/ps")]);
   const loaded = new Map(running.models.map((m) => [m.name, m]));
-  const shown = await Promise.all(
-    tags.models.map((m) =>
-      getJson("api/show", { method: "POST", body: { model: m.name } }).catch(() => null),
-    ),
-  );
-  return tags.models.map((m, i) => ({
+  return tags.models.map((m) => ({
     name: m.name,
     size: m.size,
     quantization: m.details?.quantization_level || "",
     parameters: m.details?.parameter_size || "",
-    family: m.details?.family || "",
-    context: shown[i]?.context_length ?? null,
-    fit: shown[i]?.fit ?? null,
     loaded: loaded.get(m.name) || null,
   }));
 }
@@ -81,7 +73,17 @@ export class ModelsView {
     }
     this.table.replaceChildren(...models.map((m) => this.row(m)));
     this.empty.hidden = models.length > 0;
+    // Context and fit need each model's header read; the list does not wait for them.
+    for (const row of this.table.children) this.describe(row);
     return models;
+  }
+
+  /** Fills in a row's context length and the server's fit verdict (`/api/show`). */
+  async describe(row) {
+    const shown = await getJson("api/show", { method: "POST", body: { model: row.dataset.model } }).catch(() => null);
+    const context = shown?.context_length;
+    row.querySelector("td.context").textContent = typeof context === "number" ? context.toLocaleString("en") : "–";
+    row.querySelector("td.fit").replaceWith(fitCell(shown?.fit));
   }
 
   row(model) {
@@ -93,9 +95,9 @@ export class ModelsView {
       cell(formatBytes(model.size), "number"),
       cell(model.quantization),
       cell(model.parameters, "number"),
-      cell(model.context === null ? "–" : model.context.toLocaleString("en"), "number"),
+      cell("…", "number context"),
       cell(state, model.loaded ? "loaded" : ""),
-      fitCell(model.fit),
+      cell("…", "fit"),
     );
     const actions = document.createElement("td");
     const remove = document.createElement("button");
