@@ -103,6 +103,19 @@ class ThroughNginx(unittest.TestCase):
         self.assertEqual(reply.status_code, 413)
         self.assertIn("error", json.loads(reply.text))
 
+    def test_the_web_page_loads_and_calls_hearth_as_its_own_origin(self):
+        page = httpx.get(f"{URL}/ui/", verify=CERT)
+        self.assertEqual(page.status_code, 200)
+        self.assertIn("default-src 'none'", page.headers["content-security-policy"])
+        # A browser on https://hearth.test:PORT sends that name as Host and as its Origin;
+        # nginx passes the name on, and hearth takes the page's requests as its own origin.
+        port = URL.rsplit(":", 1)[1]
+        headers = {"Host": f"hearth.test:{port}", "Authorization": f"Bearer {KEY}"}
+        own = httpx.get(f"{URL}/api/tags", verify=CERT, headers={**headers, "Origin": f"https://hearth.test:{port}"})
+        self.assertEqual(own.status_code, 200, own.text)
+        other = httpx.get(f"{URL}/api/tags", verify=CERT, headers={**headers, "Origin": "https://evil.test"})
+        self.assertEqual(other.status_code, 403, other.text)
+
     def test_the_proxy_s_request_id_reaches_hearth(self):
         reply = httpx.get(f"{URL}/api/version", verify=CERT)
         self.assertEqual(reply.status_code, 200)

@@ -10,7 +10,7 @@ use crate::listener::ServeLimits;
 use crate::service::ServiceError;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::Response;
 use futures_util::FutureExt;
@@ -71,12 +71,29 @@ fn glob(pattern: &[u8], text: &[u8]) -> bool {
     }
 }
 
+/// Whether `origin` is the server's own: the name the browser asked for, which is `Host`,
+/// or `X-Forwarded-Host` behind a proxy that names itself to hearth (deploy/nginx sends
+/// `Host: localhost`). A page on another origin cannot make a browser send either header:
+/// `Host` is the server's, and setting `X-Forwarded-Host` needs a preflight, which another
+/// origin fails. This is how the web page at `/ui/` may call a server beyond loopback.
+fn same_origin(origin: &str, headers: &HeaderMap) -> bool {
+    let Some((_, authority)) = origin.split_once("://") else { return false };
+    [header::HOST.as_str(), "x-forwarded-host"].into_iter().any(|name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .is_some_and(|host| host.trim().eq_ignore_ascii_case(authority))
+    })
+}
+
 /// Answers preflights, refuses other origins with 403, and marks allowed responses.
 pub async fn cors(State(origins): State<Arc<Origins>>, request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
-    if !origin.to_str().is_ok_and(|o| origins.allows(o)) {
+    let allowed = origin.to_str().is_ok_and(|o| origins.allows(o) || same_origin(o, request.headers()));
+    if !allowed {
         let message = "this origin may not call hearth; add it to HEARTH_ORIGINS";
         return Dialect::for_path(request.uri().path())
             .error_response(ServiceError::protocol(StatusCode::FORBIDDEN, message));
@@ -407,5 +424,25 @@ mod tests {
             assert!(!origins.allows(refused), "{refused}");
         }
         assert!(Origins::local().with("*").allows("https://anything.org"));
+    }
+
+    #[test]
+    fn a_page_calling_the_server_it_came_from_is_its_own_origin() {
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        let direct = headers(&[("host", "box.lan:11434")]);
+        assert!(same_origin("http://box.lan:11434", &direct));
+        assert!(same_origin("HTTP://BOX.LAN:11434", &direct));
+        assert!(!same_origin("http://box.lan:8080", &direct), "another port is another origin");
+        assert!(!same_origin("http://evil.com", &direct));
+        let proxied = headers(&[("host", "localhost"), ("x-forwarded-host", "hearth.example.com")]);
+        assert!(same_origin("https://hearth.example.com", &proxied));
+        assert!(!same_origin("https://evil.example.com", &proxied));
+        assert!(!same_origin("null", &direct), "an opaque origin is no one's");
     }
 }
