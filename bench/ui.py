@@ -10,11 +10,12 @@ listed the server's models and a message can be sent: the model picker holds a m
 import statistics
 import sys
 import time
+from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "ui"))
+import browser  # noqa: E402  (the UI tests' way of starting chromium)
 
 
 def main():
@@ -22,9 +23,9 @@ def main():
     loads = int(sys.argv[2]) if len(sys.argv) > 2 else 10
     interactive, loaded, sizes = [], [], set()
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        chromium = browser.launch(p)
         for _ in range(loads):
-            context = browser.new_context()
+            context = chromium.new_context()
             page = context.new_page()
             bodies = {}
             page.on("response", lambda r: "/ui/" in r.url and r.status < 300 and bodies.__setitem__(r.url, len(r.body())))
@@ -35,7 +36,7 @@ def main():
             loaded.append(page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd"))
             sizes.add((len([u for u in bodies if "/ui/" in u]), sum(n for u, n in bodies.items() if "/ui/" in u)))
             context.close()
-        browser.close()
+        chromium.close()
     for files, total in sorted(sizes):
         print(f"page: {files} files, {total} bytes ({total / 1024:.1f} KiB) uncompressed")
     for name, values in [("load event", loaded), ("interactive", interactive)]:

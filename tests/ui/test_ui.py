@@ -23,22 +23,12 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
+import browser
+
 HEARTH = os.environ["HEARTH_BIN"]
 GGUF = Path(os.environ["HEARTH_TEST_GGUF"])
 ARTIFACTS = Path(os.environ.get("HEARTH_UI_ARTIFACTS", "target/ui-artifacts"))
-CHROMIUM = os.environ.get("HEARTH_CHROMIUM", "/usr/bin/chromium")
 MODEL = "smollm2:135m"
-# What the machine's guide says a headless Chromium needs here: no sandbox as root, and none
-# of the background connections a closed network refuses.
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def free_port():
@@ -117,16 +107,16 @@ class Page(unittest.TestCase):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         cls.server = Server()
         cls.playwright = sync_playwright().start()
-        cls.browser = cls.playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        cls.chromium = browser.launch(cls.playwright)
 
     @classmethod
     def tearDownClass(cls):
-        cls.browser.close()
+        cls.chromium.close()
         cls.playwright.stop()
         cls.server.stop()
 
     def setUp(self):
-        self.context = self.browser.new_context(accept_downloads=True)
+        self.context = self.chromium.new_context(accept_downloads=True)
         self.problems = []
         self.page = self.open_page(self.context)
 
@@ -219,6 +209,24 @@ class Page(unittest.TestCase):
         expect(self.page.locator("#conversation-list li.current")).to_contain_text("What is the capital of France?")
         self.assertEqual(self.page.input_value("#system"), "You answer in one short sentence.")
         self.assertEqual(self.page.input_value("#opt-seed"), "7")
+
+    def test_conversations_are_made_switched_and_deleted(self):
+        self.set_option("num_predict", 4)
+        self.ask("First conversation")
+        expect(self.page.locator("#messages article.assistant .stats")).to_be_visible(timeout=60000)
+        self.page.click("#new-chat")
+        expect(self.page.locator("#messages article")).to_have_count(0)
+        expect(self.page.locator("#opt-num_predict")).to_have_value("")
+        self.ask("Second conversation")
+        expect(self.page.locator("#messages article.assistant .stats")).to_be_visible(timeout=60000)
+        items = self.page.locator("#conversation-list li")
+        expect(items).to_have_count(2)
+        items.filter(has_text="First conversation").locator("button.open").click()
+        expect(self.page.locator("#messages article.user .content")).to_have_text("First conversation")
+        expect(self.page.locator("#opt-num_predict")).to_have_value("4")
+        self.page.click('button[aria-label="Delete the conversation First conversation"]')
+        expect(items).to_have_count(1)
+        expect(self.page.locator("#messages article.user .content")).to_have_text("Second conversation")
 
     def test_regenerate_and_edit_and_resend(self):
         self.set_option("temperature", 0)
@@ -322,7 +330,7 @@ class Page(unittest.TestCase):
         self.assertIsNone(self.page.evaluate("window.pwned"))
 
     def test_the_page_loads_nothing_from_elsewhere_and_is_small(self):
-        context = self.browser.new_context()
+        context = self.chromium.new_context()
         page = context.new_page()
         requested, sizes = [], {}
         page.on("request", lambda r: requested.append(r.url))
@@ -367,8 +375,8 @@ class WithKeys(unittest.TestCase):
         server = Server(keys=True)
         try:
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-                context = browser.new_context()
+                chromium = browser.launch(p)
+                context = chromium.new_context()
                 page = context.new_page()
                 page.goto(server.url + "/")
                 expect(page.locator("#key-dialog")).to_be_visible(timeout=15000)
@@ -381,7 +389,7 @@ class WithKeys(unittest.TestCase):
                 page.reload()
                 expect(page.locator("#model-picker")).to_have_value(MODEL, timeout=15000)
                 expect(page.locator("#key-dialog")).to_be_hidden()
-                browser.close()
+                chromium.close()
         finally:
             server.stop()
 

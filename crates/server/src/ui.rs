@@ -36,6 +36,7 @@ const ASSETS: &[Asset] = &[
     asset!("chat.js", JS),
     asset!("conversations.js", JS),
     asset!("stats.js", JS),
+    asset!("format.js", JS),
     asset!("models.js", JS),
     asset!("live.js", JS),
     asset!("markdown.js", JS),

@@ -1,18 +1,19 @@
 // Owns the bench report view: a `hearth bench --json` report as tables and an energy-against-speed chart.
 
+import { fixed, isNumber } from "./format.js";
+
 const DASH = '–';
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const SERIES_COUNT = 8; // the stylesheet colours series-0 … series-7
 const CHART = { width: 640, height: 360, left: 64, right: 24, top: 16, bottom: 48 };
 
 // serde_json writes NaN and infinities as null, so any figure may be missing.
-const isNum = (v) => typeof v === 'number' && Number.isFinite(v);
-const dec = (v, digits) => (isNum(v) ? v.toFixed(digits) : DASH);
+const dec = (v, digits) => fixed(v, digits) ?? DASH;
 const tps = (v) => dec(v, 1);
-const ms = (v) => (isNum(v) ? v.toFixed(Math.abs(v) < 100 ? 1 : 0) : DASH);
+const ms = (v) => (isNumber(v) ? v.toFixed(Math.abs(v) < 100 ? 1 : 0) : DASH);
 // Joules per token span orders of magnitude between models: keep significant digits, not decimals.
-const sig3 = (v) => (isNum(v) ? (v === 0 || Math.abs(v) >= 1000 ? v.toFixed(0) : v.toPrecision(3)) : DASH);
-const count = (v) => (isNum(v) ? String(v) : DASH);
+const sig3 = (v) => (isNumber(v) ? (v === 0 || Math.abs(v) >= 1000 ? v.toFixed(0) : v.toPrecision(3)) : DASH);
+const count = (v) => (isNumber(v) ? String(v) : DASH);
 const str = (v) => (typeof v === 'string' && v !== '' ? v : DASH);
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 const list = (v) => (Array.isArray(v) ? v.filter(isObject) : []);
@@ -106,7 +107,7 @@ function targetCell({ target, index }) {
 }
 
 function spreadCell(spread, format) {
-  if (!isNum(spread?.median)) return DASH;
+  if (!isNumber(spread?.median)) return DASH;
   return el('span', { title: `min ${format(spread.min)}, max ${format(spread.max)}` }, format(spread.median));
 }
 
@@ -145,8 +146,8 @@ function fixedTable(report, targets) {
 }
 
 function levelLabel(level) {
-  if (isNum(level.concurrency)) return `c=${level.concurrency}`;
-  return isNum(level.rate) ? `${level.rate} req/s` : DASH;
+  if (isNumber(level.concurrency)) return `c=${level.concurrency}`;
+  return isNumber(level.rate) ? `${level.rate} req/s` : DASH;
 }
 
 function loadTable(entry) {
@@ -193,7 +194,7 @@ function promptsTable(targets) {
   return table(`prompts: ${str(entries[0].target.prompts.prompts)}, medians over requests`, headers, rows, 1);
 }
 
-const plusMinus = (value, error, digits) => (isNum(value) ? `${dec(value, digits)} ± ${dec(error, digits)}` : DASH);
+const plusMinus = (value, error, digits) => (isNumber(value) ? `${dec(value, digits)} ± ${dec(error, digits)}` : DASH);
 
 function qualityTable(targets) {
   const rows = targets
@@ -209,7 +210,7 @@ function qualityTable(targets) {
         count(p?.chunks),
         plusMinus(d?.kl_mean, d?.kl_uncertainty, 5),
         dec(d?.kl_max, 3),
-        isNum(d?.same_top_token) ? `${(d.same_top_token * 100).toFixed(1)}%` : DASH,
+        isNumber(d?.same_top_token) ? `${(d.same_top_token * 100).toFixed(1)}%` : DASH,
       ];
     });
   if (!rows.length) return null;
@@ -227,7 +228,7 @@ function chartPoints(targets) {
     ];
     return runs
       .map(([label, kind, energy, y]) => ({ index, label, kind, x: energy?.joules_per_generated_token?.median, y }))
-      .filter((p) => isNum(p.x) && isNum(p.y));
+      .filter((p) => isNumber(p.x) && isNumber(p.y));
   });
 }
 

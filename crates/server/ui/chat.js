@@ -6,6 +6,9 @@ import { requestOptions, titleFrom } from "./conversations.js";
 import { renderMarkdown } from "./markdown.js";
 import { answerStats, describeStats, statParts } from "./stats.js";
 
+/** Enter sends; Shift+Enter is a new line, and Enter that ends an input method's composition is not a send. */
+const sends = (event) => event.key === "Enter" && !event.shiftKey && !event.isComposing;
+
 function button(text, label, onClick) {
   const b = document.createElement("button");
   b.type = "button";
@@ -77,7 +80,7 @@ export class ChatView {
       this.submit();
     });
     this.input.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      if (sends(event)) {
         event.preventDefault();
         this.submit();
       }
@@ -172,7 +175,7 @@ export class ChatView {
       this.ask(editor.value);
     };
     editor.addEventListener("keydown", (event) => {
-      if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      if (sends(event)) {
         event.preventDefault();
         resend();
       } else if (event.key === "Escape") {

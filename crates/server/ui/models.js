@@ -2,18 +2,7 @@
 // and deleting.
 
 import { getJson, send, stream } from "./api.js";
-
-function formatBytes(bytes) {
-  if (typeof bytes !== "number") return "–";
-  const units = ["B", "KB", "MB", "GB", "TB"];
-  let value = bytes;
-  let unit = 0;
-  while (value >= 1000 && unit < units.length - 1) {
-    value /= 1000;
-    unit += 1;
-  }
-  return `${value.toFixed(value < 10 && unit > 0 ? 1 : 0)} ${units[unit]}`;
-}
+import { bytes } from "./format.js";
 
 function cell(text, className) {
   const td = document.createElement("td");
@@ -28,7 +17,7 @@ const VERDICTS = { fits: "fits", fits_after_unloading: "after unloading", does_n
 function fitCell(fit) {
   if (!fit) return cell("–", "fit");
   const td = cell(VERDICTS[fit.verdict] || fit.verdict, `fit ${fit.verdict}`);
-  td.title = `needs ${formatBytes(fit.needed)}; ${formatBytes(fit.available)} available; other loaded models hold ${formatBytes(fit.loaded)}`;
+  td.title = `needs ${bytes(fit.needed)}; ${bytes(fit.available)} available; other loaded models hold ${bytes(fit.loaded)}`;
   return td;
 }
 
@@ -89,10 +78,10 @@ export class ModelsView {
   row(model) {
     const tr = document.createElement("tr");
     tr.dataset.model = model.name;
-    const state = model.loaded ? `loaded, ${formatBytes(model.loaded.size)} in memory` : "on disk";
+    const state = model.loaded ? `loaded, ${bytes(model.loaded.size)} in memory` : "on disk";
     tr.append(
       cell(model.name, "model-name"),
-      cell(formatBytes(model.size), "number"),
+      cell(bytes(model.size), "number"),
       cell(model.quantization),
       cell(model.parameters, "number"),
       cell("…", "number context"),
@@ -138,7 +127,7 @@ export class ModelsView {
             this.progress.max = line.total;
             this.progress.value = line.completed;
             const percent = Math.floor((100 * line.completed) / line.total);
-            this.pullStatus.textContent = `${line.status}: ${percent}% of ${formatBytes(line.total)}`;
+            this.pullStatus.textContent = `${line.status}: ${percent}% of ${bytes(line.total)}`;
           } else {
             this.pullStatus.textContent = line.status;
           }

@@ -1,6 +1,8 @@
 // The figures beside an answer: read from the server's last stream line and this page's
 // own clock, and said in words.
 
+import { fixed, significant } from "./format.js";
+
 /**
  * The figures of one answer. `last` is the final line of Ollama's chat stream (counts,
  * durations in nanoseconds, hearth's energy fields); `ttftMs` is measured here, from
@@ -23,14 +25,6 @@ export function answerStats(last, ttftMs, stopped) {
     currency: last.energy_currency ?? null,
     stopped: Boolean(stopped),
   };
-}
-
-function fixed(value, digits) {
-  return typeof value === "number" && Number.isFinite(value) ? value.toFixed(digits) : null;
-}
-
-function significant(value, digits) {
-  return typeof value === "number" && Number.isFinite(value) ? String(Number(value.toPrecision(digits))) : null;
 }
 
 /** The stats as labelled parts, in the order they are shown; parts without a figure are left out. */
