@@ -35,7 +35,12 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<ExitCode> {
     let text = std::fs::read_to_string(&args.text).with_context(|| format!("reading {}", args.text.display()))?;
-    let settings = QualitySettings { chunk_tokens: args.ctx, max_chunks: args.chunks, threads: args.threads };
+    let settings = QualitySettings {
+        chunk_tokens: args.ctx,
+        max_chunks: args.chunks,
+        threads: args.threads,
+        ..Default::default()
+    };
     let model = models::resolve(&args.model)?.path;
     let started = Instant::now();
     let Some(reference) = &args.reference else {

@@ -12,6 +12,7 @@ mod eval;
 mod fit;
 mod history;
 mod keys;
+mod kv;
 mod list;
 mod models;
 mod ps;

@@ -1,6 +1,7 @@
 //! `hearth run MODEL [PROMPT]`: answer one prompt and exit, or chat in the terminal.
 
 use crate::answer::{self, Answer};
+use crate::kv::KvArgs;
 use crate::models;
 use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
@@ -49,16 +50,20 @@ pub struct RunArgs {
     /// Maximum tokens to generate; -1 for no limit [default: -1]
     #[arg(long, allow_negative_numbers = true)]
     num_predict: Option<i64>,
+    #[command(flatten)]
+    kv: KvArgs,
 }
 
 impl RunArgs {
     /// Flags first, then what the model was stored with, then defaults.
     fn engine_settings(&self, model: &ModelSpec) -> Result<EngineSettings> {
-        let mut settings = EngineSettings::stored(&model.parameters, model.template.clone())?;
-        settings.threads = self.threads.or(settings.threads);
-        settings.context_size = self.ctx_size.or(settings.context_size);
-        settings.batch_size = self.batch_size.or(settings.batch_size);
-        Ok(settings)
+        let flags = EngineSettings {
+            threads: self.threads,
+            context_size: self.ctx_size,
+            batch_size: self.batch_size,
+            ..self.kv.settings()?
+        };
+        Ok(flags.or(EngineSettings::stored(&model.parameters, model.template.clone())?))
     }
 
     fn sampling(&self, model: &ModelSpec) -> Result<SamplingParams> {

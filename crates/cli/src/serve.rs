@@ -35,6 +35,8 @@ pub struct ServeArgs {
     /// Threads per model; default: the physical cores
     #[arg(long, env = "HEARTH_NUM_THREADS")]
     threads: Option<u32>,
+    #[command(flatten)]
+    kv: crate::kv::KvArgs,
     /// Browser origins allowed besides this machine's, comma-separated; `*` is a wildcard
     #[arg(long, env = "HEARTH_ORIGINS", default_value = "")]
     origins: String,
@@ -100,9 +102,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .context("HEARTH_KEEP_ALIVE")?;
     // The server's own settings are checked now: once serving, an engine setting out of
     // bounds would fail every request as if the client had asked for it.
-    hearth_engine::EngineSettings { threads: args.threads, parallel: Some(args.parallel), ..Default::default() }
+    let engine = hearth_engine::EngineSettings { threads: args.threads, ..args.kv.settings()? };
+    hearth_engine::EngineSettings { parallel: Some(args.parallel), ..engine.clone() }
         .check()
-        .context("HEARTH_NUM_THREADS / HEARTH_NUM_PARALLEL")?;
+        .context("HEARTH_NUM_THREADS / HEARTH_NUM_PARALLEL / the KV cache settings")?;
     let config = Config::load(args.config.as_deref())?;
     let keys_file = args.keys_file.clone().unwrap_or_else(Keyring::default_path);
     let auth = Auth::default()
@@ -122,7 +125,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         max_loaded: args.max_loaded,
         max_queue: args.max_queue,
         keep_alive,
-        threads: args.threads,
+        engine,
         meter,
         available_memory: hearth_server::system_memory(),
     };

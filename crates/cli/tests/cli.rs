@@ -984,6 +984,74 @@ fn bench_reports_consistent_figures_in_every_format() {
     assert!(quick(&["--markdown"]).contains("|---|"));
 }
 
+/// KV cache types: `hearth bench --kv-type` runs a model once per type, says which in each
+/// row, and scores perplexity through each cache; a model stored with a type runs with it;
+/// a type that does not exist, and a quantized V cache without flash attention, are one
+/// clear line before anything loads, from bench, run and create alike.
+#[test]
+fn kv_cache_types_are_compared_in_one_bench_and_bad_ones_refused() {
+    let model = smollm2();
+    let novel = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/data/around-the-world-in-80-days.txt");
+    let args = ["bench", model.to_str().unwrap(), "-p", "32", "-n", "8", "-r", "1", "-t", "1", "--json"];
+    let mut compare = args.to_vec();
+    compare.extend(["--kv-type", "f16,q8_0,q4_0", "--quality", novel.to_str().unwrap(), "--chunks", "1"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout_of(&TestCommand::new(&compare).output())).unwrap();
+    assert_eq!(
+        (report["kv_cache_type"].as_str(), report["flash_attention"].as_str()),
+        (Some("f16,q8_0,q4_0"), Some("auto"))
+    );
+    let targets = report["targets"].as_array().unwrap();
+    let rows: Vec<(&str, &str)> =
+        targets.iter().map(|t| (t["name"].as_str().unwrap(), t["kv_cache_type"].as_str().unwrap())).collect();
+    assert_eq!(
+        rows,
+        [
+            ("SmolLM2-135M-Instruct.Q4_1.gguf kv=f16", "f16"),
+            ("SmolLM2-135M-Instruct.Q4_1.gguf kv=q8_0", "q8_0"),
+            ("SmolLM2-135M-Instruct.Q4_1.gguf kv=q4_0", "q4_0")
+        ]
+    );
+    let perplexity: Vec<f64> = targets.iter().map(|t| t["perplexity"]["value"].as_f64().unwrap()).collect();
+    assert!(perplexity.iter().all(|p| p.is_finite() && *p > 1.0), "{perplexity:?}");
+    assert_ne!(perplexity[0], perplexity[2], "a q4_0 cache changes the logits");
+    for target in targets {
+        assert!(target["fixed"]["generation_tokens_per_second"]["median"].as_f64().unwrap() > 0.0, "{target}");
+    }
+
+    let refused = |extra: &[&str], expected: &str| {
+        let mut all = args.to_vec();
+        all.extend(extra);
+        assert_clean_failure(&TestCommand::new(&all).output(), expected);
+    };
+    // A value no flag takes is clap's usage error (exit 2), with the reason.
+    let mut unknown = args.to_vec();
+    unknown.extend(["--kv-type", "q5_1"]);
+    let output = TestCommand::new(&unknown).output();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("'q5_1' is not a KV cache type: use f16, q8_0 or q4_0"));
+    refused(&["--kv-type", "q8_0", "--flash-attn", "off"], "a q8_0 V cache needs flash attention");
+    let run = TestCommand::run_model(&model, &["--cache-type-v", "q4_0", "--flash-attn", "off", "Hi"]).output();
+    assert_clean_failure(&run, "a q4_0 V cache needs flash attention");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (store, modelfile) = (dir.path().join("models"), dir.path().join("Modelfile"));
+    let create = |parameter: &str| {
+        std::fs::write(&modelfile, format!("FROM {}\nPARAMETER {parameter}\n", model.display())).unwrap();
+        in_store(&store, &["create", "kv", "-f", modelfile.to_str().unwrap()])
+    };
+    assert_clean_failure(&create("kv_cache_type q9"), "kv_cache_type: 'q9' is not a KV cache type");
+    stdout_of(&create("kv_cache_type q4_0"));
+    let shown = stdout_of(&in_store(&store, &["show", "kv", "--modelfile"]));
+    assert!(shown.contains("PARAMETER kv_cache_type q4_0"), "{shown}");
+    // Stored with a quantized V cache, the model refuses flash attention off as the flag does.
+    let mut run = TestCommand::new(&["run", "kv", "--flash-attn", "off", "--num-predict", "4", "Hi"]);
+    run.cmd.env("HEARTH_MODELS", &store);
+    assert_clean_failure(&run.output(), "a q4_0 V cache needs flash attention");
+    let mut run = TestCommand::new(&["run", "kv", "--temperature", "0", "--num-predict", "4", "Hi"]);
+    run.cmd.env("HEARTH_MODELS", &store);
+    assert!(!stdout_of(&run.output()).trim().is_empty());
+}
+
 /// `hearth bench --endpoint` against a real `hearth serve`, in both dialects, and
 /// `--compare` of the two saved reports.
 #[test]

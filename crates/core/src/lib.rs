@@ -8,6 +8,7 @@ mod collect;
 mod energy;
 mod event;
 pub mod home;
+mod kv;
 mod model;
 pub mod parameters;
 mod request;
@@ -16,6 +17,7 @@ pub mod think;
 pub use collect::{collect, Answer, Collector, Fed};
 pub use energy::{EnergyMeter, EnergyPrices, EnergyReport, EnergySource};
 pub use event::{FinishReason, GenerateError, StreamEvent, Timings, TokenLogprob, TopLogprob, Usage};
+pub use kv::{FlashAttention, KvCache, KvType};
 pub use model::ModelInfo;
 pub use request::{
     check_top_logprobs, ChatMessage, EmbedInput, EmbedRequest, Embeddings, GenerateRequest, Prompt, Role,

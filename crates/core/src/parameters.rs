@@ -69,11 +69,16 @@ pub struct StoredSettings {
     pub num_ctx: Option<u32>,
     pub num_batch: Option<u32>,
     pub num_thread: Option<u32>,
+    /// hearth's: the KV cache's type, for keys and values (`f16`, `q8_0`, `q4_0`).
+    pub kv_cache_type: Option<crate::KvType>,
+    /// hearth's: flash attention (`auto`, `on`, `off`).
+    pub flash_attn: Option<crate::FlashAttention>,
 }
 
 /// Settings that take effect when a model loads. Ollama's names that hearth does not use
 /// (GPU placement, memory mapping) are accepted and have no effect.
-pub const LOAD_SETTINGS: &[&str] = &["num_ctx", "num_batch", "num_thread", "num_gpu", "main_gpu", "use_mmap", "numa"];
+pub const LOAD_SETTINGS: &[&str] =
+    &["num_ctx", "num_batch", "num_thread", "kv_cache_type", "flash_attn", "num_gpu", "main_gpu", "use_mmap", "numa"];
 
 /// The engine settings in a model's stored parameters. A value that is not a whole number
 /// from 0 to 2^32-1 is an error, not a setting silently left at its default.
@@ -88,7 +93,23 @@ fn stored_settings(stored: &serde_json::Map<String, serde_json::Value>) -> Resul
                 .ok_or_else(|| format!("{name} must be a whole number, got {value}")),
         }
     };
-    Ok(StoredSettings { num_ctx: whole("num_ctx")?, num_batch: whole("num_batch")?, num_thread: whole("num_thread")? })
+    fn named<T: std::str::FromStr<Err = String>>(
+        stored: &serde_json::Map<String, serde_json::Value>,
+        name: &str,
+    ) -> Result<Option<T>, String> {
+        match stored.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(text)) => text.parse().map(Some).map_err(|e| format!("{name}: {e}")),
+            Some(value) => Err(format!("{name} must be a name, got {value}")),
+        }
+    }
+    Ok(StoredSettings {
+        num_ctx: whole("num_ctx")?,
+        num_batch: whole("num_batch")?,
+        num_thread: whole("num_thread")?,
+        kv_cache_type: named(stored, "kv_cache_type")?,
+        flash_attn: named(stored, "flash_attn")?,
+    })
 }
 
 /// Checks parameters about to be stored with a model: every name known, every value of

@@ -14,9 +14,10 @@ use crate::scheduler::Scheduler;
 use crate::scorer::Scored;
 use crate::template::ChatTemplate;
 use hearth_core::{
-    check_top_logprobs, EmbedRequest, Embeddings, EnergyMeter, GenerateError, GenerateRequest, ModelInfo, StreamEvent,
+    check_top_logprobs, EmbedRequest, Embeddings, EnergyMeter, FlashAttention, GenerateError, GenerateRequest, KvCache,
+    KvType, ModelInfo, StreamEvent,
 };
-use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
@@ -55,6 +56,12 @@ pub struct EngineSettings {
     /// Requests decoded together (continuous batching); default 1. Each has a KV cache of
     /// `context_size` tokens of its own.
     pub parallel: Option<u32>,
+    /// The KV cache's key type; default f16.
+    pub kv_keys: Option<KvType>,
+    /// The KV cache's value type; default f16. A quantized one needs flash attention.
+    pub kv_values: Option<KvType>,
+    /// Default: llama.cpp's `auto`.
+    pub flash_attention: Option<FlashAttention>,
 }
 
 /// The settings a model actually runs with, after defaults were resolved.
@@ -65,6 +72,7 @@ pub struct ResolvedSettings {
     pub batch_size: u32,
     pub gpu_layers: u32,
     pub parallel: u32,
+    pub kv_cache: KvCache,
 }
 
 impl EngineSettings {
@@ -80,9 +88,28 @@ impl EngineSettings {
             threads: stored.num_thread,
             context_size: stored.num_ctx,
             batch_size: stored.num_batch,
+            kv_keys: stored.kv_cache_type,
+            kv_values: stored.kv_cache_type,
+            flash_attention: stored.flash_attn,
             chat_template,
             ..Self::default()
         })
+    }
+
+    /// These settings, each one unset taken from `below`: a command line's or a server's
+    /// own over what a model was stored with.
+    pub fn or(&self, below: EngineSettings) -> EngineSettings {
+        EngineSettings {
+            threads: self.threads.or(below.threads),
+            context_size: self.context_size.or(below.context_size),
+            batch_size: self.batch_size.or(below.batch_size),
+            gpu_layers: self.gpu_layers.or(below.gpu_layers),
+            chat_template: self.chat_template.clone().or(below.chat_template),
+            parallel: self.parallel.or(below.parallel),
+            kv_keys: self.kv_keys.or(below.kv_keys),
+            kv_values: self.kv_values.or(below.kv_values),
+            flash_attention: self.flash_attention.or(below.flash_attention),
+        }
     }
 
     /// The bounds that hold whatever the model (everything but the context's upper bound,
@@ -92,7 +119,17 @@ impl EngineSettings {
         limits::batch_size(self.batch_size)?;
         limits::parallel(self.parallel)?;
         limits::context_size(self.context_size, u32::MAX)?;
+        self.kv_cache().check().map_err(EngineError::InvalidSetting)?;
         Ok(())
+    }
+
+    /// The KV cache these settings ask for, defaults filled in.
+    pub fn kv_cache(&self) -> KvCache {
+        KvCache {
+            keys: self.kv_keys.unwrap_or_default(),
+            values: self.kv_values.unwrap_or_default(),
+            flash_attention: self.flash_attention.unwrap_or_default(),
+        }
     }
 
     /// The settings with defaults filled in, each checked against [`limits`] and the model,
@@ -100,6 +137,8 @@ impl EngineSettings {
     pub fn resolve(&self, info: &ModelInfo, gpu_offload: bool) -> Result<ResolvedSettings, EngineError> {
         let context_size = limits::model_context_size(info, self.context_size)?;
         let parallel = limits::parallel(self.parallel)?;
+        let kv_cache = self.kv_cache();
+        kv_cache.check().map_err(EngineError::InvalidSetting)?;
         Ok(ResolvedSettings {
             threads: limits::threads(self.threads)?.unwrap_or_else(physical_cores),
             context_size,
@@ -112,6 +151,7 @@ impl EngineSettings {
                 .max(parallel),
             gpu_layers: self.gpu_layers.unwrap_or(if gpu_offload { u32::MAX } else { 0 }),
             parallel,
+            kv_cache,
         })
     }
 }
@@ -386,6 +426,30 @@ fn engine_thread(
     scheduler.run(jobs, stop);
 }
 
+/// `params` with the cache's types and flash attention, for every context hearth makes.
+pub(crate) fn with_kv_cache(params: LlamaContextParams, cache: KvCache) -> LlamaContextParams {
+    params
+        .with_type_k(llama_kv_type(cache.keys))
+        .with_type_v(llama_kv_type(cache.values))
+        .with_flash_attention_policy(llama_flash_attention(cache.flash_attention))
+}
+
+fn llama_kv_type(kind: KvType) -> KvCacheType {
+    match kind {
+        KvType::F16 => KvCacheType::F16,
+        KvType::Q8_0 => KvCacheType::Q8_0,
+        KvType::Q4_0 => KvCacheType::Q4_0,
+    }
+}
+
+fn llama_flash_attention(setting: FlashAttention) -> llama_cpp_sys_2::llama_flash_attn_type {
+    match setting {
+        FlashAttention::Auto => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+        FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+    }
+}
+
 fn new_context<'m>(
     backend: &LlamaBackend,
     model: &'m LlamaModel,
@@ -405,6 +469,7 @@ fn new_context<'m>(
         .with_kv_unified(false)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
+    let params = with_kv_cache(params, settings.kv_cache);
     llama_log::take_recent();
     model
         .new_context(backend, params)

@@ -1,6 +1,6 @@
 //! How much memory a model needs to run, from its GGUF header alone: the weights (mapped
-//! from the file), the KV cache every slot gets (f16 keys and values for each layer and
-//! position), and every buffer the settings size: llama.cpp's compute graph for a batch
+//! from the file), the KV cache every slot gets (keys and values for each layer and
+//! position, in the cache's types), and every buffer the settings size: llama.cpp's compute graph for a batch
 //! (its logits for every token of the batch, attention scores, feed-forward activations),
 //! the output logits of every slot, and the batch itself. Used to refuse settings that
 //! cannot fit and to decide what must unload first.
@@ -8,6 +8,7 @@
 use crate::gguf::{GgufHeader, MetaValue};
 use crate::load::read_header;
 use crate::{EngineError, EngineSettings, ResolvedSettings};
+use hearth_core::KvCache;
 use std::path::Path;
 
 /// What llama.cpp holds whatever the settings: the thread pool, the graph's metadata,
@@ -95,15 +96,16 @@ fn estimate_resolved(header: &GgufHeader, settings: &ResolvedSettings) -> Memory
     let batch = 32 * u64::from(settings.batch_size);
     MemoryEstimate {
         weights: header.file_size,
-        kv_cache: kv_bytes_per_position(header) * context * parallel,
+        kv_cache: kv_bytes_per_position(header, &settings.kv_cache) * context * parallel,
         compute: ubatch * per_token_scratch,
         outputs: 4 * vocab * parallel + batch,
         overhead: BASE_BYTES,
     }
 }
 
-/// Keys and values of one position over all layers, in f16.
-fn kv_bytes_per_position(header: &GgufHeader) -> u64 {
+/// Keys and values of one position over all layers, in the cache's types (a row of each
+/// layer's keys, and one of its values, in whole blocks of the type).
+fn kv_bytes_per_position(header: &GgufHeader, cache: &KvCache) -> u64 {
     let value = |key: &str| header.arch_value(key).and_then(MetaValue::as_u64);
     let layers = value("block_count").unwrap_or(0);
     let embedding = value("embedding_length").unwrap_or(0);
@@ -111,7 +113,7 @@ fn kv_bytes_per_position(header: &GgufHeader) -> u64 {
     let kv_heads = value("attention.head_count_kv").unwrap_or(heads);
     let key_length = value("attention.key_length").unwrap_or(embedding / heads);
     let value_length = value("attention.value_length").unwrap_or(key_length);
-    layers * kv_heads * (key_length + value_length) * 2
+    layers * (cache.keys.bytes(kv_heads * key_length) + cache.values.bytes(kv_heads * value_length))
 }
 
 /// Memory the system can give without swapping (`MemAvailable` of /proc/meminfo), if known.
@@ -158,6 +160,7 @@ fn kib_field(path: &str, key: &str) -> Option<u64> {
 mod tests {
     use super::*;
     use crate::gguf::writer::{gguf_bytes, Value};
+    use hearth_core::{FlashAttention, KvType};
 
     #[test]
     fn kv_cache_grows_with_layers_heads_context_and_slots() {
@@ -187,6 +190,15 @@ mod tests {
         // A bigger batch costs more, and one out of bounds is refused before anything runs.
         let big_batch = EngineSettings { batch_size: Some(1000), ..one.clone() };
         assert!(memory_needed(&path, &big_batch).unwrap() > memory_needed(&path, &one).unwrap());
+        // Quantized caches: a 64-wide head row is 2 blocks, 68 bytes in q8_0 and 36 in q4_0,
+        // so a position is 30 x 3 x (68 + 68) = 12,240 bytes, or 30 x 3 x (68 + 36) mixed.
+        let q8 = EngineSettings { kv_keys: Some(KvType::Q8_0), kv_values: Some(KvType::Q8_0), ..one.clone() };
+        assert_eq!(memory_needed(&path, &q8).unwrap(), base + 12_240 * 1000);
+        let mixed = EngineSettings { kv_values: Some(KvType::Q4_0), ..q8.clone() };
+        assert_eq!(memory_needed(&path, &mixed).unwrap(), base + 9_360 * 1000);
+        let no_flash = EngineSettings { flash_attention: Some(FlashAttention::Off), ..mixed };
+        let refused = memory_needed(&path, &no_flash).unwrap_err().to_string();
+        assert!(refused.contains("needs flash attention"), "{refused}");
         let bomb = EngineSettings { batch_size: Some(1_000_000_000), ..one.clone() };
         assert!(matches!(memory_needed(&path, &bomb), Err(EngineError::InvalidSetting(_))));
         assert!(available_memory().is_some_and(|m| m > 0));

@@ -28,11 +28,13 @@ pub struct QualitySettings {
     pub max_chunks: Option<usize>,
     /// Threads; default: the physical cores.
     pub threads: Option<u32>,
+    /// The KV cache the text is scored through: a quantized one changes the logits.
+    pub kv_cache: hearth_core::KvCache,
 }
 
 impl Default for QualitySettings {
     fn default() -> Self {
-        Self { chunk_tokens: 512, max_chunks: None, threads: None }
+        Self { chunk_tokens: 512, max_chunks: None, threads: None, kv_cache: hearth_core::KvCache::default() }
     }
 }
 
@@ -82,7 +84,9 @@ pub fn divergence(
     text: &str,
     settings: &QualitySettings,
 ) -> Result<Divergence, EngineError> {
-    let base = Scorer::load(reference, settings)?;
+    // The reference is the exact baseline: its cache is f16 whatever `settings` tries.
+    let base =
+        Scorer::load(reference, &QualitySettings { kv_cache: hearth_core::KvCache::default(), ..settings.clone() })?;
     let other = Scorer::load(path, settings)?;
     if base.model.n_vocab() != other.model.n_vocab() {
         return Err(EngineError::InvalidSetting(format!(
@@ -185,13 +189,14 @@ struct Scorer {
     model: LlamaModel,
     chunk: u32,
     threads: i32,
+    kv_cache: hearth_core::KvCache,
 }
 
 impl Scorer {
     fn load(path: &Path, settings: &QualitySettings) -> Result<Self, EngineError> {
         let model = ModelFile::open(path)?.load(&LlamaModelParams::default().with_n_gpu_layers(0))?;
         let threads = i32::try_from(settings.threads.unwrap_or_else(physical_cores)).unwrap_or(i32::MAX);
-        Ok(Self { model, chunk: settings.chunk_tokens, threads })
+        Ok(Self { model, chunk: settings.chunk_tokens, threads, kv_cache: settings.kv_cache })
     }
 
     /// The text's tokens, with BOS first where the model adds one (as llama.cpp's tool).
@@ -207,6 +212,7 @@ impl Scorer {
             .with_n_ubatch(self.chunk)
             .with_n_threads(self.threads)
             .with_n_threads_batch(self.threads);
+        let params = crate::engine::with_kv_cache(params, self.kv_cache);
         let ctx = self.model.new_context(backend(), params).map_err(|e| EngineError::Context(e.to_string()))?;
         Ok(Evaluator { model: &self.model, ctx, chunk: self.chunk as usize, log_probs: Vec::new() })
     }

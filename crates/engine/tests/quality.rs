@@ -12,7 +12,7 @@ fn novel() -> String {
 }
 
 fn chunks(n: usize) -> QualitySettings {
-    QualitySettings { chunk_tokens: 512, max_chunks: Some(n), threads: Some(1) }
+    QualitySettings { chunk_tokens: 512, max_chunks: Some(n), threads: Some(1), ..Default::default() }
 }
 
 /// llama.cpp 0c1e57098's `llama-perplexity -c 512 --chunks 4` on this file and model, built

@@ -2,7 +2,8 @@
 
 use hearth_core::{
     Answer, ChatMessage, Collector, EmbedInput, EmbedRequest, EnergyMeter, EnergyReport, EnergySource, Fed,
-    FinishReason, GenerateError, GenerateRequest, Prompt, SamplingParams, StreamEvent, TokenLogprob, Usage,
+    FinishReason, FlashAttention, GenerateError, GenerateRequest, KvType, Prompt, SamplingParams, StreamEvent,
+    TokenLogprob, Usage,
 };
 use hearth_engine::gguf::writer::{gguf_bytes, Value};
 use hearth_engine::{
@@ -355,6 +356,32 @@ fn gemma3_base_model_continues_plain_text() {
     let request = GenerateRequest::new(Prompt::Raw("The Eiffel Tower is located in the city of".into()), greedy(6));
     let answer = collect(&engine, request).unwrap();
     assert!(answer.text().contains("Paris"), "answer: {:?}", answer.text());
+}
+
+#[test]
+fn quantized_kv_caches_load_and_answer_on_both_models() {
+    // Raw text both models continue: the base model has no chat template.
+    let prompt = || GenerateRequest::new(Prompt::Raw("The Eiffel Tower is located in the city of".into()), greedy(6));
+    for path in [smollm2_path(), gemma3_path()] {
+        for kind in [KvType::Q8_0, KvType::Q4_0] {
+            let cache = EngineSettings { kv_keys: Some(kind), kv_values: Some(kind), ..settings() };
+            let engine = Engine::load(&path, &cache).unwrap_or_else(|e| panic!("{} with {kind}: {e}", path.display()));
+            assert_eq!((engine.settings().kv_cache.keys, engine.settings().kv_cache.values), (kind, kind));
+            let answer = collect(&engine, prompt()).unwrap();
+            assert!(answer.text().contains("Paris"), "{} with a {kind} cache: {:?}", path.display(), answer.text());
+        }
+    }
+    // Without flash attention an f16 cache still runs; a quantized V cache is refused
+    // before llama.cpp is asked, with the rule.
+    let off = EngineSettings { flash_attention: Some(FlashAttention::Off), ..settings() };
+    let engine = Engine::load(&smollm2_path(), &off).unwrap();
+    assert!(collect(&engine, prompt()).unwrap().text().contains("Paris"));
+    let keys_only = EngineSettings { kv_keys: Some(KvType::Q8_0), ..off.clone() };
+    assert!(Engine::load(&smollm2_path(), &keys_only).is_ok(), "a quantized K cache needs no flash attention");
+    let refused = Engine::load(&smollm2_path(), &EngineSettings { kv_values: Some(KvType::Q8_0), ..off })
+        .err()
+        .expect("a q8_0 V cache without flash attention is refused");
+    assert!(matches!(&refused, EngineError::InvalidSetting(m) if m.contains("needs flash attention")), "{refused}");
 }
 
 /// A meter whose counter advances by exactly 1 J per read, so attribution is checkable.

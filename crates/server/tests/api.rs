@@ -52,7 +52,7 @@ fn server_with(
         max_loaded: 2,
         max_queue,
         keep_alive,
-        threads: Some(1),
+        engine: hearth_engine::EngineSettings { threads: Some(1), ..Default::default() },
         meter: Arc::new(|| Some(Box::new(HalfJoulePerRead(0.0)) as Box<dyn EnergyMeter>)),
         available_memory,
     };

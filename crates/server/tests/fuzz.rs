@@ -72,7 +72,7 @@ impl Harness {
             max_loaded: 2,
             max_queue: 64,
             keep_alive: KeepAlive::For(Duration::from_secs(300)),
-            threads: Some(1),
+            engine: hearth_engine::EngineSettings { threads: Some(1), ..Default::default() },
             meter: Arc::new(|| None),
             available_memory: Arc::new(|| None),
         };

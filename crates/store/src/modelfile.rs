@@ -27,6 +27,8 @@ pub struct ModelfileError {
 enum Kind {
     Int,
     Float,
+    /// One name, checked when the parameters are (`kv_cache_type q8_0`).
+    Text,
     Strings,
 }
 
@@ -35,6 +37,7 @@ fn parameter_kind(name: &str) -> Option<Kind> {
     Some(match name {
         "num_ctx" | "num_predict" | "top_k" | "repeat_last_n" | "seed" | "num_thread" | "num_batch" => Kind::Int,
         "temperature" | "top_p" | "min_p" | "repeat_penalty" => Kind::Float,
+        "kv_cache_type" | "flash_attn" => Kind::Text,
         "stop" => Kind::Strings,
         _ => return None,
     })
@@ -85,6 +88,9 @@ impl Modelfile {
                             let x: f64 = raw.parse().map_err(|_| invalid())?;
                             let x = serde_json::Number::from_f64(x).ok_or_else(invalid)?;
                             modelfile.parameters.insert(name.into(), Value::Number(x));
+                        }
+                        Kind::Text => {
+                            modelfile.parameters.insert(name.into(), Value::String(raw));
                         }
                         Kind::Strings => {
                             let list = modelfile.parameters.entry(name).or_insert_with(|| Value::Array(Vec::new()));

@@ -21,6 +21,7 @@ use crate::models;
 use anyhow::{bail, Context, Result};
 use endpoint::Endpoint;
 use fixed::{Fixed, Plan};
+use hearth_core::{FlashAttention, KvCache, KvType};
 use hearth_energy::EstimateScope;
 use hearth_engine::quality::{self, QualitySettings};
 use hearth_engine::{Engine, EngineSettings};
@@ -35,9 +36,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 use target::{Local, Target};
 use workload::RealPrompt;
-
-/// The KV cache's element type: hearth runs every model with llama.cpp's default.
-const KV_CACHE_TYPE: &str = "f16";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -78,6 +76,13 @@ pub struct BenchArgs {
     /// Threads; default: the physical cores
     #[arg(short = 't', long)]
     threads: Option<u32>,
+    /// KV cache types to run each model with, comma-separated (f16, q8_0, q4_0): each type is
+    /// a row of its own, to compare them in one run
+    #[arg(long, value_name = "TYPES", value_delimiter = ',', value_parser = crate::kv::kv_type)]
+    kv_type: Vec<KvType>,
+    /// Flash attention: auto (llama.cpp decides; on for the CPU), on or off
+    #[arg(long, value_name = "WHEN", default_value = "auto", value_parser = crate::kv::flash_attention)]
+    flash_attn: FlashAttention,
     /// A JSONL file of prompts ({"prompt": ...} or {"messages": [...]}, optional "kind")
     #[arg(long, value_name = "FILE")]
     prompts: Option<PathBuf>,
@@ -136,6 +141,8 @@ pub struct TargetResult {
     pub idle_watts: Option<f64>,
     pub perplexity: Option<Perplexity>,
     pub divergence: Option<Divergence>,
+    /// The KV cache a model ran with (models only).
+    pub kv_cache_type: Option<String>,
 }
 
 /// What a model in this process is.
@@ -179,7 +186,10 @@ pub struct Report {
     pub repetitions: usize,
     pub threads: u32,
     pub batch_size: u32,
-    pub kv_cache_type: &'static str,
+    /// The caches the models ran with, comma-separated (`f16`, `q8_0/f16` when keys and
+    /// values differ).
+    pub kv_cache_type: String,
+    pub flash_attention: FlashAttention,
     pub targets: Vec<TargetResult>,
 }
 
@@ -192,6 +202,8 @@ struct Settings {
     levels: Vec<Level>,
     threads: u32,
     batch_size: u32,
+    /// Each model runs once per cache.
+    kv_caches: Vec<KvCache>,
 }
 
 impl Settings {
@@ -232,6 +244,7 @@ impl Settings {
             levels,
             threads: args.threads.unwrap_or_else(hearth_engine::physical_cores),
             batch_size: plan.batch_size(),
+            kv_caches: kv_caches(&args.kv_type, args.flash_attn)?,
         })
     }
 
@@ -255,9 +268,9 @@ impl Settings {
         total
     }
 
-    /// Engine settings for a model here: slots for the most concurrent clients, each with
-    /// room for the longest request.
-    fn engine(&self) -> EngineSettings {
+    /// Engine settings for a model here, with `kv_cache`: slots for the most concurrent
+    /// clients, each with room for the longest request.
+    fn engine(&self, kv_cache: KvCache) -> EngineSettings {
         let mut slots = 1;
         let mut context = self.plan.context();
         if self.runs(Workload::Load) {
@@ -272,9 +285,27 @@ impl Settings {
             context_size: Some(context),
             batch_size: Some(self.batch_size),
             parallel: Some(slots),
+            kv_keys: Some(kv_cache.keys),
+            kv_values: Some(kv_cache.values),
+            flash_attention: Some(kv_cache.flash_attention),
             ..Default::default()
         }
     }
+}
+
+/// The caches to compare: each type for keys and values alike (f16 when none is given),
+/// checked before anything loads.
+fn kv_caches(types: &[KvType], flash_attention: FlashAttention) -> Result<Vec<KvCache>> {
+    let mut types = if types.is_empty() { vec![KvType::default()] } else { types.to_vec() };
+    types.dedup();
+    types
+        .into_iter()
+        .map(|kind| {
+            let cache = KvCache { keys: kind, values: kind, flash_attention };
+            cache.check().map_err(anyhow::Error::msg)?;
+            Ok(cache)
+        })
+        .collect()
 }
 
 pub fn run(args: BenchArgs) -> Result<ExitCode> {
@@ -300,13 +331,15 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     // model's generation measured at half its speed on this machine.
     let mut targets = Vec::new();
     let mut paths = Vec::new();
+    let mut caches = Vec::new();
     let mut history = Vec::new();
-    for name in &args.models {
+    let models_and_caches = args.models.iter().flat_map(|name| settings.kv_caches.iter().map(move |kv| (name, *kv)));
+    for (name, kv_cache) in models_and_caches {
         let path = models::resolve(name)?.path;
         let shown = shown_name(name, &path);
         progress.set_message(shown.clone());
         hearth_engine::reset_peak_resident_memory();
-        let engine = Engine::load(&path, &settings.engine())?;
+        let engine = Engine::load(&path, &settings.engine(kv_cache))?;
         let info = engine.info().clone();
         let vocab = info.vocab_size.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
         let facts = ModelFacts {
@@ -325,14 +358,17 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let peak_rss = hearth_engine::peak_resident_memory();
         if let Some(fixed) = &result.fixed {
             let shape = crate::fit::predict::ModelShape::of(&hearth_engine::GgufHeader::read(&path)?);
-            history.push(history_record(&shown, &info, shape, fixed, &settings, &machine, peak_rss));
+            history.push(history_record(&shown, &info, shape, fixed, &settings, kv_cache, &machine, peak_rss));
         }
-        result.name = shown;
+        // Rows of one model with several caches are told apart by it.
+        result.name = if settings.kv_caches.len() > 1 { format!("{shown} kv={}", kv_cache.label()) } else { shown };
         result.kind = "model";
+        result.kv_cache_type = Some(kv_cache.label());
         result.model = Some(facts);
         result.peak_rss_mib = peak_rss.map(|b| b as f64 / f64::from(1u32 << 20));
         targets.push(result);
         paths.push(path);
+        caches.push(kv_cache);
     }
     for endpoint in &endpoints {
         progress.set_message(endpoint.label());
@@ -353,10 +389,14 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     if let Some(text) = &quality_text {
         let reference = args.reference.as_deref().map(|name| models::resolve(name).map(|m| m.path)).transpose()?;
         let reference_name = args.reference.as_deref().zip(reference.as_deref()).map(|(n, p)| shown_name(n, p));
-        for (result, path) in targets.iter_mut().zip(&paths) {
+        for ((result, path), kv_cache) in targets.iter_mut().zip(&paths).zip(&caches) {
             eprintln!("quality: {}", result.name);
-            let quality_settings =
-                QualitySettings { chunk_tokens: 512, max_chunks: Some(args.chunks), threads: Some(settings.threads) };
+            let quality_settings = QualitySettings {
+                chunk_tokens: 512,
+                max_chunks: Some(args.chunks),
+                threads: Some(settings.threads),
+                kv_cache: *kv_cache,
+            };
             let perplexity = match &reference {
                 Some(reference) => {
                     let scored = quality::divergence(reference, path, text, &quality_settings)?;
@@ -387,7 +427,8 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         repetitions: args.repetitions,
         threads: settings.threads,
         batch_size: settings.batch_size,
-        kv_cache_type: KV_CACHE_TYPE,
+        kv_cache_type: settings.kv_caches.iter().map(KvCache::label).collect::<Vec<_>>().join(","),
+        flash_attention: args.flash_attn,
         targets,
     };
     if let Some(path) = &args.plot {
@@ -413,10 +454,11 @@ fn history_record(
     shape: crate::fit::predict::ModelShape,
     fixed: &Fixed,
     settings: &Settings,
+    kv_cache: KvCache,
     machine: &Machine,
     peak_rss_bytes: Option<u64>,
 ) -> crate::history::BenchRecord {
-    let engine = settings.engine();
+    let engine = settings.engine(kv_cache);
     crate::history::BenchRecord {
         at: hearth_core::clock::unix_seconds(std::time::SystemTime::now()),
         model: name.to_string(),
@@ -430,7 +472,7 @@ fn history_record(
         flops_per_token: shape.flops_per_token,
         context: engine.context_size.unwrap_or(0),
         batch_size: settings.batch_size,
-        kv_cache_type: KV_CACHE_TYPE.to_string(),
+        kv_cache_type: kv_cache.label(),
         bandwidth_gb_s: machine.memory_bandwidth_gb_s,
         compute_gflops: machine.compute_gflops,
         prompt_tokens_per_second: fixed.prompt_tokens_per_second.median,
@@ -500,5 +542,6 @@ fn measure(
         idle_watts: meter.idle_watts,
         perplexity: None,
         divergence: None,
+        kv_cache_type: None,
     })
 }

@@ -164,7 +164,7 @@ fn header(report: &Report) -> String {
     let m = &report.machine;
     let bandwidth = m.memory_bandwidth_gb_s.map(|b| format!(", {b:.1} GB/s read")).unwrap_or_default();
     format!(
-        "{} ({} cores, {} threads), {} GiB{bandwidth}, {}; hearth {}, {}\n-r {}, batch {}, KV cache {}\n",
+        "{} ({} cores, {} threads), {} GiB{bandwidth}, {}; hearth {}, {}\n-r {}, batch {}, KV cache {}, flash attention {}\n",
         m.cpu,
         m.physical_cores,
         report.threads,
@@ -174,7 +174,8 @@ fn header(report: &Report) -> String {
         m.llama_cpp,
         report.repetitions,
         report.batch_size,
-        report.kv_cache_type
+        report.kv_cache_type,
+        report.flash_attention
     )
 }
 

@@ -8,6 +8,7 @@ use super::{settings, ModelFit};
 use crate::bench::fixed::Plan;
 use crate::list::columns;
 use anyhow::{bail, Context, Result};
+use hearth_core::KvType;
 use serde::{Deserialize, Serialize};
 use std::process::Command;
 
@@ -75,13 +76,16 @@ struct Median {
     median: f64,
 }
 
-pub fn run(groups: &[Vec<Candidate>], fits: &[ModelFit], threads: u32) -> Result<Vec<Checked>> {
+pub fn run(groups: &[Vec<Candidate>], fits: &[ModelFit], threads: u32, kv_type: KvType) -> Result<Vec<Checked>> {
     let mut checked = Vec::new();
     for (candidate, fit) in groups.iter().flatten().zip(fits) {
         let Some(path) = &candidate.path else {
             bail!("--check runs the model, so it must be on this machine: `hearth pull {}` first", candidate.label);
         };
-        eprintln!("checking {}: hearth bench -p {PROMPT} -n {GENERATE} -t {threads}", candidate.label);
+        eprintln!(
+            "checking {}: hearth bench -p {PROMPT} -n {GENERATE} -t {threads} --kv-type {kv_type}",
+            candidate.label
+        );
         let output = Command::new(std::env::current_exe()?)
             .args([
                 "bench",
@@ -92,6 +96,8 @@ pub fn run(groups: &[Vec<Candidate>], fits: &[ModelFit], threads: u32) -> Result
                 &GENERATE.to_string(),
                 "-t",
                 &threads.to_string(),
+                "--kv-type",
+                kv_type.as_str(),
             ])
             .arg(path)
             .env("HEARTH_LOG", "llama_cpp=debug")
@@ -107,8 +113,10 @@ pub fn run(groups: &[Vec<Candidate>], fits: &[ModelFit], threads: u32) -> Result
         let fixed = target.fixed.context("hearth bench ran no fixed-size workload")?;
         // At the settings the bench sized for its workload, in one slot.
         let plan = Plan { prompt: PROMPT, generate: GENERATE, depth: 0, repetitions: 1 };
-        let memory =
-            hearth_engine::estimate_memory(&candidate.header, &settings(plan.context(), 1, plan.batch_size()))?;
+        let memory = hearth_engine::estimate_memory(
+            &candidate.header,
+            &settings(plan.context(), 1, plan.batch_size(), kv_type),
+        )?;
         let reported = llama_cpp_buffers(&log);
         checked.push(Checked {
             model: candidate.label.clone(),

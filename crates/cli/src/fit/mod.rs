@@ -11,6 +11,7 @@ pub mod predict;
 use crate::list::{columns, human_size};
 use anyhow::{bail, Result};
 use candidate::Candidate;
+use hearth_core::KvType;
 use hearth_engine::limits::MIN_CONTEXT_SIZE;
 use hearth_engine::{estimate_memory, EngineSettings, MemoryEstimate, Verdict, DEFAULT_CONTEXT_SIZE};
 use predict::{Calibration, ModelShape, Speed, Throughput};
@@ -34,6 +35,9 @@ pub struct FitArgs {
     /// Threads; default: the physical cores
     #[arg(short = 't', long)]
     threads: Option<u32>,
+    /// The KV cache's type for keys and values: f16, q8_0 or q4_0
+    #[arg(long, value_name = "TYPE", default_value = "f16", value_parser = crate::kv::kv_type)]
+    kv_type: KvType,
     /// Talk plain HTTP to a registry (one on your own network)
     #[arg(long)]
     insecure: bool,
@@ -91,7 +95,7 @@ pub struct Settings {
     pub context: u32,
     pub slots: u32,
     pub batch_size: u32,
-    pub kv_cache_type: &'static str,
+    pub kv_cache_type: KvType,
 }
 
 /// One model's verdict; every speed and energy figure is `predicted`.
@@ -151,7 +155,7 @@ pub fn run(args: FitArgs) -> Result<ExitCode> {
             .collect::<Result<_>>()?;
         models.extend(recommend(fits, &machine));
     }
-    let check = if args.check { check::run(&groups, &models, threads)? } else { Vec::new() };
+    let check = if args.check { check::run(&groups, &models, threads, args.kv_type)? } else { Vec::new() };
     let report = Report { machine, models, check };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -200,11 +204,13 @@ fn this_machine(threads: u32) -> ThisMachine {
     }
 }
 
-fn settings(context: u32, slots: u32, batch_size: u32) -> EngineSettings {
+fn settings(context: u32, slots: u32, batch_size: u32, kv_type: KvType) -> EngineSettings {
     EngineSettings {
         context_size: Some(context),
         parallel: Some(slots),
         batch_size: Some(batch_size),
+        kv_keys: Some(kv_type),
+        kv_values: Some(kv_type),
         ..Default::default()
     }
 }
@@ -221,11 +227,12 @@ fn assess(
     let info = header.model_info();
     let trained = info.context_length.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let context = trained.map_or(args.context, |t| args.context.min(t));
-    let memory = estimate_memory(header, &settings(context, args.parallel, args.batch_size))?;
+    let memory = estimate_memory(header, &settings(context, args.parallel, args.batch_size, args.kv_type))?;
     let available = machine.memory_available_bytes;
     let verdict = Verdict::of(memory.total(), available, machine.memory_held_by_server_bytes);
     let needed_at = |context: u32, slots: u32| {
-        estimate_memory(header, &settings(context, slots, args.batch_size)).map_or(u64::MAX, |m| m.total())
+        estimate_memory(header, &settings(context, slots, args.batch_size, args.kv_type))
+            .map_or(u64::MAX, |m| m.total())
     };
     let largest_context = largest(MIN_CONTEXT_SIZE, trained.unwrap_or(DEFAULT_CONTEXT_SIZE), |c| {
         needed_at(c, args.parallel) <= available
@@ -244,7 +251,7 @@ fn assess(
         trained_context: info.context_length,
         header_bytes_read: candidate.bytes_read,
         header_of: candidate.header_of.clone(),
-        settings: Settings { context, slots: args.parallel, batch_size: args.batch_size, kv_cache_type: "f16" },
+        settings: Settings { context, slots: args.parallel, batch_size: args.batch_size, kv_cache_type: args.kv_type },
         memory: memory.into(),
         verdict,
         largest_context,

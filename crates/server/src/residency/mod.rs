@@ -59,7 +59,8 @@ pub struct ResidencyConfig {
     /// Requests that may wait for a slot of a model; past that, [`ResidencyError::Busy`].
     pub max_queue: usize,
     pub keep_alive: KeepAlive,
-    pub threads: Option<u32>,
+    /// The server's own engine settings (threads, the KV cache), over each model's stored ones.
+    pub engine: EngineSettings,
     pub meter: MeterFactory,
     /// Idle models unload, least recently used first, while a model to load needs more.
     pub available_memory: MemoryProbe,
@@ -345,18 +346,18 @@ impl<L: Loader> Residency<L> {
         Ok(Some(Fit { needed, available, loaded, verdict }))
     }
 
-    /// The settings `spec` runs with: its stored ones, the server's threads and slots, and
-    /// the context a request asks for.
+    /// The settings `spec` runs with: the server's own (threads, KV cache) over its stored
+    /// ones, the server's slots, and the context a request asks for.
     fn engine_settings(
         &self,
         name: &ModelName,
         spec: &ModelSpec,
         context_size: Option<u32>,
     ) -> Result<EngineSettings, ResidencyError> {
-        let mut settings = EngineSettings::stored(&spec.parameters, spec.template.clone())
+        let stored = EngineSettings::stored(&spec.parameters, spec.template.clone())
             .map_err(|e| ResidencyError::load(name, e))?;
+        let mut settings = self.config.engine.or(stored);
         settings.context_size = context_size.or(settings.context_size);
-        settings.threads = self.config.threads.or(settings.threads);
         settings.parallel = Some(self.config.parallel);
         settings.check().map_err(|e| ResidencyError::load(name, e))?;
         Ok(settings)

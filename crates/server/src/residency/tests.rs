@@ -132,7 +132,7 @@ impl Setup {
             max_loaded: self.max_loaded,
             max_queue: self.max_queue,
             keep_alive: self.keep_alive,
-            threads: None,
+            engine: EngineSettings::default(),
             meter: Arc::new(|| None),
             available_memory: Arc::new(move || memory.map(|total| total - in_use.load(Ordering::SeqCst))),
         };

@@ -27,7 +27,7 @@ pub fn residency(parallel: u32, max_loaded: usize, max_queue: usize) -> hearth_s
         max_loaded,
         max_queue,
         keep_alive: hearth_server::KeepAlive::For(std::time::Duration::from_secs(300)),
-        threads: Some(1),
+        engine: hearth_engine::EngineSettings { threads: Some(1), ..Default::default() },
         meter: std::sync::Arc::new(|| None::<Box<dyn hearth_core::EnergyMeter>>),
         available_memory: std::sync::Arc::new(|| None),
     }
