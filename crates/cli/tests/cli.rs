@@ -1039,7 +1039,7 @@ fn kv_cache_types_are_compared_in_one_bench_and_bad_ones_refused() {
         std::fs::write(&modelfile, format!("FROM {}\nPARAMETER {parameter}\n", model.display())).unwrap();
         in_store(&store, &["create", "kv", "-f", modelfile.to_str().unwrap()])
     };
-    assert_clean_failure(&create("kv_cache_type q9"), "kv_cache_type: 'q9' is not a KV cache type");
+    assert_clean_failure(&create("kv_cache_type q9"), "line 2: kv_cache_type: 'q9' is not a KV cache type");
     stdout_of(&create("kv_cache_type q4_0"));
     let shown = stdout_of(&in_store(&store, &["show", "kv", "--modelfile"]));
     assert!(shown.contains("PARAMETER kv_cache_type q4_0"), "{shown}");

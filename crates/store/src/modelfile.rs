@@ -90,7 +90,11 @@ impl Modelfile {
                             modelfile.parameters.insert(name.into(), Value::Number(x));
                         }
                         Kind::Text => {
-                            modelfile.parameters.insert(name.into(), Value::String(raw));
+                            let mut one = serde_json::Map::new();
+                            one.insert(name.into(), Value::String(raw));
+                            // Refused here, on its line, before FROM's file is taken in.
+                            hearth_core::parameters::check_stored(&one).map_err(error)?;
+                            modelfile.parameters.extend(one);
                         }
                         Kind::Strings => {
                             let list = modelfile.parameters.entry(name).or_insert_with(|| Value::Array(Vec::new()));
@@ -181,6 +185,8 @@ LICENSE """MIT"""
             ("PARAMETER temperature 1", 0, "needs a FROM line"),
             ("FROM x\nPARAMETER temprature 0.5", 2, "unknown parameter 'temprature'"),
             ("FROM x\nPARAMETER top_k lots", 2, "'lots' is not a valid value for top_k"),
+            ("FROM x\nPARAMETER kv_cache_type q9", 2, "'q9' is not a KV cache type"),
+            ("FROM x\n\nPARAMETER flash_attn sometimes", 3, "not a flash attention setting"),
             ("FROM x\nSYSTEM \"\"\"never closed", 2, "never closed"),
             ("FROM x\nMESSAGE robot hi", 2, "role must be system, user or assistant"),
             ("FROM x\nQUANTIZE q4", 2, "unknown command 'QUANTIZE'"),
