@@ -358,7 +358,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let peak_rss = hearth_engine::peak_resident_memory();
         if let Some(fixed) = &result.fixed {
             let shape = crate::fit::predict::ModelShape::of(&hearth_engine::GgufHeader::read(&path)?);
-            history.push(history_record(&shown, &info, shape, fixed, &settings, kv_cache, &machine, peak_rss));
+            history.push(history_record(&shown, &info, shape, fixed, &settings.engine(kv_cache), &machine, peak_rss));
         }
         // Rows of one model with several caches are told apart by it.
         result.name = if settings.kv_caches.len() > 1 { format!("{shown} kv={}", kv_cache.label()) } else { shown };
@@ -453,12 +453,10 @@ fn history_record(
     info: &hearth_core::ModelInfo,
     shape: crate::fit::predict::ModelShape,
     fixed: &Fixed,
-    settings: &Settings,
-    kv_cache: KvCache,
+    engine: &EngineSettings,
     machine: &Machine,
     peak_rss_bytes: Option<u64>,
 ) -> crate::history::BenchRecord {
-    let engine = settings.engine(kv_cache);
     crate::history::BenchRecord {
         at: hearth_core::clock::unix_seconds(std::time::SystemTime::now()),
         model: name.to_string(),
@@ -466,13 +464,13 @@ fn history_record(
         quantization: info.quantization.clone(),
         parameters: info.parameter_count,
         file_bytes: info.file_size,
-        threads: settings.threads,
+        threads: engine.threads.unwrap_or(0),
         layers: shape.layers,
         bytes_per_token: shape.bytes_per_token,
         flops_per_token: shape.flops_per_token,
         context: engine.context_size.unwrap_or(0),
-        batch_size: settings.batch_size,
-        kv_cache_type: kv_cache.label(),
+        batch_size: engine.batch_size.unwrap_or(0),
+        kv_cache_type: engine.kv_cache().label(),
         bandwidth_gb_s: machine.memory_bandwidth_gb_s,
         compute_gflops: machine.compute_gflops,
         prompt_tokens_per_second: fixed.prompt_tokens_per_second.median,
