@@ -149,7 +149,7 @@ pub fn run(args: FitArgs) -> Result<ExitCode> {
         let fits: Vec<ModelFit> = group
             .iter()
             .map(|candidate| {
-                let calibration = calibration(&history, threads, candidate);
+                let calibration = calibration(&history, threads, candidate, args.kv_type);
                 assess(candidate, &args, &machine, throughput, calibration.as_ref(), fallback_watts)
             })
             .collect::<Result<_>>()?;
@@ -165,11 +165,17 @@ pub fn run(args: FitArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The history's verdict on other models than `candidate`.
-fn calibration(history: &[crate::history::BenchRecord], threads: u32, candidate: &Candidate) -> Option<Calibration> {
+/// The history's verdict on other models than `candidate`, from runs with the same KV cache
+/// type (a quantized cache runs at other speeds).
+fn calibration(
+    history: &[crate::history::BenchRecord],
+    threads: u32,
+    candidate: &Candidate,
+    kv_type: KvType,
+) -> Option<Calibration> {
     let info = candidate.header.model_info();
     Calibration::from_history(history, threads, |r| {
-        r.same_model(&info.architecture, info.parameter_count, info.file_size)
+        r.kv_cache_type != kv_type.as_str() || r.same_model(&info.architecture, info.parameter_count, info.file_size)
     })
 }
 
