@@ -1,8 +1,8 @@
 //! How much memory a model needs to run, from its GGUF header alone: the weights (mapped
 //! from the file), the KV cache every slot gets (keys and values for each layer and
-//! position, in the cache's types), and every buffer the settings size: llama.cpp's compute graph for a batch
-//! (its logits for every token of the batch, attention scores, feed-forward activations),
-//! the output logits of every slot, and the batch itself. Used to refuse settings that
+//! position, in the cache's types), and every buffer the settings size: llama.cpp's compute
+//! graph for a batch (its logits for every token of the batch, attention scores,
+//! feed-forward activations), the output logits of every slot, and the batch itself. Used to refuse settings that
 //! cannot fit and to decide what must unload first.
 
 use crate::gguf::{GgufHeader, MetaValue};

@@ -17,8 +17,8 @@ struct MachineMeter {
     meter: Box<dyn EnergyMeter>,
     /// The total at the previous scrape, for the power since then.
     last: Option<(Instant, f64)>,
-    /// Recent live readings: kept apart from the scrapes', so a page polling every half
-    /// second does not shorten Prometheus's interval, and several pages share them.
+    /// Recent live readings: kept apart from the scrapes', so a page polling three times
+    /// a second does not shorten Prometheus's interval, and several pages share them.
     recent: VecDeque<(Instant, f64)>,
 }
 

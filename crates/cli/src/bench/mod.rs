@@ -333,13 +333,19 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
     let mut paths = Vec::new();
     let mut caches = Vec::new();
     let mut history = Vec::new();
-    let models_and_caches = args.models.iter().flat_map(|name| settings.kv_caches.iter().map(move |kv| (name, *kv)));
-    for (name, kv_cache) in models_and_caches {
-        let path = models::resolve(name)?.path;
+    let models_and_caches = args
+        .models
+        .iter()
+        .map(|name| models::resolve(name).map(|model| (name, model.path)))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .flat_map(|(name, path)| settings.kv_caches.iter().map(move |kv| (name, path.clone(), *kv)));
+    for (name, path, kv_cache) in models_and_caches {
         let shown = shown_name(name, &path);
         progress.set_message(shown.clone());
         hearth_engine::reset_peak_resident_memory();
-        let engine = Engine::load(&path, &settings.engine(kv_cache))?;
+        let engine_settings = settings.engine(kv_cache);
+        let engine = Engine::load(&path, &engine_settings)?;
         let info = engine.info().clone();
         let vocab = info.vocab_size.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
         let facts = ModelFacts {
@@ -358,7 +364,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode> {
         let peak_rss = hearth_engine::peak_resident_memory();
         if let Some(fixed) = &result.fixed {
             let shape = crate::fit::predict::ModelShape::of(&hearth_engine::GgufHeader::read(&path)?);
-            history.push(history_record(&shown, &info, shape, fixed, &settings.engine(kv_cache), &machine, peak_rss));
+            history.push(history_record(&shown, &info, shape, fixed, &engine_settings, &machine, peak_rss));
         }
         // Rows of one model with several caches are told apart by it.
         result.name = if settings.kv_caches.len() > 1 { format!("{shown} kv={}", kv_cache.label()) } else { shown };
