@@ -96,6 +96,9 @@ pub fn stats_line(answer: &Answer, load: Duration, prices: &EnergyPrices) -> Str
     } else {
         String::new()
     };
+    let drafts = usage.draft_acceptance().map_or_else(String::new, |share| {
+        format!(" ({}/{} drafted accepted, {:.0}%)", usage.accepted_draft_tokens, usage.draft_tokens, share * 100.0)
+    });
     let energy = energy.map_or_else(String::new, |e| {
         let per_token = e
             .joules_per_generated_token(usage.completion_tokens)
@@ -109,7 +112,7 @@ pub fn stats_line(answer: &Answer, load: Duration, prices: &EnergyPrices) -> Str
         format!(" | {:.2} J{net}, {per_token} J/tok{watts}{co2e}{cost} ({})", e.total_joules(), e.source.as_str())
     });
     format!(
-        "load {:.2}s | prompt {} tok{cached} {} tok/s | answer {} tok {} tok/s | TTFT {:.0} ms{energy} | {}",
+        "load {:.2}s | prompt {} tok{cached} {} tok/s | answer {} tok{drafts} {} tok/s | TTFT {:.0} ms{energy} | {}",
         load.as_secs_f64(),
         usage.prompt_tokens,
         rate(timings.prompt_tokens_per_second(usage)),
@@ -130,7 +133,7 @@ mod tests {
         let answer = Answer {
             text: String::new(),
             finish_reason: FinishReason::Length,
-            usage: Usage { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 20 },
+            usage: Usage { prompt_tokens: 10, cached_prompt_tokens: 0, completion_tokens: 20, ..Default::default() },
             timings: Timings::default(),
             energy: Some(EnergyReport {
                 prefill_joules: 2.0,
@@ -153,7 +156,7 @@ mod tests {
         let answer = Answer {
             text: String::new(),
             finish_reason: FinishReason::Stop,
-            usage: Usage { prompt_tokens: 60, cached_prompt_tokens: 10, completion_tokens: 11 },
+            usage: Usage { prompt_tokens: 60, cached_prompt_tokens: 10, completion_tokens: 11, ..Default::default() },
             timings: Timings {
                 prompt_eval: Duration::from_millis(250),
                 eval: Duration::from_millis(100),
@@ -171,5 +174,24 @@ mod tests {
             stats_line(&answer, Duration::from_millis(1500), &EnergyPrices::default()),
             "load 1.50s | prompt 60 tok (10 cached) 200.0 tok/s | answer 11 tok 100.0 tok/s | TTFT 260 ms | 5.50 J, 0.500 J/tok, 11.0 W (estimated) | stop"
         );
+    }
+
+    #[test]
+    fn stats_line_reports_the_share_of_drafts_accepted() {
+        let answer = Answer {
+            text: String::new(),
+            finish_reason: FinishReason::Length,
+            usage: Usage {
+                prompt_tokens: 5,
+                completion_tokens: 40,
+                draft_tokens: 32,
+                accepted_draft_tokens: 24,
+                ..Default::default()
+            },
+            timings: Timings::default(),
+            energy: None,
+        };
+        let line = stats_line(&answer, Duration::ZERO, &EnergyPrices::default());
+        assert!(line.contains("| answer 40 tok (24/32 drafted accepted, 75%) - tok/s |"), "{line}");
     }
 }

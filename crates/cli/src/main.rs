@@ -23,6 +23,7 @@ mod rm;
 mod run;
 mod serve;
 mod show;
+mod speculation;
 mod stop;
 
 use clap::{Parser, Subcommand};

@@ -52,6 +52,8 @@ pub struct RunArgs {
     num_predict: Option<i64>,
     #[command(flatten)]
     kv: KvArgs,
+    #[command(flatten)]
+    speculation: crate::speculation::SpeculationArgs,
 }
 
 impl RunArgs {
@@ -61,7 +63,7 @@ impl RunArgs {
             threads: self.threads,
             context_size: self.ctx_size,
             batch_size: self.batch_size,
-            ..self.kv.settings()?
+            ..self.speculation.over(self.kv.settings()?)
         };
         Ok(flags.or(EngineSettings::stored(&model.parameters, model.template.clone())?))
     }

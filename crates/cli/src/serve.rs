@@ -37,6 +37,8 @@ pub struct ServeArgs {
     threads: Option<u32>,
     #[command(flatten)]
     kv: crate::kv::KvArgs,
+    #[command(flatten)]
+    speculation: crate::speculation::SpeculationArgs,
     /// Browser origins allowed besides this machine's, comma-separated; `*` is a wildcard
     #[arg(long, env = "HEARTH_ORIGINS", default_value = "")]
     origins: String,
@@ -102,10 +104,10 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .context("HEARTH_KEEP_ALIVE")?;
     // The server's own settings are checked now: once serving, an engine setting out of
     // bounds would fail every request as if the client had asked for it.
-    let engine = hearth_engine::EngineSettings { threads: args.threads, ..args.kv.settings()? };
+    let engine = hearth_engine::EngineSettings { threads: args.threads, ..args.speculation.over(args.kv.settings()?) };
     hearth_engine::EngineSettings { parallel: Some(args.parallel), ..engine.clone() }
         .check()
-        .context("HEARTH_NUM_THREADS / HEARTH_NUM_PARALLEL / the KV cache settings")?;
+        .context("HEARTH_NUM_THREADS / HEARTH_NUM_PARALLEL / the KV cache settings / HEARTH_DRAFT_MAX")?;
     let config = Config::load(args.config.as_deref())?;
     let keys_file = args.keys_file.clone().unwrap_or_else(Keyring::default_path);
     let auth = Auth::default()

@@ -104,7 +104,7 @@ mod tests {
     fn done(finish_reason: FinishReason) -> StreamEvent {
         StreamEvent::Done {
             finish_reason,
-            usage: Usage { prompt_tokens: 7, cached_prompt_tokens: 2, completion_tokens: 3 },
+            usage: Usage { prompt_tokens: 7, cached_prompt_tokens: 2, completion_tokens: 3, ..Default::default() },
             timings: Timings {
                 prompt_eval: Duration::from_millis(5),
                 eval: Duration::from_millis(9),

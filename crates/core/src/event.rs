@@ -83,6 +83,19 @@ pub struct Usage {
     /// Prompt tokens whose KV cache was reused from an earlier request, not recomputed.
     pub cached_prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Tokens speculative decoding proposed for the model to verify, and how many of those
+    /// it accepted (each accepted one is a completion token that cost no decode of its own).
+    #[serde(default)]
+    pub draft_tokens: u32,
+    #[serde(default)]
+    pub accepted_draft_tokens: u32,
+}
+
+impl Usage {
+    /// The share of drafted tokens the model accepted, when anything was drafted.
+    pub fn draft_acceptance(&self) -> Option<f64> {
+        (self.draft_tokens > 0).then(|| f64::from(self.accepted_draft_tokens) / f64::from(self.draft_tokens))
+    }
 }
 
 /// Wall-clock phases of one request, measured on the engine thread.
@@ -133,7 +146,7 @@ mod tests {
 
     #[test]
     fn rates_follow_llama_cpp_conventions() {
-        let usage = Usage { prompt_tokens: 110, cached_prompt_tokens: 10, completion_tokens: 51 };
+        let usage = Usage { prompt_tokens: 110, cached_prompt_tokens: 10, completion_tokens: 51, ..Default::default() };
         let timings = Timings {
             prompt_eval: Duration::from_millis(500),
             eval: Duration::from_secs(1),
@@ -145,7 +158,7 @@ mod tests {
 
     #[test]
     fn rates_are_absent_when_nothing_was_measured() {
-        let usage = Usage { prompt_tokens: 5, cached_prompt_tokens: 5, completion_tokens: 1 };
+        let usage = Usage { prompt_tokens: 5, cached_prompt_tokens: 5, completion_tokens: 1, ..Default::default() };
         let timings = Timings::default();
         assert_eq!(timings.prompt_tokens_per_second(&usage), None);
         assert_eq!(timings.generation_tokens_per_second(&usage), None);

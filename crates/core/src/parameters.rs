@@ -73,12 +73,27 @@ pub struct StoredSettings {
     pub kv_cache_type: Option<crate::KvType>,
     /// hearth's: flash attention (`auto`, `on`, `off`).
     pub flash_attn: Option<crate::FlashAttention>,
+    /// hearth's: speculative decoding by prompt lookup.
+    pub lookup: Option<bool>,
+    /// hearth's: the most tokens drafted per step.
+    pub draft_max: Option<u32>,
 }
 
 /// Settings that take effect when a model loads. Ollama's names that hearth does not use
 /// (GPU placement, memory mapping) are accepted and have no effect.
-pub const LOAD_SETTINGS: &[&str] =
-    &["num_ctx", "num_batch", "num_thread", "kv_cache_type", "flash_attn", "num_gpu", "main_gpu", "use_mmap", "numa"];
+pub const LOAD_SETTINGS: &[&str] = &[
+    "num_ctx",
+    "num_batch",
+    "num_thread",
+    "kv_cache_type",
+    "flash_attn",
+    "lookup",
+    "draft_max",
+    "num_gpu",
+    "main_gpu",
+    "use_mmap",
+    "numa",
+];
 
 /// The engine settings in a model's stored parameters. A value that is not a whole number
 /// from 0 to 2^32-1 is an error, not a setting silently left at its default.
@@ -103,12 +118,21 @@ fn stored_settings(stored: &serde_json::Map<String, serde_json::Value>) -> Resul
             Some(value) => Err(format!("{name} must be a name, got {value}")),
         }
     }
+    let switch = |name: &str| -> Result<Option<bool>, String> {
+        match stored.get(name) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::Bool(on)) => Ok(Some(*on)),
+            Some(value) => Err(format!("{name} must be true or false, got {value}")),
+        }
+    };
     Ok(StoredSettings {
         num_ctx: whole("num_ctx")?,
         num_batch: whole("num_batch")?,
         num_thread: whole("num_thread")?,
         kv_cache_type: named(stored, "kv_cache_type")?,
         flash_attn: named(stored, "flash_attn")?,
+        lookup: switch("lookup")?,
+        draft_max: whole("draft_max")?,
     })
 }
 

@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 /// was trained for.
 pub const DEFAULT_CONTEXT_SIZE: u32 = 4096;
 pub const DEFAULT_BATCH_SIZE: u32 = 512;
+/// Tokens drafted per step at most, unless set: a wrong draft's verification costs the
+/// batch no more than 16 extra tokens.
+pub const DEFAULT_DRAFT_MAX: u32 = 16;
 
 /// The stack of the engine thread and of the thread a request's grammar is parsed on:
 /// reserved, and only used as deep as a grammar goes (llama.cpp parses and advances
@@ -62,6 +65,11 @@ pub struct EngineSettings {
     pub kv_values: Option<KvType>,
     /// Default: llama.cpp's `auto`.
     pub flash_attention: Option<FlashAttention>,
+    /// Speculative decoding by prompt lookup (drafts from the prompt and the answer so
+    /// far); default off.
+    pub lookup: Option<bool>,
+    /// The most tokens drafted per step; default [`DEFAULT_DRAFT_MAX`].
+    pub draft_max: Option<u32>,
 }
 
 /// The settings a model actually runs with, after defaults were resolved.
@@ -73,6 +81,8 @@ pub struct ResolvedSettings {
     pub gpu_layers: u32,
     pub parallel: u32,
     pub kv_cache: KvCache,
+    /// Prompt lookup's longest draft, when it is on.
+    pub lookup: Option<u32>,
 }
 
 impl EngineSettings {
@@ -91,6 +101,8 @@ impl EngineSettings {
             kv_keys: stored.kv_cache_type,
             kv_values: stored.kv_cache_type,
             flash_attention: stored.flash_attn,
+            lookup: stored.lookup,
+            draft_max: stored.draft_max,
             chat_template,
             ..Self::default()
         })
@@ -109,6 +121,8 @@ impl EngineSettings {
             kv_keys: self.kv_keys.or(below.kv_keys),
             kv_values: self.kv_values.or(below.kv_values),
             flash_attention: self.flash_attention.or(below.flash_attention),
+            lookup: self.lookup.or(below.lookup),
+            draft_max: self.draft_max.or(below.draft_max),
         }
     }
 
@@ -119,6 +133,7 @@ impl EngineSettings {
         limits::batch_size(self.batch_size)?;
         limits::parallel(self.parallel)?;
         limits::context_size(self.context_size, u32::MAX)?;
+        limits::draft_max(self.draft_max)?;
         self.kv_cache().check().map_err(EngineError::InvalidSetting)?;
         Ok(())
     }
@@ -152,6 +167,10 @@ impl EngineSettings {
             gpu_layers: self.gpu_layers.unwrap_or(if gpu_offload { u32::MAX } else { 0 }),
             parallel,
             kv_cache,
+            lookup: match self.lookup {
+                Some(true) => Some(limits::draft_max(self.draft_max)?.unwrap_or(DEFAULT_DRAFT_MAX)),
+                _ => None,
+            },
         })
     }
 }

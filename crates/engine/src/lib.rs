@@ -12,6 +12,7 @@ pub mod grammar;
 pub mod limits;
 mod llama_log;
 mod load;
+mod lookup;
 mod memory;
 mod prepare;
 pub mod quality;
@@ -28,7 +29,10 @@ mod tokenizer;
 mod utf8_stream;
 
 pub use embedder::normalize;
-pub use engine::{physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE};
+pub use engine::{
+    physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE,
+    DEFAULT_DRAFT_MAX,
+};
 pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};
 pub use memory::{

@@ -15,6 +15,8 @@ pub const MIN_CONTEXT_SIZE: u32 = 16;
 pub const MAX_BATCH_SIZE: u32 = 16_384;
 /// Sequences decoded together; each has a KV stream of the whole context.
 pub const MAX_PARALLEL: u32 = 256;
+/// Tokens drafted per step by speculative decoding: each is verified in the step's batch.
+pub const MAX_DRAFT: u32 = 64;
 /// Inputs per embedding request (OpenAI's limit).
 pub const MAX_EMBED_INPUTS: usize = 2048;
 
@@ -38,6 +40,11 @@ fn within(name: &str, value: Option<u32>, low: u32, high: u32) -> Result<Option<
         Some(v) if !(low..=high).contains(&v) => Err(out_of_range(name, v, low, high)),
         other => Ok(other),
     }
+}
+
+/// `draft_max`: 1 to [`MAX_DRAFT`].
+pub fn draft_max(value: Option<u32>) -> Result<Option<u32>, EngineError> {
+    within("draft_max", value, 1, MAX_DRAFT)
 }
 
 /// `num_thread`: 1 to [`MAX_THREADS`].

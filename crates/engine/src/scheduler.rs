@@ -15,6 +15,7 @@ use self::policy::{Chunk, Prefilling, Sampled, SlotView};
 use crate::attribution::{self, IdleBaseline};
 use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
+use crate::lookup::{self, DraftLength};
 use crate::prepare::Prepared;
 use crate::sampler::{self, TokenPicker};
 use crate::scorer::{ScoreWork, Scorer};
@@ -56,6 +57,8 @@ pub(crate) struct Scheduler<'m> {
     scorer: Option<Scorer<'m>>,
     /// Scoring requests in arrival order; the first is worked on, a batch per step.
     scores: VecDeque<ScoreWork>,
+    /// Prompt lookup's longest draft, when it drafts (see [`lookup`]).
+    lookup: Option<usize>,
 }
 
 struct Slot {
@@ -82,6 +85,13 @@ struct Active {
     pending: Option<LlamaToken>,
     /// Where this sequence's logits are in the step's batch, when it has any.
     logits_at: Option<i32>,
+    /// Tokens drafted to follow `pending`, in the step's batch right after it, for the
+    /// model to verify: their cache cells are beyond `cached` until accepted.
+    draft: Vec<LlamaToken>,
+    draft_length: DraftLength,
+    /// Tokens drafted and tokens of those accepted, for the request's report.
+    drafted: u32,
+    accepted: u32,
     picker: TokenPicker,
     utf8: Utf8Stream,
     /// The bytes of the token being detokenized, reused from token to token.
@@ -113,6 +123,11 @@ impl<'m> Scheduler<'m> {
         let slots = (0..settings.parallel as i32)
             .map(|seq| Slot { seq, cached: Vec::new(), last_used: 0, active: None })
             .collect();
+        // A recurrent model's state cannot drop the cells of rejected drafts.
+        let lookup = settings.lookup.map(|max| max as usize).filter(|_| !model.is_recurrent() && !model.is_hybrid());
+        if settings.lookup.is_some() && lookup.is_none() {
+            tracing::warn!("prompt lookup is off: this model's recurrent state cannot take back rejected drafts");
+        }
         Self {
             model,
             ctx,
@@ -128,6 +143,7 @@ impl<'m> Scheduler<'m> {
             embeds: VecDeque::new(),
             scorer: None,
             scores: VecDeque::new(),
+            lookup,
         }
     }
 
@@ -262,6 +278,10 @@ impl<'m> Scheduler<'m> {
             prefill_done: None,
             pending: None,
             logits_at: None,
+            draft: Vec::new(),
+            draft_length: DraftLength::new(self.lookup.unwrap_or(0)),
+            drafted: 0,
+            accepted: 0,
             picker,
             utf8: Utf8Stream::default(),
             piece: Vec::with_capacity(32),
@@ -317,18 +337,38 @@ impl<'m> Scheduler<'m> {
     fn step(&mut self) {
         self.batch.clear();
         let mut tokens_in_step = vec![0usize; self.slots.len()];
-        let mut decoding = 0;
+        // Room for drafts once every generating sequence has its pending token in.
+        let generating = self.slots.iter().filter(|s| s.active.as_ref().is_some_and(|a| a.pending.is_some())).count();
+        let mut draft_room = (self.settings.batch_size as usize).saturating_sub(generating);
+        let context_size = self.settings.context_size as usize;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(active) = slot.active.as_mut() else { continue };
             active.logits_at = None;
-            if let Some(token) = active.pending {
-                if self.batch.add(token, slot.cached.len() as i32, &[slot.seq], true).is_ok() {
-                    active.logits_at = Some(self.batch.n_tokens() - 1);
-                    tokens_in_step[i] = 1;
-                    decoding += 1;
-                }
+            active.draft.clear();
+            let Some(token) = active.pending else { continue };
+            if self.batch.add(token, slot.cached.len() as i32, &[slot.seq], true).is_err() {
+                continue;
             }
+            active.logits_at = Some(self.batch.n_tokens() - 1);
+            tokens_in_step[i] = 1;
+            if self.lookup.is_none() {
+                continue;
+            }
+            // A draft never reaches past the context's last cell or the request's limit.
+            let context_left = context_size.saturating_sub(slot.cached.len() + 2);
+            let tokens_left = active.max_tokens.map_or(usize::MAX, |max| max.saturating_sub(active.generated) as usize);
+            let longest = active.draft_length.get().min(draft_room).min(context_left).min(tokens_left);
+            slot.cached.push(token);
+            active.draft = lookup::draft(&slot.cached, longest);
+            slot.cached.pop();
+            let first = slot.cached.len() + 1;
+            for (offset, &drafted) in active.draft.iter().enumerate() {
+                self.batch.add(drafted, (first + offset) as i32, &[slot.seq], true).expect("room was counted");
+            }
+            draft_room -= active.draft.len();
+            tokens_in_step[i] += active.draft.len();
         }
+        let decoding = self.batch.n_tokens() as usize;
         let (prefilling, waiting): (Vec<usize>, Vec<Prefilling>) = self
             .slots
             .iter()
@@ -379,7 +419,8 @@ impl<'m> Scheduler<'m> {
         for (slot, &n) in self.slots.iter_mut().zip(&tokens_in_step) {
             let Some(active) = slot.active.as_mut() else { continue };
             match active.pending.take() {
-                Some(token) if n == 1 => slot.cached.push(token),
+                // Its draft's cells are taken into `cached` as they are accepted.
+                Some(token) if n >= 1 => slot.cached.push(token),
                 Some(token) => active.pending = Some(token),
                 None => {
                     slot.cached.extend_from_slice(&active.prompt[active.prefilled..active.prefilled + n]);
@@ -407,56 +448,91 @@ impl<'m> Scheduler<'m> {
     }
 
     /// Samples a sequence whose logits came out of this step and streams the token, or
-    /// notices a client that went away.
+    /// notices a client that went away. With a draft, each drafted token the sampler picks
+    /// too is accepted (its cell is already computed) and the next is sampled from its
+    /// logits, until one differs: that one is the sequence's next token. Every token is
+    /// picked from the model's own logits in order, so the answer is the one it would be
+    /// without the draft, sampled ones included.
     fn after_step(&mut self, index: usize, now: Instant) {
         let context_size = self.settings.context_size as usize;
         let vocab = self.model.vocab();
         let slot = &mut self.slots[index];
         let Some(active) = slot.active.as_mut() else { return };
-        let Some(logits_at) = active.logits_at else {
+        let Some(mut logits_at) = active.logits_at else {
             if active.events.is_disconnected() {
                 self.finish(index, FinishReason::Cancelled);
             }
             return;
         };
         active.prefill_done.get_or_insert(now);
-        let token = active.picker.pick(&self.ctx, logits_at);
-        if let Some(top) = active.logprobs {
-            let logprob = token_logprob(self.model, self.ctx.get_logits_ith(logits_at), token, top);
-            let _ = active.events.send(StreamEvent::Logprob(logprob));
-        }
-        active.generated += 1;
-        let picked_at = Instant::now();
-        active.last_token_at = Some(picked_at);
-        active.first_token_at.get_or_insert(picked_at);
-        let mut sampled = Sampled {
-            ends_generation: policy::ends_generation(vocab.is_eog(token), active.ignore_eos),
-            generated: active.generated,
-            max_tokens: active.max_tokens,
-            cached: slot.cached.len(),
-            context_size,
-            ..Sampled::default()
-        };
-        if !sampled.ends_generation {
-            active.piece.clear();
-            vocab.token_to_piece_into(token, &mut active.piece, false, None);
-            let text = active.utf8.push(&active.piece);
-            match active.stops.push(&text) {
-                StopOutcome::Continue(text) => {
-                    sampled.undelivered = !text.is_empty() && active.events.send(StreamEvent::Token(text)).is_err();
-                }
-                StopOutcome::Stopped(text, stop) => {
-                    if !text.is_empty() {
-                        let _ = active.events.send(StreamEvent::Token(text));
+        let drafted = active.draft.len();
+        let mut accepted = 0;
+        let finished = loop {
+            let token = active.picker.pick(&self.ctx, logits_at);
+            if let Some(top) = active.logprobs {
+                let logprob = token_logprob(self.model, self.ctx.get_logits_ith(logits_at), token, top);
+                let _ = active.events.send(StreamEvent::Logprob(logprob));
+            }
+            active.generated += 1;
+            let picked_at = Instant::now();
+            active.last_token_at = Some(picked_at);
+            active.first_token_at.get_or_insert(picked_at);
+            let mut sampled = Sampled {
+                ends_generation: policy::ends_generation(vocab.is_eog(token), active.ignore_eos),
+                generated: active.generated,
+                max_tokens: active.max_tokens,
+                cached: slot.cached.len(),
+                context_size,
+                ..Sampled::default()
+            };
+            if !sampled.ends_generation {
+                active.piece.clear();
+                vocab.token_to_piece_into(token, &mut active.piece, false, None);
+                let text = active.utf8.push(&active.piece);
+                match active.stops.push(&text) {
+                    StopOutcome::Continue(text) => {
+                        sampled.undelivered = !text.is_empty() && active.events.send(StreamEvent::Token(text)).is_err();
                     }
-                    sampled.stop_matched = Some(stop);
+                    StopOutcome::Stopped(text, stop) => {
+                        if !text.is_empty() {
+                            let _ = active.events.send(StreamEvent::Token(text));
+                        }
+                        sampled.stop_matched = Some(stop);
+                    }
                 }
             }
+            sampled.disconnected = active.events.is_disconnected();
+            if let Some(reason) = policy::finish_reason(&sampled) {
+                break Some(reason);
+            }
+            if active.draft.get(accepted) == Some(&token) {
+                slot.cached.push(token);
+                accepted += 1;
+                logits_at += 1;
+                continue;
+            }
+            active.pending = Some(token);
+            break None;
+        };
+        if drafted > 0 {
+            active.drafted += drafted as u32;
+            active.accepted += accepted as u32;
+            active.draft_length.update(drafted, accepted);
         }
-        sampled.disconnected = active.events.is_disconnected();
-        match policy::finish_reason(&sampled) {
-            Some(reason) => self.finish(index, reason),
-            None => active.pending = Some(token),
+        if accepted < drafted || (drafted > 0 && finished.is_some()) {
+            // The rejected drafts' cells (and an accepted one that ended the answer) go.
+            let seq = slot.seq;
+            let kept = slot.cached.len() as u32;
+            if !self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(kept), None).unwrap_or(false) {
+                let error = GenerateError::Backend("the cache could not drop a rejected draft".into());
+                if let Some(active) = self.slots[index].active.take() {
+                    let _ = active.events.send(StreamEvent::Error(error));
+                }
+                return self.forget(index);
+            }
+        }
+        if let Some(reason) = finished {
+            self.finish(index, reason);
         }
     }
 
@@ -493,6 +569,8 @@ impl<'m> Scheduler<'m> {
             prompt_tokens: active.prompt.len() as u32,
             cached_prompt_tokens: active.reused as u32,
             completion_tokens: active.generated,
+            draft_tokens: active.drafted,
+            accepted_draft_tokens: active.accepted,
         };
         let _ = active.events.send(StreamEvent::Done { finish_reason, usage, timings, energy });
     }

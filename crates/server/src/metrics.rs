@@ -133,6 +133,8 @@ pub struct Metrics {
     prompt_tokens: AtomicU64,
     cached_prompt_tokens: AtomicU64,
     generated_tokens: AtomicU64,
+    draft_tokens: AtomicU64,
+    accepted_draft_tokens: AtomicU64,
     in_flight: AtomicU64,
     ttft: Mutex<Histogram>,
     itl: Mutex<Histogram>,
@@ -161,6 +163,8 @@ impl Default for Metrics {
             prompt_tokens: AtomicU64::new(0),
             cached_prompt_tokens: AtomicU64::new(0),
             generated_tokens: AtomicU64::new(0),
+            draft_tokens: AtomicU64::new(0),
+            accepted_draft_tokens: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             ttft: Mutex::new(Histogram::new(TTFT_BUCKETS)),
             itl: Mutex::new(Histogram::new(ITL_BUCKETS)),
@@ -195,6 +199,8 @@ impl Metrics {
         self.prompt_tokens.fetch_add(u64::from(usage.prompt_tokens), Ordering::Relaxed);
         self.cached_prompt_tokens.fetch_add(u64::from(usage.cached_prompt_tokens), Ordering::Relaxed);
         self.generated_tokens.fetch_add(u64::from(usage.completion_tokens), Ordering::Relaxed);
+        self.draft_tokens.fetch_add(u64::from(usage.draft_tokens), Ordering::Relaxed);
+        self.accepted_draft_tokens.fetch_add(u64::from(usage.accepted_draft_tokens), Ordering::Relaxed);
         self.ttft.lock().expect("not poisoned").observe(time_to_first_token.as_secs_f64());
         if let Some(energy) = energy {
             let index = usize::from(energy.source == EnergySource::Estimated);
@@ -250,6 +256,18 @@ impl Metrics {
         );
         counter("hearth_generated_tokens_total", "Tokens generated.", "counter", get(&self.generated_tokens));
         counter(
+            "hearth_draft_tokens_total",
+            "Tokens speculative decoding drafted for the model to verify.",
+            "counter",
+            get(&self.draft_tokens),
+        );
+        counter(
+            "hearth_draft_tokens_accepted_total",
+            "Drafted tokens the model accepted; over hearth_draft_tokens_total, the acceptance rate.",
+            "counter",
+            get(&self.accepted_draft_tokens),
+        );
+        counter(
             "hearth_requests_in_flight",
             "Requests being answered or waiting for a slot.",
             "gauge",
@@ -293,7 +311,13 @@ mod tests {
     fn histograms_are_cumulative_and_counters_add_up() {
         let metrics = Metrics::default();
         metrics.started();
-        let usage = Usage { prompt_tokens: 30, cached_prompt_tokens: 20, completion_tokens: 5 };
+        let usage = Usage {
+            prompt_tokens: 30,
+            cached_prompt_tokens: 20,
+            completion_tokens: 5,
+            draft_tokens: 8,
+            accepted_draft_tokens: 3,
+        };
         let energy = EnergyReport {
             prefill_joules: 1.0,
             decode_joules: 2.0,
@@ -311,6 +335,8 @@ mod tests {
             "hearth_prompt_tokens_total 30",
             "hearth_prompt_tokens_cached_total 20",
             "hearth_generated_tokens_total 5",
+            "hearth_draft_tokens_total 8",
+            "hearth_draft_tokens_accepted_total 3",
             "hearth_loaded_models 1",
             "hearth_answer_power_watts 2",
             "hearth_request_energy_joules_total{source=\"estimated\"} 3",

@@ -29,15 +29,20 @@ enum Kind {
     Float,
     /// One name, checked when the parameters are (`kv_cache_type q8_0`).
     Text,
+    /// `true` or `false` (`lookup true`).
+    Bool,
     Strings,
 }
 
 /// The parameters hearth applies, with their types.
 fn parameter_kind(name: &str) -> Option<Kind> {
     Some(match name {
-        "num_ctx" | "num_predict" | "top_k" | "repeat_last_n" | "seed" | "num_thread" | "num_batch" => Kind::Int,
+        "num_ctx" | "num_predict" | "top_k" | "repeat_last_n" | "seed" | "num_thread" | "num_batch" | "draft_max" => {
+            Kind::Int
+        }
         "temperature" | "top_p" | "min_p" | "repeat_penalty" => Kind::Float,
         "kv_cache_type" | "flash_attn" => Kind::Text,
+        "lookup" => Kind::Bool,
         "stop" => Kind::Strings,
         _ => return None,
     })
@@ -95,6 +100,10 @@ impl Modelfile {
                             // Refused here, on its line, before FROM's file is taken in.
                             hearth_core::parameters::check_stored(&one).map_err(error)?;
                             modelfile.parameters.extend(one);
+                        }
+                        Kind::Bool => {
+                            let on: bool = raw.parse().map_err(|_| invalid())?;
+                            modelfile.parameters.insert(name.into(), Value::Bool(on));
                         }
                         Kind::Strings => {
                             let list = modelfile.parameters.entry(name).or_insert_with(|| Value::Array(Vec::new()));
@@ -187,6 +196,7 @@ LICENSE """MIT"""
             ("FROM x\nPARAMETER top_k lots", 2, "'lots' is not a valid value for top_k"),
             ("FROM x\nPARAMETER kv_cache_type q9", 2, "'q9' is not a KV cache type"),
             ("FROM x\n\nPARAMETER flash_attn sometimes", 3, "not a flash attention setting"),
+            ("FROM x\nPARAMETER lookup maybe", 2, "'maybe' is not a valid value for lookup"),
             ("FROM x\nSYSTEM \"\"\"never closed", 2, "never closed"),
             ("FROM x\nMESSAGE robot hi", 2, "role must be system, user or assistant"),
             ("FROM x\nQUANTIZE q4", 2, "unknown command 'QUANTIZE'"),
@@ -197,6 +207,13 @@ LICENSE """MIT"""
             assert_eq!(err.line, line, "{text}");
             assert!(err.message.contains(message), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn speculative_decoding_is_a_switch_and_a_count() {
+        let m = Modelfile::parse("FROM x\nPARAMETER lookup true\nPARAMETER draft_max 8").unwrap();
+        assert_eq!(m.parameters["lookup"], serde_json::json!(true));
+        assert_eq!(m.parameters["draft_max"], serde_json::json!(8));
     }
 
     #[test]

@@ -345,7 +345,7 @@ mod tests {
 
     #[tokio::test]
     async fn collecting_pieces_keeps_text_logprobs_and_the_ending() {
-        let usage = Usage { prompt_tokens: 4, cached_prompt_tokens: 1, completion_tokens: 2 };
+        let usage = Usage { prompt_tokens: 4, cached_prompt_tokens: 1, completion_tokens: 2, ..Default::default() };
         let prices = Arc::new(EnergyPrices { grams_co2e_per_kwh: Some(100.0), ..EnergyPrices::default() });
         let finished = Finished {
             finish_reason: FinishReason::Length,

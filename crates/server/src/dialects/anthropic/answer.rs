@@ -242,7 +242,12 @@ mod tests {
     fn finished(finish_reason: FinishReason) -> Finished {
         Finished {
             finish_reason,
-            usage: CoreUsage { prompt_tokens: 20, cached_prompt_tokens: 12, completion_tokens: 3 },
+            usage: CoreUsage {
+                prompt_tokens: 20,
+                cached_prompt_tokens: 12,
+                completion_tokens: 3,
+                ..Default::default()
+            },
             timings: Timings::default(),
             energy: None,
             prices: Arc::default(),

@@ -217,6 +217,8 @@ impl Reply {
             prompt_eval_duration: nanos(finished.timings.prompt_eval),
             prompt_cached_count: finished.usage.cached_prompt_tokens,
             eval_count: finished.usage.completion_tokens,
+            draft_count: finished.usage.draft_tokens,
+            draft_accepted_count: finished.usage.accepted_draft_tokens,
             eval_duration: nanos(finished.timings.eval),
             energy: Energy::of(finished),
         });

@@ -151,6 +151,11 @@ pub struct Counts {
     /// hearth's: prompt tokens whose KV cache was reused.
     pub prompt_cached_count: u32,
     pub eval_count: u32,
+    /// hearth's: tokens speculative decoding drafted, and those of them the model accepted.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub draft_count: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub draft_accepted_count: u32,
     pub eval_duration: u64,
     #[serde(flatten)]
     pub energy: Energy,
@@ -349,4 +354,8 @@ pub enum ProgressLine {
     Error {
         error: String,
     },
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

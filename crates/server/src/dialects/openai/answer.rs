@@ -4,7 +4,8 @@
 
 use super::error;
 use super::wire::{
-    Choice, Common, Completion, Delta, FunctionOut, Logprobs, Message, PromptTokensDetails, ToolCallOut, Usage,
+    Choice, Common, Completion, CompletionTokensDetails, Delta, FunctionOut, Logprobs, Message, PromptTokensDetails,
+    ToolCallOut, Usage,
 };
 use super::OpenAiError;
 use crate::dialects::hearth::{self, Energy};
@@ -170,6 +171,7 @@ impl Reply {
             completion_tokens: 0,
             total_tokens: echo.tokens,
             prompt_tokens_details: PromptTokensDetails { cached_tokens: 0 },
+            completion_tokens_details: None,
             energy: Energy::default(),
         };
         let Some(choice) = self.echoed(Some("length")) else {
@@ -294,6 +296,10 @@ fn usage(finished: &Finished) -> Usage {
         completion_tokens: usage.completion_tokens,
         total_tokens: usage.prompt_tokens + usage.completion_tokens,
         prompt_tokens_details: PromptTokensDetails { cached_tokens: usage.cached_prompt_tokens },
+        completion_tokens_details: (usage.draft_tokens > 0).then(|| CompletionTokensDetails {
+            accepted_prediction_tokens: usage.accepted_draft_tokens,
+            rejected_prediction_tokens: usage.draft_tokens - usage.accepted_draft_tokens,
+        }),
         energy: Energy::of(finished),
     }
 }

@@ -209,8 +209,18 @@ pub struct Usage {
     pub completion_tokens: u32,
     pub total_tokens: u32,
     pub prompt_tokens_details: PromptTokensDetails,
+    /// Present when speculative decoding drafted: OpenAI's predicted-output counts, here the
+    /// drafted tokens the model accepted and those it rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens_details: Option<CompletionTokensDetails>,
     #[serde(flatten)]
     pub energy: Energy,
+}
+
+#[derive(Serialize)]
+pub struct CompletionTokensDetails {
+    pub accepted_prediction_tokens: u32,
+    pub rejected_prediction_tokens: u32,
 }
 
 #[derive(Serialize)]
