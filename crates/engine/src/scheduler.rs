@@ -69,6 +69,30 @@ struct Slot {
     active: Option<Box<Active>>,
 }
 
+/// A request waiting for a prefix that another slot is computing.
+#[derive(Debug, Clone, Copy)]
+struct Wait {
+    /// The slot computing it, and the admission of the request there.
+    donor: usize,
+    arrival: u64,
+    /// Prompt tokens the donor will hold, and those the waiting slot's own cache serves.
+    shared: usize,
+    own: usize,
+}
+
+impl Slot {
+    /// What slot's cache will hold once its request's prompt is in (a slot waiting for a copy
+    /// has nothing to give).
+    fn holding(&self) -> Option<&[LlamaToken]> {
+        match &self.active {
+            None => Some(&self.cached),
+            Some(active) if active.waiting.is_some() => None,
+            Some(active) if active.pending.is_none() && active.prefilled < active.prompt.len() => Some(&active.prompt),
+            Some(_) => Some(&self.cached),
+        }
+    }
+}
+
 /// A request in a slot.
 struct Active {
     events: flume::Sender<StreamEvent>,
@@ -78,6 +102,8 @@ struct Active {
     prompt: Vec<LlamaToken>,
     /// Prompt tokens served from the cache.
     reused: usize,
+    /// Set while the request waits for another slot to compute the prefix it will copy.
+    waiting: Option<Wait>,
     /// Prompt tokens in the cache so far (from `reused` up to the whole prompt).
     prefilled: usize,
     prefill_done: Option<Instant>,
@@ -262,7 +288,18 @@ impl<'m> Scheduler<'m> {
             unreachable!("admit is called only with a free slot");
         };
         let index = choice.index;
-        let reused = self.reuse_prefix(index, choice.reusable);
+        let holdings = self.slots.iter().map(Slot::holding);
+        let donor = policy::prefix_donor(holdings, &prompt, choice, self.settings.context_size as usize);
+        let (reused, waiting) = match donor {
+            Some(donor) if policy::common_prefix(&self.slots[donor.index].cached, &prompt) < donor.reusable => {
+                // Another request is computing this prefix now: wait for it, then copy.
+                let arrival = self.slots[donor.index].active.as_ref().map_or(0, |a| a.arrival);
+                let wait = Wait { donor: donor.index, arrival, shared: donor.reusable, own: choice.reusable };
+                (0, Some(wait))
+            }
+            Some(donor) if self.copy_cache(donor.index, index) => (self.reuse_prefix(index, donor.reusable), None),
+            _ => (self.reuse_prefix(index, choice.reusable), None),
+        };
         self.clock += 1;
         let params = &request.sampling;
         let slot = &mut self.slots[index];
@@ -274,6 +311,7 @@ impl<'m> Scheduler<'m> {
             arrival: self.clock,
             prompt,
             reused,
+            waiting,
             prefilled: reused,
             prefill_done: None,
             pending: None,
@@ -326,6 +364,47 @@ impl<'m> Scheduler<'m> {
         reuse
     }
 
+    /// Starts each waiting request whose donor has computed the prefix it waits for, or has
+    /// stopped computing it (finished, cancelled, failed): from a copy of what the donor
+    /// holds when that pays, else from its own slot's cache.
+    fn end_waits(&mut self) {
+        let context_size = self.settings.context_size as usize;
+        for index in 0..self.slots.len() {
+            let Some(wait) = self.slots[index].active.as_ref().and_then(|a| a.waiting) else { continue };
+            let donor = &self.slots[wait.donor];
+            let prompt = &self.slots[index].active.as_ref().expect("waiting").prompt;
+            let computing = donor.active.as_ref().is_some_and(|a| a.arrival == wait.arrival && a.pending.is_none());
+            let held = policy::common_prefix(&donor.cached, prompt).min(prompt.len() - 1);
+            if computing && held < wait.shared {
+                continue;
+            }
+            let copy = held > wait.own && policy::copy_pays(held - wait.own, context_size);
+            let reuse = if copy && self.copy_cache(wait.donor, index) { held } else { wait.own };
+            let reused = self.reuse_prefix(index, reuse);
+            let active = self.slots[index].active.as_mut().expect("waiting");
+            active.waiting = None;
+            active.reused = reused;
+            active.prefilled = reused;
+        }
+    }
+
+    /// Makes slot `to`'s cache a copy of slot `from`'s. Each slot has a stream of its own,
+    /// which llama.cpp copies whole, at the start of the next decode (before that decode
+    /// writes anything); the cells' positions and the tokens they hold are copied now.
+    fn copy_cache(&mut self, from: usize, to: usize) -> bool {
+        let (source, target) = (self.slots[from].seq, self.slots[to].seq);
+        match self.ctx.copy_kv_cache_seq(source, target, None, None) {
+            Ok(()) => {
+                self.slots[to].cached = self.slots[from].cached.clone();
+                true
+            }
+            Err(e) => {
+                tracing::warn!("copying slot {from}'s cache to slot {to}: {e}");
+                false
+            }
+        }
+    }
+
     fn forget(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
@@ -335,6 +414,7 @@ impl<'m> Scheduler<'m> {
     /// One decode: the pending token of each generating sequence, then prompt chunks of
     /// prefilling ones (oldest request first) in what room the batch has left.
     fn step(&mut self) {
+        self.end_waits();
         self.batch.clear();
         let mut tokens_in_step = vec![0usize; self.slots.len()];
         // Room for drafts once every generating sequence has its pending token in.
@@ -374,7 +454,7 @@ impl<'m> Scheduler<'m> {
             .iter()
             .enumerate()
             .filter_map(|(i, slot)| {
-                let active = slot.active.as_ref().filter(|a| a.pending.is_none())?;
+                let active = slot.active.as_ref().filter(|a| a.pending.is_none() && a.waiting.is_none())?;
                 Some((i, Prefilling { arrival: active.arrival, remaining: active.prompt.len() - active.prefilled }))
             })
             .unzip();

@@ -776,3 +776,52 @@ fn draft_max_is_bounded() {
     let off = EngineSettings { draft_max: Some(8), ..settings() };
     assert_eq!(Engine::load(&smollm2_path(), &off).unwrap().settings().lookup, None, "draft_max alone drafts nothing");
 }
+
+/// Many clients share one long system prompt: the second, arriving while the first is still
+/// answering in another slot, starts from a copy of the first's cells, and answers as a cold
+/// prefill of the same chunks does. SmolLM2 shares a chat's system prompt; gemma3, a base
+/// model, a raw preamble.
+#[test]
+fn a_shared_prefix_is_copied_from_a_busy_slot_and_answers_as_a_cold_start() {
+    let system = "You are the assistant of a bicycle shop. You answer questions about opening hours, \
+                  repairs, rentals and prices. The shop opens at nine and closes at six, Monday to \
+                  Saturday. Repairs take two days. Rentals cost ten euros a day. "
+        .repeat(3);
+    let chat = |question: &str, max_tokens| {
+        let messages = vec![ChatMessage::system(system.clone()), ChatMessage::user(question)];
+        GenerateRequest::new(Prompt::Chat(messages), greedy(max_tokens))
+    };
+    let preamble = "Notes on the bicycle shop. It opens at nine and closes at six. ".repeat(12);
+    let raw =
+        |tail: &str, max_tokens| GenerateRequest::new(Prompt::Raw(format!("{preamble}{tail}")), greedy(max_tokens));
+    let chunked = EngineSettings { batch_size: Some(16), parallel: Some(2), ..settings() };
+    let cases = [
+        (smollm2_path(), chat("When do you open on Saturday?", 200), chat("How much is a rental for three days?", 24)),
+        (gemma3_path(), raw("Question one:", 200), raw("Rentals cost", 16)),
+    ];
+    for (model, first, second) in cases {
+        let name = model.file_name().unwrap().to_string_lossy().to_string();
+        let engine = Engine::load(&model, &chunked).unwrap();
+        let first = engine.generate(first);
+        // The first request holds its slot and is past its prompt once a token arrives.
+        assert!(matches!(first.recv().unwrap(), StreamEvent::Token(_) | StreamEvent::Logprob(_)));
+        let copied = collect(&engine, second.clone()).unwrap();
+        drop(first);
+        assert!(copied.usage.cached_prompt_tokens > 100, "{name}: {:?}", copied.usage);
+        let cold = collect(&Engine::load(&model, &chunked).unwrap(), second).unwrap();
+        assert_eq!(cold.usage.cached_prompt_tokens, 0);
+        assert_eq!(copied.text(), cold.text(), "{name}");
+    }
+    // Four arriving at once: the first computes the system prompt, the others wait for it and
+    // copy it, and each answers as it does alone.
+    let questions = ["Do you repair brakes?", "Are you open on Sunday?", "Can I rent a tandem?", "Where are you?"];
+    let engine = Engine::load(&smollm2_path(), &EngineSettings { parallel: Some(4), ..chunked.clone() }).unwrap();
+    let receivers: Vec<_> = questions.iter().map(|q| engine.generate(chat(q, 12))).collect();
+    let answers: Vec<Answer> = receivers.into_iter().map(answer_of).collect();
+    let copied = answers.iter().filter(|a| a.usage.cached_prompt_tokens > 100).count();
+    assert_eq!(copied, 3, "{:?}", answers.iter().map(|a| a.usage).collect::<Vec<_>>());
+    let alone = Engine::load(&smollm2_path(), &chunked).unwrap();
+    for (question, answer) in questions.iter().zip(&answers) {
+        assert_eq!(answer.text, collect(&alone, chat(question, 12)).unwrap().text(), "{question}");
+    }
+}

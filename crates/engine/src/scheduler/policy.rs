@@ -47,6 +47,35 @@ pub(crate) fn choose_slot<'a, T: PartialEq + 'a>(
     Some(SlotChoice { index, reusable: shared.min(prompt.len() - 1) })
 }
 
+/// Whether copying another slot's cells pays for a prefix `gained` tokens longer than a
+/// slot's own: a copy moves all `context_size` cells of a slot, so the gain must be at least
+/// 64 tokens and 1/64 of them.
+pub(crate) fn copy_pays(gained: usize, context_size: usize) -> bool {
+    gained >= (context_size / 64).max(64)
+}
+
+/// The slot other than `chosen` that holds, or is computing, the longest prefix of `prompt`,
+/// when copying its cells into the chosen slot pays ([`copy_pays`]): many clients sharing
+/// one long system prompt, where the first computes it and the others copy it. Each slot is
+/// offered as the tokens it will hold (a prompt still being prefilled counts whole), or
+/// `None` when it cannot give.
+pub(crate) fn prefix_donor<'a, T: PartialEq + 'a>(
+    holdings: impl IntoIterator<Item = Option<&'a [T]>>,
+    prompt: &[T],
+    chosen: SlotChoice,
+    context_size: usize,
+) -> Option<SlotChoice> {
+    holdings
+        .into_iter()
+        .enumerate()
+        .filter(|&(index, _)| index != chosen.index)
+        .filter_map(|(index, holds)| {
+            Some(SlotChoice { index, reusable: common_prefix(holds?, prompt).min(prompt.len() - 1) })
+        })
+        .max_by_key(|donor| (donor.reusable, std::cmp::Reverse(donor.index)))
+        .filter(|donor| donor.reusable > chosen.reusable && copy_pays(donor.reusable - chosen.reusable, context_size))
+}
+
 /// What is left of a `reuse`-token prefix once sliding-window layers of `window` positions
 /// (0: the model has none) are taken into account: those layers keep positions from
 /// `oldest_kept` on, and the tokens after the prefix attend to the `window` positions before
@@ -393,5 +422,27 @@ mod tests {
         assert_eq!(common_prefix(&[1, 2], &[1, 2, 3]), 2);
         assert_eq!(common_prefix(&[2], &[1, 2]), 0);
         assert_eq!(common_prefix::<i32>(&[], &[1]), 0);
+    }
+
+    #[test]
+    fn a_long_prefix_in_another_slot_is_copied_and_a_short_one_is_not() {
+        let system: Vec<u32> = (0..200).collect();
+        let prompt = [system.clone(), vec![1000, 1001]].concat();
+        let with_system = [system.clone(), vec![7, 7, 7]].concat();
+        let short = &system[..50];
+        let chosen = SlotChoice { index: 2, reusable: 0 };
+        let holdings = || [Some(short), Some(&with_system[..]), Some(&[][..])];
+        assert_eq!(prefix_donor(holdings(), &prompt, chosen, 4096), Some(SlotChoice { index: 1, reusable: 200 }));
+        // Not worth it when the chosen slot already has most of it, or the context is huge.
+        assert_eq!(prefix_donor(holdings(), &prompt, SlotChoice { index: 2, reusable: 150 }, 4096), None);
+        assert_eq!(prefix_donor(holdings(), &prompt, chosen, 65_536), None);
+        // The chosen slot is never its own donor, a slot that cannot give is passed over,
+        // and 50 shared tokens are not enough.
+        let own = SlotChoice { index: 0, reusable: 200 };
+        assert_eq!(prefix_donor([Some(&with_system[..]), Some(short)], &prompt, own, 4096), None);
+        assert_eq!(prefix_donor([Some(short), None, None], &prompt, chosen, 4096), None);
+        // A prompt that is all prefix still leaves its last token to evaluate.
+        assert_eq!(prefix_donor(holdings(), &system, chosen, 4096), Some(SlotChoice { index: 1, reusable: 199 }));
+        assert!(copy_pays(64, 4096) && !copy_pays(63, 4096) && !copy_pays(100, 8192));
     }
 }
