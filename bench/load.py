@@ -57,18 +57,27 @@ def stream_chat(url, model, messages, tokens, seed):
     }
 
 
-def concurrent(url, model, clients, tokens):
+def together(clients, ask):
+    """`ask(i)` for each of `clients` on threads started at the same moment: (their results, wall seconds)."""
     results = [None] * clients
+    barrier = threading.Barrier(clients)
     def client(i):
-        messages = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
-        results[i] = stream_chat(url, model, messages, tokens, seed=i + 1)
+        barrier.wait()
+        results[i] = ask(i)
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
+    return results, time.perf_counter() - start
+
+
+def concurrent(url, model, clients, tokens):
+    def ask(i):
+        messages = [{"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]}]
+        return stream_chat(url, model, messages, tokens, seed=i + 1)
+    results, wall = together(clients, ask)
     ttfts = sorted(r["ttft"] for r in results)
     gaps = sorted(g for r in results for g in r["gaps"])
     tokens_total = sum(r["tokens"] for r in results)

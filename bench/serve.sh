@@ -17,19 +17,10 @@ slots=${SLOTS:-8}
 rounds=${ROUNDS:-3}
 clients=${CLIENTS:-1 4 8}
 tokens=${TOKENS:-128}
-models=${HEARTH_TEST_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/test-models}
+
+. bench/servers.sh
 gguf=$models/SmolLM2-135M-Instruct.Q4_1.gguf
-
-scripts/fetch-test-models "$models" >/dev/null
-cargo build --quiet --release -p hearth
-work=$(mktemp -d)
-export HEARTH_MODELS=$work/store
-export HEARTH_KEYS_FILE=$work/keys.json # the user's keys would make the server want one
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-printf 'FROM %s\n' "$gguf" >"$work/Modelfile"
-target/release/hearth create smollm2-bench -f "$work/Modelfile" >/dev/null 2>&1
-
-wait_for() { for _ in $(seq 60); do curl -sf "$1" >/dev/null && return 0; sleep 1; done; echo "no answer from $1" >&2; exit 1; }
+bench_setup smollm2-bench "$gguf"
 
 for round in $(seq "$rounds"); do
   HEARTH_NUM_PARALLEL=$slots target/release/hearth serve --host 127.0.0.1:11591 --threads "$threads" 2>"$work/hearth.log" &

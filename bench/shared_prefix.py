@@ -7,9 +7,9 @@ aggregate generated tok/s, and every request's TTFT. Standard library only.
 
   bench/shared_prefix.py --url http://127.0.0.1:11434 --model smollm2:135m --clients 8
 """
-import argparse, json, statistics, threading, time
+import argparse, json, statistics
 
-from load import stream_chat
+from load import stream_chat, together
 
 TOPICS = ["returns", "shipping", "warranty", "repairs", "rentals", "payments", "accounts", "privacy",
           "opening hours", "gift cards", "loyalty points", "bulk orders"]
@@ -54,20 +54,8 @@ def main():
                      for i in range(args.clients)]
     waves = []
     for wave in range(1 + len(FOLLOW_UPS)):
-        results = [None] * args.clients
-        barrier = threading.Barrier(args.clients)
-
-        def client(i):
-            barrier.wait()
-            results[i] = stream_chat(args.url, args.model, conversations[i], args.tokens, seed=i + 1)
-
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-        start = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - start
+        ask = lambda i: stream_chat(args.url, args.model, conversations[i], args.tokens, seed=i + 1)
+        results, wall = together(args.clients, ask)
         ttfts = [r["ttft"] * 1000 for r in results]
         waves.append({
             "ttft_p50_ms": statistics.median(ttfts),

@@ -16,19 +16,10 @@ threads=${THREADS:-2}
 clients=${CLIENTS:-8}
 rounds=${ROUNDS:-2}
 tokens=${TOKENS:-128}
-models=${HEARTH_TEST_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/test-models}
+
+. bench/servers.sh
 gguf=$models/SmolLM2-135M-Instruct.Q4_1.gguf
-
-scripts/fetch-test-models "$models" >/dev/null
-cargo build --quiet --release -p hearth
-work=$(mktemp -d)
-export HEARTH_MODELS=$work/store
-export HEARTH_KEYS_FILE=$work/keys.json # the user's keys would make the server want one
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-printf 'FROM %s\n' "$gguf" >"$work/Modelfile"
-target/release/hearth create smollm2-bench -f "$work/Modelfile" >/dev/null 2>&1
-
-wait_for() { for _ in $(seq 60); do curl -sf "$1" >/dev/null && return 0; sleep 1; done; echo "no answer from $1" >&2; exit 1; }
+bench_setup smollm2-bench "$gguf"
 ask() { python3 bench/shared_prefix.py --url "$1" --model smollm2-bench --clients "$clients" --tokens "$tokens" >"$2"; }
 
 for round in $(seq "$rounds"); do

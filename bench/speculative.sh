@@ -17,19 +17,10 @@ threads=${THREADS:-2}
 rounds=${ROUNDS:-3}
 tokens=${TOKENS:-600}
 flash_attn=${FLASH_ATTN:-auto}
-models=${HEARTH_TEST_MODELS:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth/test-models}
+
+. bench/servers.sh
 gguf=$models/${MODEL:-gemma-3-270m-q4_k_m.gguf}
-
-scripts/fetch-test-models "$models" >/dev/null
-cargo build --quiet --release -p hearth
-work=$(mktemp -d)
-export HEARTH_MODELS=$work/store
-export HEARTH_KEYS_FILE=$work/keys.json # the user's keys would make the server want one
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-printf 'FROM %s\n' "$gguf" >"$work/Modelfile"
-target/release/hearth create spec-bench -f "$work/Modelfile" >/dev/null 2>&1
-
-wait_for() { for _ in $(seq 60); do curl -sf "$1" >/dev/null && return 0; sleep 1; done; echo "no answer from $1" >&2; exit 1; }
+bench_setup spec-bench "$gguf"
 ask() { python3 bench/repetitive.py --url "$1" --model spec-bench --tokens "$tokens" >"$2"; }
 
 for round in $(seq "$rounds"); do
