@@ -417,9 +417,13 @@ impl<'m> Scheduler<'m> {
         self.end_waits();
         self.batch.clear();
         let mut tokens_in_step = vec![0usize; self.slots.len()];
-        // Room for drafts once every generating sequence has its pending token in.
+        // Room for drafts once every generating sequence has its pending token in; while a
+        // prompt waits to be prefilled, drafts take at most half of it, so it still advances.
         let generating = self.slots.iter().filter(|s| s.active.as_ref().is_some_and(|a| a.pending.is_some())).count();
-        let mut draft_room = (self.settings.batch_size as usize).saturating_sub(generating);
+        let prefilling =
+            self.slots.iter().any(|s| s.active.as_ref().is_some_and(|a| a.pending.is_none() && a.waiting.is_none()));
+        let room = (self.settings.batch_size as usize).saturating_sub(generating);
+        let mut draft_room = if prefilling { room / 2 } else { room };
         let context_size = self.settings.context_size as usize;
         for (i, slot) in self.slots.iter_mut().enumerate() {
             let Some(active) = slot.active.as_mut() else { continue };

@@ -825,3 +825,28 @@ fn a_shared_prefix_is_copied_from_a_busy_slot_and_answers_as_a_cold_start() {
         assert_eq!(answer.text, collect(&alone, chat(question, 12)).unwrap().text(), "{question}");
     }
 }
+
+/// Drafts never take a whole batch from a prompt waiting to be prefilled: with room for 4
+/// tokens a step, two answers drafting from a copied text still leave a third request's
+/// prompt room, so it is answered while they go on.
+#[test]
+fn drafting_answers_leave_room_for_a_prompt() {
+    let small = EngineSettings { lookup: Some(true), parallel: Some(3), batch_size: Some(4), ..settings() };
+    let engine = Engine::load(&smollm2_path(), &small).unwrap();
+    let long = SamplingParams { ignore_eos: true, ..greedy(400) };
+    let drafting: Vec<_> =
+        (0..2).map(|_| engine.generate(GenerateRequest::new(Prompt::Raw(repetitive_prompt()), long.clone()))).collect();
+    for events in &drafting {
+        assert!(matches!(events.recv().unwrap(), StreamEvent::Token(_)));
+    }
+    let late =
+        answer_of(engine.generate(GenerateRequest::new(Prompt::Raw("The Eiffel Tower is in".into()), greedy(4))));
+    assert_eq!(late.usage.completion_tokens, 4);
+    for events in &drafting {
+        let so_far: Vec<StreamEvent> = events.try_iter().collect();
+        assert!(!so_far.iter().any(|e| matches!(e, StreamEvent::Done { .. })), "a drafting answer ended first");
+    }
+    for events in drafting {
+        assert!(answer_of(events).usage.draft_tokens > 0);
+    }
+}
