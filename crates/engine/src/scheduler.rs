@@ -81,7 +81,7 @@ struct Wait {
 }
 
 impl Slot {
-    /// What slot's cache will hold once its request's prompt is in (a slot waiting for a copy
+    /// What the slot's cache will hold once its request's prompt is in (a slot waiting for a copy
     /// has nothing to give).
     fn holding(&self) -> Option<&[LlamaToken]> {
         match &self.active {
@@ -291,7 +291,7 @@ impl<'m> Scheduler<'m> {
         let holdings = self.slots.iter().map(Slot::holding);
         let donor = policy::prefix_donor(holdings, &prompt, choice, self.settings.context_size as usize);
         let (reused, waiting) = match donor {
-            Some(donor) if policy::common_prefix(&self.slots[donor.index].cached, &prompt) < donor.reusable => {
+            Some(donor) if policy::reusable(&self.slots[donor.index].cached, &prompt) < donor.reusable => {
                 // Another request is computing this prefix now: wait for it, then copy.
                 let arrival = self.slots[donor.index].active.as_ref().map_or(0, |a| a.arrival);
                 let wait = Wait { donor: donor.index, arrival, shared: donor.reusable, own: choice.reusable };
@@ -374,11 +374,11 @@ impl<'m> Scheduler<'m> {
             let donor = &self.slots[wait.donor];
             let prompt = &self.slots[index].active.as_ref().expect("waiting").prompt;
             let computing = donor.active.as_ref().is_some_and(|a| a.arrival == wait.arrival && a.pending.is_none());
-            let held = policy::common_prefix(&donor.cached, prompt).min(prompt.len() - 1);
+            let held = policy::reusable(&donor.cached, prompt);
             if computing && held < wait.shared {
                 continue;
             }
-            let copy = held > wait.own && policy::copy_pays(held - wait.own, context_size);
+            let copy = policy::copy_pays(held, wait.own, context_size);
             let reuse = if copy && self.copy_cache(wait.donor, index) { held } else { wait.own };
             let reused = self.reuse_prefix(index, reuse);
             let active = self.slots[index].active.as_mut().expect("waiting");

@@ -47,11 +47,18 @@ pub(crate) fn choose_slot<'a, T: PartialEq + 'a>(
     Some(SlotChoice { index, reusable: shared.min(prompt.len() - 1) })
 }
 
-/// Whether copying another slot's cells pays for a prefix `gained` tokens longer than a
-/// slot's own: a copy moves all `context_size` cells of a slot, so the gain must be at least
-/// 64 tokens and 1/64 of them.
-pub(crate) fn copy_pays(gained: usize, context_size: usize) -> bool {
-    gained >= (context_size / 64).max(64)
+/// Prompt tokens a cache holding `cached` can serve: the prefix it shares with `prompt`,
+/// less the prompt's last token, which is always evaluated again (its logits start the
+/// answer). `prompt` is not empty.
+pub(crate) fn reusable<T: PartialEq>(cached: &[T], prompt: &[T]) -> usize {
+    common_prefix(cached, prompt).min(prompt.len() - 1)
+}
+
+/// Whether copying another slot's cells, which serve `offered` prompt tokens, pays over the
+/// `own` a slot's cache serves: a copy moves all `context_size` cells of a slot, so the gain
+/// must be at least 64 tokens and 1/64 of them.
+pub(crate) fn copy_pays(offered: usize, own: usize, context_size: usize) -> bool {
+    offered > own && offered - own >= (context_size / 64).max(64)
 }
 
 /// The slot other than `chosen` that holds, or is computing, the longest prefix of `prompt`,
@@ -69,11 +76,9 @@ pub(crate) fn prefix_donor<'a, T: PartialEq + 'a>(
         .into_iter()
         .enumerate()
         .filter(|&(index, _)| index != chosen.index)
-        .filter_map(|(index, holds)| {
-            Some(SlotChoice { index, reusable: common_prefix(holds?, prompt).min(prompt.len() - 1) })
-        })
+        .filter_map(|(index, holds)| Some(SlotChoice { index, reusable: reusable(holds?, prompt) }))
         .max_by_key(|donor| (donor.reusable, std::cmp::Reverse(donor.index)))
-        .filter(|donor| donor.reusable > chosen.reusable && copy_pays(donor.reusable - chosen.reusable, context_size))
+        .filter(|donor| copy_pays(donor.reusable, chosen.reusable, context_size))
 }
 
 /// What is left of a `reuse`-token prefix once sliding-window layers of `window` positions
@@ -443,6 +448,7 @@ mod tests {
         assert_eq!(prefix_donor([Some(short), None, None], &prompt, chosen, 4096), None);
         // A prompt that is all prefix still leaves its last token to evaluate.
         assert_eq!(prefix_donor(holdings(), &system, chosen, 4096), Some(SlotChoice { index: 1, reusable: 199 }));
-        assert!(copy_pays(64, 4096) && !copy_pays(63, 4096) && !copy_pays(100, 8192));
+        assert!(copy_pays(64, 0, 4096) && !copy_pays(63, 0, 4096) && !copy_pays(100, 0, 8192));
+        assert!(copy_pays(300, 200, 4096) && !copy_pays(200, 300, 4096));
     }
 }
