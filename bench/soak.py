@@ -168,8 +168,10 @@ class Client:
         """Sends a streamed request, reads `keep_bytes` of the answer, then closes the socket."""
         with socket.create_connection((self.host, self.port), timeout=self.timeout) as sock:
             auth = "".join(f"{name}: {value}\r\n" for name, value in self.auth_headers().items())
+            # Connection: close, so an answer shorter than `keep_bytes` ends in EOF rather than
+            # a kept-alive connection the read waits on past its timeout.
             head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                    f"{auth}Content-Length: {len(body)}\r\n\r\n").encode()
+                    f"{auth}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
             sock.sendall(head + body)
             got = b""
             deadline = time.monotonic() + self.timeout
