@@ -15,6 +15,7 @@ mod keys;
 mod kv;
 mod list;
 mod models;
+mod prompt_cache;
 mod ps;
 mod pull;
 mod quantize;

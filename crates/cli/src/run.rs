@@ -7,7 +7,7 @@ use crate::repl::{self, ReplCommand};
 use anyhow::{bail, Context, Result};
 use hearth_core::parameters::StoredParameters;
 use hearth_core::{ChatMessage, EnergyPrices, FinishReason, GenerateRequest, Prompt, SamplingParams};
-use hearth_engine::{Engine, EngineSettings};
+use hearth_engine::{Engine, EngineSettings, LoadOptions};
 use hearth_store::ModelSpec;
 use rustyline::error::ReadlineError;
 use std::io::{IsTerminal, Read, Write};
@@ -54,6 +54,8 @@ pub struct RunArgs {
     kv: KvArgs,
     #[command(flatten)]
     speculation: crate::speculation::SpeculationArgs,
+    #[command(flatten)]
+    prompt_cache: crate::prompt_cache::PromptCacheArgs,
 }
 
 impl RunArgs {
@@ -101,7 +103,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let sampling = args.sampling(&model)?;
     let prompt = one_shot_prompt(&args.prompt)?;
     let meter = crate::energy::meter(args.verbose);
-    let engine = Engine::load_metered(&model.path, &args.engine_settings(&model)?, meter)?;
+    let options = LoadOptions { meter, prompt_cache: args.prompt_cache.config() };
+    let engine = Engine::load_with(&model.path, &args.engine_settings(&model)?, options)?;
     let prices = crate::energy::prices()?;
     let mut chat = Chat { engine, sampling, messages: Vec::new(), verbose: args.verbose, prices };
     // The command line's system message replaces the stored one.

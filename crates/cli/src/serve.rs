@@ -39,6 +39,8 @@ pub struct ServeArgs {
     kv: crate::kv::KvArgs,
     #[command(flatten)]
     speculation: crate::speculation::SpeculationArgs,
+    #[command(flatten)]
+    prompt_cache: crate::prompt_cache::PromptCacheArgs,
     /// Browser origins allowed besides this machine's, comma-separated; `*` is a wildcard
     #[arg(long, env = "HEARTH_ORIGINS", default_value = "")]
     origins: String,
@@ -130,6 +132,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         engine,
         meter,
         available_memory: hearth_server::system_memory(),
+        prompt_cache: args.prompt_cache.config(),
     };
     let limits = ServeLimits {
         header_timeout: args.header_timeout,

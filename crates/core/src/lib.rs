@@ -1,12 +1,14 @@
 //! Vocabulary types shared by every hearth crate: what a generation request asks for, what
 //! flows back while it runs (energy included) and the whole answer it adds up to, and what
-//! we know about a model file. No I/O, no behaviour beyond validation and collecting a
-//! stream, so every edge (CLI, HTTP dialects, router) speaks the same language.
+//! we know about a model file. No I/O (but where hearth's home is, and how a file is
+//! replaced whole), no behaviour beyond validation and collecting a stream, so every edge
+//! (CLI, HTTP dialects, router) speaks the same language.
 
 pub mod clock;
 mod collect;
 mod energy;
 mod event;
+pub mod files;
 pub mod home;
 mod kv;
 mod model;

@@ -10,6 +10,7 @@ use crate::limits;
 use crate::llama_log;
 use crate::load::{backend, ModelFile};
 use crate::prepare::{self, Cancellation, Prepared};
+use crate::prompt_cache::{self, PromptCacheConfig, SavedPrompts};
 use crate::scheduler::Scheduler;
 use crate::scorer::Scored;
 use crate::template::ChatTemplate;
@@ -206,6 +207,16 @@ pub(crate) struct Model {
     pub template: ChatTemplate,
 }
 
+/// What a load takes besides the model and its settings.
+#[derive(Default)]
+pub struct LoadOptions {
+    /// Read around each request's prompt processing and decoding, so every answer reports
+    /// its joules.
+    pub meter: Option<Box<dyn EnergyMeter>>,
+    /// Where long prompts' caches are saved, to be restored after a restart; `None`: nowhere.
+    pub prompt_cache: Option<PromptCacheConfig>,
+}
+
 /// A loaded model and the thread that runs it.
 pub struct Engine {
     jobs: Option<flume::Sender<Job>>,
@@ -223,16 +234,12 @@ impl Engine {
     /// Loads the GGUF model at `path` (memory-mapped) and starts its engine thread. Returns
     /// once the model is ready, or with the reason it cannot be.
     pub fn load(path: &Path, settings: &EngineSettings) -> Result<Self, EngineError> {
-        Self::load_metered(path, settings, None)
+        Self::load_with(path, settings, LoadOptions::default())
     }
 
-    /// Like [`Engine::load`], with an energy meter the engine thread reads around each
-    /// request's prompt processing and decoding, so every answer reports its joules.
-    pub fn load_metered(
-        path: &Path,
-        settings: &EngineSettings,
-        meter: Option<Box<dyn EnergyMeter>>,
-    ) -> Result<Self, EngineError> {
+    /// Like [`Engine::load`], with an energy meter and saved prompt caches.
+    pub fn load_with(path: &Path, settings: &EngineSettings, options: LoadOptions) -> Result<Self, EngineError> {
+        let LoadOptions { meter, prompt_cache } = options;
         let started = Instant::now();
         let file = ModelFile::open(path)?;
         let header = file.header();
@@ -250,6 +257,14 @@ impl Engine {
         let template =
             ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
         let model = Arc::new(Model { llama, template });
+        let saved = match (prompt_cache, prompt_cache::key(path, &settings)) {
+            (Some(config), Ok(key)) => Some((config, key)),
+            (Some(_), Err(e)) => {
+                tracing::warn!("prompt cache off: {}: {e}", path.display());
+                None
+            }
+            (None, _) => None,
+        };
 
         let (ready_tx, ready_rx) = flume::bounded(1);
         let (jobs_tx, jobs_rx) = flume::unbounded();
@@ -262,7 +277,9 @@ impl Engine {
                 let (model, stop) = (model.clone(), stop.clone());
                 move || {
                     let shape = Shape { sliding_window, pooling };
-                    engine_thread(&model, settings, shape, meter, &ready_tx, &jobs_rx, &stop)
+                    let saved = saved
+                        .and_then(|(config, key)| SavedPrompts::open(&config, key, settings.context_size as usize));
+                    engine_thread(&model, settings, shape, (meter, saved), &ready_tx, &jobs_rx, &stop)
                 }
             })
             .map_err(|e| EngineError::Io { path: path.to_path_buf(), source: e })?;
@@ -421,7 +438,7 @@ fn engine_thread(
     model: &Model,
     settings: ResolvedSettings,
     shape: Shape,
-    meter: Option<Box<dyn EnergyMeter>>,
+    (meter, saved): (Option<Box<dyn EnergyMeter>>, Option<SavedPrompts>),
     ready: &flume::Sender<Result<(), EngineError>>,
     jobs: &flume::Receiver<Job>,
     stop: &AtomicBool,
@@ -429,7 +446,7 @@ fn engine_thread(
     let backend = backend();
     let llama = &model.llama;
     let mut scheduler = match new_context(backend, llama, settings) {
-        Ok(ctx) => Scheduler::new(llama, ctx, settings, shape.sliding_window, shape.pooling, meter),
+        Ok(ctx) => Scheduler::new(llama, ctx, settings, shape.sliding_window, shape.pooling, meter, saved),
         Err(e) => {
             let _ = ready.send(Err(e));
             return;

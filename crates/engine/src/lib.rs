@@ -15,6 +15,7 @@ mod load;
 mod lookup;
 mod memory;
 mod prepare;
+mod prompt_cache;
 pub mod quality;
 pub mod quantize;
 mod sampler;
@@ -30,7 +31,7 @@ mod utf8_stream;
 
 pub use embedder::normalize;
 pub use engine::{
-    physical_cores, Engine, EngineSettings, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE,
+    physical_cores, Engine, EngineSettings, LoadOptions, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE,
     DEFAULT_DRAFT_MAX,
 };
 pub use error::EngineError;
@@ -40,6 +41,7 @@ pub use memory::{
     MemoryEstimate, Verdict,
 };
 pub use prepare::{Cancellation, Prepared};
+pub use prompt_cache::PromptCacheConfig;
 pub use scorer::Scored;
 pub use template::{ChatTemplate, RenderLimits, TemplateError};
 pub use tokenizer::Tokenizer;

@@ -6,10 +6,14 @@
 //! and streams each token out on its request's own channel. A request whose receiver is gone
 //! frees its slot at the next step. Embedding requests are served one input per step
 //! between decodes, so they neither stall the streams nor outlive their caller.
+//! A long prompt's cache is also saved to disk when its prefill ends, and a saved one is
+//! restored into a slot when it serves more of a prompt than any slot does ([`prompt_cache`]).
 //! What to do is decided in [`policy`]; this file carries it out on llama.cpp.
 
 mod policy;
 pub(crate) mod side;
+
+pub(crate) use policy::{common_prefix, reusable};
 
 use self::policy::{Chunk, Prefilling, Sampled, SlotView};
 use crate::attribution::{self, IdleBaseline};
@@ -17,6 +21,7 @@ use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
 use crate::lookup::{self, DraftLength};
 use crate::prepare::Prepared;
+use crate::prompt_cache::SavedPrompts;
 use crate::sampler::{self, TokenPicker};
 use crate::scorer::{ScoreWork, Scorer};
 use crate::stop::{StopMatcher, StopOutcome};
@@ -29,6 +34,7 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::LlamaStateSeqFlags;
 use side::SideWork;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +65,8 @@ pub(crate) struct Scheduler<'m> {
     scores: VecDeque<ScoreWork>,
     /// Prompt lookup's longest draft, when it drafts (see [`lookup`]).
     lookup: Option<usize>,
+    /// Prompt caches saved to disk, when they are on.
+    saved: Option<SavedPrompts>,
 }
 
 struct Slot {
@@ -144,6 +152,7 @@ impl<'m> Scheduler<'m> {
         sliding_window: u64,
         pooling: Option<u32>,
         meter: Option<Box<dyn EnergyMeter>>,
+        saved: Option<SavedPrompts>,
     ) -> Self {
         let batch = LlamaBatch::new(settings.batch_size as usize, 1);
         let slots = (0..settings.parallel as i32)
@@ -170,6 +179,7 @@ impl<'m> Scheduler<'m> {
             scorer: None,
             scores: VecDeque::new(),
             lookup,
+            saved,
         }
     }
 
@@ -290,7 +300,14 @@ impl<'m> Scheduler<'m> {
         let index = choice.index;
         let holdings = self.slots.iter().map(Slot::holding);
         let donor = policy::prefix_donor(holdings, &prompt, choice, self.settings.context_size as usize);
+        // A saved file that serves more than any slot could is read back into the chosen slot.
+        let in_memory = donor.map_or(choice.reusable, |donor| donor.reusable);
+        let saved = self.saved.as_mut().and_then(|saved| saved.best(&prompt));
+        let restored = saved
+            .filter(|found| policy::restore_pays(found.reusable, in_memory))
+            .is_some_and(|found| self.restore(index, found.entry));
         let (reused, waiting) = match donor {
+            _ if restored => (self.reuse_prefix(index, policy::reusable(&self.slots[index].cached, &prompt)), None),
             Some(donor) if policy::reusable(&self.slots[donor.index].cached, &prompt) < donor.reusable => {
                 // Another request is computing this prefix now: wait for it, then copy.
                 let arrival = self.slots[donor.index].active.as_ref().map_or(0, |a| a.arrival);
@@ -298,7 +315,8 @@ impl<'m> Scheduler<'m> {
                 (0, Some(wait))
             }
             Some(donor) if self.copy_cache(donor.index, index) => (self.reuse_prefix(index, donor.reusable), None),
-            _ => (self.reuse_prefix(index, choice.reusable), None),
+            // The slot's own cache (empty if a restore failed half way).
+            _ => (self.reuse_prefix(index, policy::reusable(&self.slots[index].cached, &prompt)), None),
         };
         self.clock += 1;
         let params = &request.sampling;
@@ -405,6 +423,60 @@ impl<'m> Scheduler<'m> {
         }
     }
 
+    /// Makes slot `index`'s cache the saved file `entry` holds. `false` when the file does not
+    /// read or llama.cpp refuses its state; the slot's cache is then as it was, or empty.
+    fn restore(&mut self, index: usize, entry: usize) -> bool {
+        let started = Instant::now();
+        let Some(saved) = self.saved.as_mut() else { return false };
+        let Some(restored) = saved.load(entry) else { return false };
+        self.forget(index);
+        let seq = self.slots[index].seq;
+        // SAFETY: the bytes are a state llama.cpp wrote for a context of this model with these
+        // settings (the file's key says so, and its checksum that they are as written); and
+        // llama.cpp checks a state's shape as it reads it.
+        let set = unsafe { self.ctx.state_seq_set_data_ext(restored.state(), seq, LlamaStateSeqFlags::empty()) };
+        if !set {
+            let saved = self.saved.as_mut().expect("read from it");
+            let entry = saved.entry_of(&restored.tokens);
+            if let Some(entry) = entry {
+                saved.reject(entry, "llama.cpp could not restore its state");
+            }
+            self.forget(index);
+            return false;
+        }
+        tracing::info!(
+            "restored {} prompt tokens from a saved cache in {} ms",
+            restored.tokens.len(),
+            started.elapsed().as_millis()
+        );
+        self.slots[index].cached = restored.tokens;
+        true
+    }
+
+    /// Saves slot `index`'s cache, which holds a prompt just prefilled, when that is worth a
+    /// file ([`SavedPrompts::worth_saving`]). Its state is copied out here; the file is
+    /// written by the cache's own thread.
+    fn save_prompt(&mut self, index: usize) {
+        let Some(saved) = self.saved.as_mut() else { return };
+        let slot = &self.slots[index];
+        if !saved.worth_saving(&slot.cached) {
+            return;
+        }
+        let flags = LlamaStateSeqFlags::empty();
+        let size = self.ctx.state_seq_get_size_ext(slot.seq, flags);
+        if size == 0 || !saved.fits(size) {
+            return;
+        }
+        let mut state = vec![0u8; size];
+        // SAFETY: `state` has the room llama.cpp just said this sequence's state takes.
+        let written = unsafe { self.ctx.state_seq_get_data_ext(state.as_mut_ptr(), slot.seq, flags) };
+        if written != size {
+            tracing::warn!("prompt cache: llama.cpp wrote {written} of a {size}-byte state; not saved");
+            return;
+        }
+        saved.save(slot.cached.clone(), state);
+    }
+
     fn forget(&mut self, index: usize) {
         let slot = &mut self.slots[index];
         let _ = self.ctx.clear_kv_cache_seq(Some(slot.seq as u32), None, None);
@@ -499,8 +571,9 @@ impl<'m> Scheduler<'m> {
                 (None, _) => active.unmetered = true,
             }
         }
-        // What this step put in the cache.
-        for (slot, &n) in self.slots.iter_mut().zip(&tokens_in_step) {
+        // What this step put in the cache, and the prompts it completed.
+        let mut prefilled = Vec::new();
+        for (index, (slot, &n)) in self.slots.iter_mut().zip(&tokens_in_step).enumerate() {
             let Some(active) = slot.active.as_mut() else { continue };
             match active.pending.take() {
                 // Its draft's cells are taken into `cached` as they are accepted.
@@ -509,12 +582,19 @@ impl<'m> Scheduler<'m> {
                 None => {
                     slot.cached.extend_from_slice(&active.prompt[active.prefilled..active.prefilled + n]);
                     active.prefilled += n;
+                    if n > 0 && active.prefilled == active.prompt.len() {
+                        prefilled.push(index);
+                    }
                 }
             }
         }
         let now = Instant::now();
         for index in 0..self.slots.len() {
             self.after_step(index, now);
+        }
+        // After the first token went out; the answer's first token is not in the cache yet.
+        for index in prefilled {
+            self.save_prompt(index);
         }
     }
 

@@ -7,7 +7,8 @@ use hearth_core::{
 };
 use hearth_engine::gguf::writer::{gguf_bytes, Value};
 use hearth_engine::{
-    test_models, ChatTemplate, Engine, EngineError, EngineSettings, GgufError, GgufHeader, Tokenizer, Utf8Stream,
+    test_models, ChatTemplate, Engine, EngineError, EngineSettings, GgufError, GgufHeader, LoadOptions,
+    PromptCacheConfig, Tokenizer, Utf8Stream,
 };
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -414,7 +415,12 @@ fn energy_of(engine: &Engine) -> Option<EnergyReport> {
 
 #[test]
 fn each_request_gets_the_meter_delta_of_its_prefill_and_decode() {
-    let metered = Engine::load_metered(&smollm2_path(), &settings(), Some(Box::new(OneJoulePerRead(0.0)))).unwrap();
+    let metered = Engine::load_with(
+        &smollm2_path(),
+        &settings(),
+        LoadOptions { meter: Some(Box::new(OneJoulePerRead(0.0))), ..Default::default() },
+    )
+    .unwrap();
     // The meter is read before and after each step: one joule a step. Four tokens are one
     // prefill step (which gives the first) and three decode steps.
     let first = energy_of(&metered).unwrap();
@@ -424,7 +430,12 @@ fn each_request_gets_the_meter_delta_of_its_prefill_and_decode() {
     assert_eq!((second.prefill_joules, second.decode_joules), (1.0, 3.0), "reads between requests count for none");
 
     assert_eq!(energy_of(smollm2()), None, "no meter, no figure");
-    let broken = Engine::load_metered(&smollm2_path(), &settings(), Some(Box::new(BrokenMeter))).unwrap();
+    let broken = Engine::load_with(
+        &smollm2_path(),
+        &settings(),
+        LoadOptions { meter: Some(Box::new(BrokenMeter)), ..Default::default() },
+    )
+    .unwrap();
     assert_eq!(energy_of(&broken), None, "a meter that fails costs the figure, not the answer");
 }
 
@@ -469,7 +480,12 @@ fn load_errors_say_what_is_wrong() {
 #[test]
 fn concurrent_requests_split_each_steps_joules() {
     let settings = EngineSettings { parallel: Some(2), ..settings() };
-    let engine = Engine::load_metered(&smollm2_path(), &settings, Some(Box::new(OneJoulePerRead(0.0)))).unwrap();
+    let engine = Engine::load_with(
+        &smollm2_path(),
+        &settings,
+        LoadOptions { meter: Some(Box::new(OneJoulePerRead(0.0))), ..LoadOptions::default() },
+    )
+    .unwrap();
     let receivers: Vec<_> = (0..2).map(|_| engine.generate(ask("Hi", greedy(6)))).collect();
     let reports: Vec<EnergyReport> = receivers.into_iter().map(|events| answer_of(events).energy.unwrap()).collect();
     let total: f64 = reports.iter().map(|r| r.prefill_joules + r.decode_joules).sum();
@@ -849,4 +865,69 @@ fn drafting_answers_leave_room_for_a_prompt() {
     for events in drafting {
         assert!(answer_of(events).usage.draft_tokens > 0);
     }
+}
+
+/// A long prompt's cache is saved when its prefill ends and restored by the next engine of
+/// the same file and settings (a restart): the answer is the one a cold prefill gives, and the
+/// restored tokens count as cached. A file cut short, a cache saved with other settings and
+/// one saved for a model file that changed since are not restored. Every engine prefills in
+/// chunks of 64 tokens, so a restored prefix and a cold one are computed alike.
+#[test]
+fn a_saved_prompt_cache_is_restored_after_a_restart_unless_it_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    // A copy of its own: the test changes the file.
+    let model = dir.path().join("model.gguf");
+    std::fs::copy(smollm2_path(), &model).unwrap();
+    let cache = PromptCacheConfig { dir: dir.path().join("prompt-cache"), max_bytes: 1 << 30 };
+    let saving = || LoadOptions { prompt_cache: Some(cache.clone()), ..LoadOptions::default() };
+    let chunked = EngineSettings { context_size: Some(2048), batch_size: Some(64), ..settings() };
+    let document = "The lighthouse keeper wrote in his log every night: the wind, the ships that passed, \
+                    the oil he burned and the birds that struck the glass. "
+        .repeat(24);
+    let ask = |question: &str| {
+        let messages = vec![ChatMessage::system(document.clone()), ChatMessage::user(question)];
+        GenerateRequest::new(Prompt::Chat(messages), greedy(16))
+    };
+    let cold = |question: &str| collect(&Engine::load(&model, &chunked).unwrap(), ask(question)).unwrap();
+    let files = || std::fs::read_dir(&cache.dir).map_or(0, |d| d.filter(|e| e.is_ok()).count());
+
+    let first = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Which birds?")).unwrap();
+    assert!(first.usage.prompt_tokens > 600, "{:?}", first.usage);
+    assert_eq!(first.usage.cached_prompt_tokens, 0);
+    assert_eq!(files(), 1, "the document's cache was saved");
+
+    let question = "How much oil did he burn?";
+    let restored = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question)).unwrap();
+    assert!(restored.usage.cached_prompt_tokens > 550, "{:?}", restored.usage);
+    assert_eq!(restored.text(), cold(question).text());
+    assert_eq!(files(), 1, "a prompt that adds a question to a saved one is not saved again");
+
+    // Other settings make another key: nothing restored (and a file of their own saved).
+    let q8 = EngineSettings { kv_keys: Some(KvType::Q8_0), ..chunked.clone() };
+    let other = collect(&Engine::load_with(&model, &q8, saving()).unwrap(), ask(question)).unwrap();
+    assert_eq!(other.usage.cached_prompt_tokens, 0);
+    assert_eq!(files(), 2);
+
+    // A file cut short is deleted and the prompt prefilled; its cache is saved anew.
+    let file = std::fs::read_dir(&cache.dir).unwrap().flatten().map(|e| e.path()).collect::<Vec<_>>();
+    for path in &file {
+        let size = std::fs::metadata(path).unwrap().len();
+        std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(size / 2).unwrap();
+    }
+    let after_cut = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question)).unwrap();
+    assert_eq!(after_cut.usage.cached_prompt_tokens, 0);
+    assert_eq!(after_cut.text(), restored.text());
+    assert!(
+        collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question))
+            .unwrap()
+            .usage
+            .cached_prompt_tokens
+            > 550
+    );
+
+    // The model file changes: its saved caches are another model's.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    std::fs::File::options().append(true).open(&model).unwrap().set_modified(later).unwrap();
+    let changed = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question)).unwrap();
+    assert_eq!(changed.usage.cached_prompt_tokens, 0);
 }

@@ -7,6 +7,7 @@
 use hearth_core::{EnergyReport, EnergySource};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -145,7 +146,7 @@ impl DailyUsage {
         let io = |source| UsageError::Io { path: path.clone(), source };
         let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let written = std::fs::create_dir_all(dir)
-            .and_then(|()| crate::auth::keyring::write_private(path, dir, text.as_bytes()))
+            .and_then(|()| hearth_core::files::write_private(path, |file| file.write_all(text.as_bytes())))
             .map_err(io);
         if written.is_err() {
             // Try again at the next save rather than lose the change.

@@ -55,6 +55,7 @@ fn server_with(
         engine: hearth_engine::EngineSettings { threads: Some(1), ..Default::default() },
         meter: Arc::new(|| Some(Box::new(HalfJoulePerRead(0.0)) as Box<dyn EnergyMeter>)),
         available_memory,
+        prompt_cache: None,
     };
     (AppState::new(store, config), dir)
 }

@@ -75,6 +75,7 @@ impl Harness {
             engine: hearth_engine::EngineSettings { threads: Some(1), ..Default::default() },
             meter: Arc::new(|| None),
             available_memory: Arc::new(|| None),
+            prompt_cache: None,
         };
         let registry = Registry::start(local_routes());
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

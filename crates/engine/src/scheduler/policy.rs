@@ -61,6 +61,14 @@ pub(crate) fn copy_pays(offered: usize, own: usize, context_size: usize) -> bool
     offered > own && offered - own >= (context_size / 64).max(64)
 }
 
+/// Whether restoring a saved cache that serves `offered` prompt tokens pays over the `own` a
+/// slot (or a copy of another's) serves. A restore reads all the file holds, which costs
+/// about as much as prefilling a thirtieth of its tokens, so the gain must be at least 64
+/// tokens and a sixteenth of `offered`.
+pub(crate) fn restore_pays(offered: usize, own: usize) -> bool {
+    offered > own && offered - own >= (offered / 16).max(64)
+}
+
 /// The slot other than `chosen` that holds, or is computing, the longest prefix of `prompt`,
 /// when copying its cells into the chosen slot pays ([`copy_pays`]): many clients sharing
 /// one long system prompt, where the first computes it and the others copy it. Each slot is
@@ -450,5 +458,12 @@ mod tests {
         assert_eq!(prefix_donor(holdings(), &system, chosen, 4096), Some(SlotChoice { index: 1, reusable: 199 }));
         assert!(copy_pays(64, 0, 4096) && !copy_pays(63, 0, 4096) && !copy_pays(100, 0, 8192));
         assert!(copy_pays(300, 200, 4096) && !copy_pays(200, 300, 4096));
+    }
+
+    #[test]
+    fn a_restore_pays_for_a_gain_of_64_tokens_and_a_sixteenth_of_the_file() {
+        assert!(restore_pays(64, 0) && !restore_pays(63, 0));
+        assert!(restore_pays(3000, 2800) && !restore_pays(3000, 2900));
+        assert!(!restore_pays(100, 100) && !restore_pays(100, 200));
     }
 }

@@ -7,7 +7,7 @@
 use hearth_core::clock::unix_seconds;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -239,7 +239,7 @@ impl Keyring {
         let mut keyring = Self::load(path)?;
         let out = edit(&mut keyring)?;
         let text = serde_json::to_string_pretty(&KeysFile { keys: keyring.keys }).expect("keys serialize");
-        write_private(path, dir, text.as_bytes()).map_err(io)?;
+        hearth_core::files::write_private(path, |file| file.write_all(text.as_bytes())).map_err(io)?;
         Ok(out)
     }
 }
@@ -248,32 +248,6 @@ fn lock_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".lock");
     path.with_file_name(name)
-}
-
-/// Writes `bytes` to `path` as a file only its owner may read, through a synced temporary
-/// renamed over it (the server's usage totals are written the same way).
-pub(crate) fn write_private(path: &Path, dir: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".tmp-{}", std::process::id()));
-    let temp = path.with_file_name(name);
-    let result = (|| {
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 fn check_name(name: &str) -> Result<(), KeyringError> {

@@ -2,7 +2,7 @@
 //! real one loads llama.cpp engines; tests put a fake in its place.
 
 use hearth_core::EnergyMeter;
-use hearth_engine::{Engine, EngineError, EngineSettings};
+use hearth_engine::{Engine, EngineError, EngineSettings, LoadOptions, PromptCacheConfig};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,9 +26,11 @@ pub trait Loader: Send + Sync + 'static {
     fn context_size(engine: &Self::Engine) -> u32;
 }
 
-/// llama.cpp engines, each with an energy meter of its own.
+/// llama.cpp engines, each with an energy meter of its own, saving prompt caches where
+/// `prompt_cache` says.
 pub struct LlamaLoader {
     pub meter: MeterFactory,
+    pub prompt_cache: Option<PromptCacheConfig>,
 }
 
 impl Loader for LlamaLoader {
@@ -39,7 +41,8 @@ impl Loader for LlamaLoader {
     }
 
     fn load(&self, path: &Path, settings: &EngineSettings) -> Result<Engine, EngineError> {
-        Engine::load_metered(path, settings, (self.meter)())
+        let options = LoadOptions { meter: (self.meter)(), prompt_cache: self.prompt_cache.clone() };
+        Engine::load_with(path, settings, options)
     }
 
     fn stop(engine: &Engine) {

@@ -25,7 +25,7 @@ pub use error::ResidencyError;
 pub use keep_alive::KeepAlive;
 pub use loader::{LlamaLoader, Loader, MeterFactory};
 
-use hearth_engine::{EngineError, EngineSettings, Verdict};
+use hearth_engine::{EngineError, EngineSettings, PromptCacheConfig, Verdict};
 use hearth_store::{ModelName, ModelSpec};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -64,6 +64,8 @@ pub struct ResidencyConfig {
     pub meter: MeterFactory,
     /// Idle models unload, least recently used first, while a model to load needs more.
     pub available_memory: MemoryProbe,
+    /// Where long prompts' caches are saved; `None`: nowhere.
+    pub prompt_cache: Option<PromptCacheConfig>,
 }
 
 /// What a request asks of the model it leases, beyond its name.
@@ -160,7 +162,8 @@ pub struct Residency<L: Loader = LlamaLoader> {
 impl Residency<LlamaLoader> {
     /// Residency of llama.cpp engines, metered with `config.meter`.
     pub fn new(config: ResidencyConfig) -> Self {
-        Self::with_loader(LlamaLoader { meter: config.meter.clone() }, config)
+        let loader = LlamaLoader { meter: config.meter.clone(), prompt_cache: config.prompt_cache.clone() };
+        Self::with_loader(loader, config)
     }
 }
 

@@ -135,6 +135,7 @@ impl Setup {
             engine: EngineSettings::default(),
             meter: Arc::new(|| None),
             available_memory: Arc::new(move || memory.map(|total| total - in_use.load(Ordering::SeqCst))),
+            prompt_cache: None,
         };
         Machine { residency: Arc::new(Residency::with_loader(loader, config)), dropped, loading }
     }

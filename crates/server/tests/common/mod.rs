@@ -30,5 +30,6 @@ pub fn residency(parallel: u32, max_loaded: usize, max_queue: usize) -> hearth_s
         engine: hearth_engine::EngineSettings { threads: Some(1), ..Default::default() },
         meter: std::sync::Arc::new(|| None::<Box<dyn hearth_core::EnergyMeter>>),
         available_memory: std::sync::Arc::new(|| None),
+        prompt_cache: None,
     }
 }
