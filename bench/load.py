@@ -20,7 +20,8 @@ QUESTIONS = [
 
 
 def stream_chat(url, model, messages, tokens, seed):
-    """One streaming request: (ttft_s, [token arrival times], total_s, completion_tokens)."""
+    """One streaming request: its TTFT, gaps between tokens, total seconds, completion tokens,
+    text, and the prompt's tokens and those the server had cached (when it reports them)."""
     parts = urllib.parse.urlparse(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=600)
     body = json.dumps({
@@ -33,14 +34,15 @@ def stream_chat(url, model, messages, tokens, seed):
     response = conn.getresponse()
     if response.status != 200:
         raise RuntimeError(f"HTTP {response.status}: {response.read()[:300]!r}")
-    arrivals, completion, text = [], None, []
+    arrivals, completion, text, usage = [], None, [], {}
     for raw in response:
         line = raw.decode().strip()
         if not line.startswith("data: ") or line == "data: [DONE]":
             continue
         chunk = json.loads(line[6:])
         if chunk.get("usage"):
-            completion = chunk["usage"].get("completion_tokens")
+            usage = chunk["usage"]
+            completion = usage.get("completion_tokens")
         for choice in chunk.get("choices", []):
             content = choice.get("delta", {}).get("content")
             if content:
@@ -54,6 +56,8 @@ def stream_chat(url, model, messages, tokens, seed):
         "total": total,
         "tokens": completion if completion is not None else tokens,
         "text": "".join(text),
+        "prompt_tokens": usage.get("prompt_tokens"),
+        "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens"),
     }
 
 

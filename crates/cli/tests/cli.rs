@@ -1312,3 +1312,51 @@ fn a_server_killed_while_it_writes_the_store_leaves_it_whole() {
     send_signal(server.id(), "TERM");
     assert!(server.wait().unwrap().success());
 }
+
+/// A real `hearth serve` saves a long prompt's cache in the store's directory, readable by its
+/// owner only, and the next server started on that store restores it: the answer to another
+/// question about the same document says most of its prompt came from the cache.
+#[test]
+fn a_restarted_server_restores_a_saved_prompt_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let document = "The lighthouse keeper wrote in his log every night: the wind, the ships that passed, \
+                    the oil he burned and the birds that struck the glass. "
+        .repeat(22);
+    let ask = |host: &str, question: &str| -> serde_json::Value {
+        let body = serde_json::json!({
+            "model": "smol", "stream": false, "options": {"temperature": 0, "num_predict": 8},
+            "messages": [{"role": "system", "content": document}, {"role": "user", "content": question}],
+        });
+        let output = Command::new("curl")
+            .args(["-sS", "--max-time", "120", &format!("http://{host}/api/chat"), "-d", &body.to_string()])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&output.stdout)))
+    };
+    let saved = dir.path().join("models").join("prompt-cache");
+    let files = || std::fs::read_dir(&saved).map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>());
+
+    let (mut server, host) = start_server(dir.path());
+    let first = ask(&host, "Which birds?");
+    assert_eq!(first["prompt_cached_count"], 0, "{first}");
+    assert!(first["prompt_eval_count"].as_u64().unwrap() > 600, "{first}");
+    // The file is written by a thread of its own, just after the first token.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !files().is_ok_and(|f| f.iter().any(|p| p.extension().is_some_and(|x| x == "kvc"))) {
+        assert!(std::time::Instant::now() < deadline, "no saved cache in {}", saved.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    send_signal(server.id(), "TERM");
+    assert!(server.wait().unwrap().success());
+    #[cfg(unix)]
+    for path in files().unwrap() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600, "{}", path.display());
+    }
+
+    let (mut server, host) = start_server(dir.path());
+    let second = ask(&host, "How much oil did he burn?");
+    assert!(second["prompt_cached_count"].as_u64().unwrap() > 600, "{second}");
+    send_signal(server.id(), "TERM");
+    assert!(server.wait().unwrap().success());
+}

@@ -13,7 +13,7 @@
 mod policy;
 pub(crate) mod side;
 
-pub(crate) use policy::{common_prefix, reusable};
+pub(crate) use policy::common_prefix;
 
 use self::policy::{Chunk, Prefilling, Sampled, SlotView};
 use crate::attribution::{self, IdleBaseline};
@@ -302,10 +302,10 @@ impl<'m> Scheduler<'m> {
         let donor = policy::prefix_donor(holdings, &prompt, choice, self.settings.context_size as usize);
         // A saved file that serves more than any slot could is read back into the chosen slot.
         let in_memory = donor.map_or(choice.reusable, |donor| donor.reusable);
-        let saved = self.saved.as_mut().and_then(|saved| saved.best(&prompt));
-        let restored = saved
-            .filter(|found| policy::restore_pays(found.reusable, in_memory))
-            .is_some_and(|found| self.restore(index, found.entry));
+        let window = self.sliding_window;
+        let saved =
+            self.saved.as_mut().and_then(|saved| policy::saved_donor(saved.holdings(), &prompt, in_memory, window));
+        let restored = saved.is_some_and(|found| self.restore(index, found.index));
         let (reused, waiting) = match donor {
             _ if restored => (self.reuse_prefix(index, policy::reusable(&self.slots[index].cached, &prompt)), None),
             Some(donor) if policy::reusable(&self.slots[donor.index].cached, &prompt) < donor.reusable => {

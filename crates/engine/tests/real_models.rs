@@ -931,3 +931,26 @@ fn a_saved_prompt_cache_is_restored_after_a_restart_unless_it_does_not_fit() {
     let changed = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question)).unwrap();
     assert_eq!(changed.usage.cached_prompt_tokens, 0);
 }
+
+/// gemma3's sliding-window layers keep only the last 512 positions, in a saved cache too: it
+/// serves the same prompt again (or one that goes on from it), answered as a cold prefill
+/// would, but not a prompt that parts from it earlier.
+#[test]
+fn a_saved_cache_of_a_sliding_window_model_serves_what_its_window_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = PromptCacheConfig { dir: dir.path().join("prompt-cache"), max_bytes: 1 << 30 };
+    let saving = || LoadOptions { prompt_cache: Some(cache.clone()), ..LoadOptions::default() };
+    let chunked = EngineSettings { context_size: Some(2048), batch_size: Some(64), ..settings() };
+    let document = "The lighthouse keeper wrote in his log every night: the wind, the ships that passed, \
+                    the oil he burned and the birds that struck the glass. "
+        .repeat(24);
+    let ask = |tail: &str| GenerateRequest::new(Prompt::Raw(format!("{document}{tail}")), greedy(16));
+    let model = gemma3_path();
+    let first = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Birds:")).unwrap();
+    assert!(first.usage.prompt_tokens > 600, "{:?}", first.usage);
+    let again = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Birds:")).unwrap();
+    assert_eq!(again.usage.cached_prompt_tokens, again.usage.prompt_tokens - 1);
+    assert_eq!(again.text(), first.text());
+    let parted = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Oil:")).unwrap();
+    assert_eq!(parted.usage.cached_prompt_tokens, 0);
+}

@@ -58,13 +58,6 @@ struct Entry {
     written: bool,
 }
 
-/// A file that serves `reusable` tokens of a prompt.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Found {
-    pub entry: usize,
-    pub reusable: usize,
-}
-
 /// A file read and checked: its tokens and llama.cpp's state for them.
 pub(crate) struct Restored {
     pub tokens: Vec<LlamaToken>,
@@ -113,16 +106,11 @@ impl SavedPrompts {
         })
     }
 
-    /// The written file that serves the most of `prompt` (the most recent among equals).
-    pub fn best(&mut self, prompt: &[LlamaToken]) -> Option<Found> {
+    /// The tokens each file holds, least recently used first; `None` while it is being
+    /// written. Indices are the entries [`SavedPrompts::load`] takes.
+    pub fn holdings(&mut self) -> impl Iterator<Item = Option<&[LlamaToken]>> {
         self.note_written();
-        self.entries
-            .iter()
-            .enumerate()
-            .filter(|(_, entry)| entry.written)
-            .map(|(entry, e)| Found { entry, reusable: crate::scheduler::reusable(&e.tokens, prompt) })
-            .filter(|found| found.reusable > 0)
-            .max_by_key(|found| (found.reusable, found.entry))
+        self.entries.iter().map(|e| e.written.then_some(&e.tokens[..]))
     }
 
     /// Whether a cache holding `tokens` is worth a file: [`SAVE_MIN_TOKENS`] of them are in no
@@ -369,6 +357,11 @@ mod tests {
         (0..n).map(LlamaToken).collect()
     }
 
+    /// The entry holding exactly `wanted`, once written.
+    fn find(saved: &mut SavedPrompts, wanted: &[LlamaToken]) -> Option<usize> {
+        saved.holdings().position(|held| held == Some(wanted))
+    }
+
     fn open(dir: &Path, max_bytes: u64) -> SavedPrompts {
         SavedPrompts::open(&PromptCacheConfig { dir: dir.to_path_buf(), max_bytes }, [1; 32], 4096).unwrap()
     }
@@ -382,11 +375,8 @@ mod tests {
         drop(saved);
 
         let mut saved = open(dir.path(), 1 << 20);
-        let mut prompt = tokens(300);
-        prompt.extend([LlamaToken(-1), LlamaToken(-2)]);
-        let found = saved.best(&prompt).expect("a prefix is saved");
-        assert_eq!(found.reusable, 300);
-        let restored = saved.load(found.entry).unwrap();
+        let found = find(&mut saved, &tokens(600)).expect("it was saved");
+        let restored = saved.load(found).unwrap();
         assert_eq!((restored.tokens.len(), restored.state()), (600, &[9u8; 1000][..]));
         assert!(!saved.worth_saving(&tokens(1000)), "400 new tokens are too few");
         assert!(saved.worth_saving(&tokens(1200)));
@@ -394,7 +384,7 @@ mod tests {
         let mut other =
             SavedPrompts::open(&PromptCacheConfig { dir: dir.path().into(), max_bytes: 1 << 20 }, [2; 32], 4096)
                 .unwrap();
-        assert!(other.best(&tokens(600)).is_none());
+        assert_eq!(other.holdings().count(), 0);
     }
 
     #[test]
@@ -407,10 +397,10 @@ mod tests {
         fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(size - 10).unwrap();
 
         let mut saved = open(dir.path(), 1 << 20);
-        let found = saved.best(&tokens(600)).unwrap();
-        assert!(saved.load(found.entry).is_none());
+        let found = find(&mut saved, &tokens(600)).unwrap();
+        assert!(saved.load(found).is_none());
         assert!(!path.exists());
-        assert!(saved.best(&tokens(600)).is_none());
+        assert_eq!(find(&mut saved, &tokens(600)), None);
     }
 
     #[test]
@@ -421,20 +411,20 @@ mod tests {
         for first in [0, 1000, 2000] {
             saved.save((first..first + 600).map(LlamaToken).collect(), vec![1; 1000]);
             // One write at a time: wait for this one.
-            while saved.best(&(first..first + 600).map(LlamaToken).collect::<Vec<_>>()).is_none() {
+            while find(&mut saved, &(first..first + 600).map(LlamaToken).collect::<Vec<_>>()).is_none() {
                 std::thread::sleep(Duration::from_millis(5));
             }
             if first == 1000 {
                 // The first file is used again: the second is now the least recent.
-                let found = saved.best(&tokens(600)).unwrap();
+                let found = find(&mut saved, &tokens(600)).unwrap();
                 std::thread::sleep(Duration::from_millis(20));
-                saved.load(found.entry).unwrap();
+                saved.load(found).unwrap();
             }
         }
         drop(saved);
         let mut saved = open(dir.path(), 8000);
-        assert!(saved.best(&tokens(600)).is_some());
-        assert!(saved.best(&(1000..1600).map(LlamaToken).collect::<Vec<_>>()).is_none());
-        assert!(saved.best(&(2000..2600).map(LlamaToken).collect::<Vec<_>>()).is_some());
+        assert!(find(&mut saved, &tokens(600)).is_some());
+        assert!(find(&mut saved, &(1000..1600).map(LlamaToken).collect::<Vec<_>>()).is_none());
+        assert!(find(&mut saved, &(2000..2600).map(LlamaToken).collect::<Vec<_>>()).is_some());
     }
 }

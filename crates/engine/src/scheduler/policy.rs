@@ -69,6 +69,29 @@ pub(crate) fn restore_pays(offered: usize, own: usize) -> bool {
     offered > own && offered - own >= (offered / 16).max(64)
 }
 
+/// The saved cache (each offered as its tokens, or `None` while it is being written) that
+/// serves the most of `prompt`, the latest among equals, when restoring it pays over the
+/// `own` tokens served without it ([`restore_pays`]). With sliding-window layers of `window`
+/// positions a saved cache keeps only its last `window` positions there, so it serves a
+/// prompt only as far as [`window_limited`] allows.
+pub(crate) fn saved_donor<'a, T: PartialEq + 'a>(
+    saved: impl IntoIterator<Item = Option<&'a [T]>>,
+    prompt: &[T],
+    own: usize,
+    window: u64,
+) -> Option<SlotChoice> {
+    saved
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, holds)| {
+            let holds = holds?;
+            let oldest_kept = (holds.len() as u64).saturating_sub(window);
+            Some(SlotChoice { index, reusable: window_limited(reusable(holds, prompt), oldest_kept, window) })
+        })
+        .max_by_key(|saved| (saved.reusable, saved.index))
+        .filter(|saved| restore_pays(saved.reusable, own))
+}
+
 /// The slot other than `chosen` that holds, or is computing, the longest prefix of `prompt`,
 /// when copying its cells into the chosen slot pays ([`copy_pays`]): many clients sharing
 /// one long system prompt, where the first computes it and the others copy it. Each slot is
@@ -91,10 +114,11 @@ pub(crate) fn prefix_donor<'a, T: PartialEq + 'a>(
 
 /// What is left of a `reuse`-token prefix once sliding-window layers of `window` positions
 /// (0: the model has none) are taken into account: those layers keep positions from
-/// `oldest_kept` on, and the tokens after the prefix attend to the `window` positions before
-/// it. All of the prefix when those are still there, else none.
+/// `oldest_kept` on, and the first token after the prefix, at position `reuse`, attends to
+/// the `window` positions up to its own (llama.cpp's standard window masks what lies
+/// `window` or more before). All of the prefix when those are still there, else none.
 pub(crate) fn window_limited(reuse: usize, oldest_kept: u64, window: u64) -> usize {
-    if reuse > 0 && window > 0 && oldest_kept > (reuse as u64).saturating_sub(window) {
+    if reuse > 0 && window > 0 && oldest_kept > (reuse as u64 + 1).saturating_sub(window) {
         0
     } else {
         reuse
@@ -268,10 +292,10 @@ mod tests {
     fn sliding_window_limits_reuse() {
         // No sliding-window layers: the whole prefix, whatever is kept.
         assert_eq!(window_limited(1000, 900, 0), 1000);
-        // A window of 512 before position 1000 starts at 488.
-        assert_eq!(window_limited(1000, 488, 512), 1000);
+        // Position 1000's window of 512 starts at 489.
+        assert_eq!(window_limited(1000, 489, 512), 1000);
         assert_eq!(window_limited(1000, 300, 512), 1000);
-        assert_eq!(window_limited(1000, 489, 512), 0);
+        assert_eq!(window_limited(1000, 490, 512), 0);
         // A prefix shorter than the window needs everything from position 0.
         assert_eq!(window_limited(100, 0, 512), 100);
         assert_eq!(window_limited(100, 1, 512), 0);
@@ -465,5 +489,29 @@ mod tests {
         assert!(restore_pays(64, 0) && !restore_pays(63, 0));
         assert!(restore_pays(3000, 2800) && !restore_pays(3000, 2900));
         assert!(!restore_pays(100, 100) && !restore_pays(100, 200));
+    }
+
+    #[test]
+    fn the_saved_cache_serving_most_is_restored_as_far_as_its_window_reaches() {
+        let document: Vec<i32> = (0..1000).collect();
+        let longer: Vec<i32> = (0..1200).collect();
+        let mut other = document.clone();
+        other[10] = -1;
+        let saved = || [Some(&document[..]), None, Some(&other[..]), Some(&longer[..])];
+        let mut prompt = document.clone();
+        prompt.push(-5);
+        // The longest match wins, the latest among equals; one being written is passed over.
+        assert_eq!(saved_donor(saved(), &prompt, 0, 0), Some(SlotChoice { index: 3, reusable: 1000 }));
+        assert_eq!(saved_donor(saved(), &prompt, 950, 0), None, "50 tokens gained do not pay");
+        assert_eq!(saved_donor([None, Some(&other[..])], &prompt, 0, 0), None, "10 tokens do not pay");
+        // A sliding window: a cache of 1,200 tokens no longer holds what position 1000 attends
+        // to; one of 1,000 does (its last position is the prompt's own next).
+        assert_eq!(saved_donor(saved(), &prompt, 0, 512), Some(SlotChoice { index: 0, reusable: 1000 }));
+        assert_eq!(saved_donor(saved(), &document, 0, 512), Some(SlotChoice { index: 0, reusable: 999 }));
+        // Cut back 100 tokens, none of them holds what the window needs.
+        let mut shorter = document[..900].to_vec();
+        shorter.push(-5);
+        assert_eq!(saved_donor(saved(), &shorter, 0, 512), None);
+        assert_eq!(saved_donor(saved(), &shorter, 0, 0), Some(SlotChoice { index: 3, reusable: 900 }));
     }
 }
