@@ -65,7 +65,7 @@ impl RunArgs {
             threads: self.threads,
             context_size: self.ctx_size,
             batch_size: self.batch_size,
-            ..self.speculation.over(self.kv.settings()?)
+            ..self.speculation.over(self.kv.settings()?)?
         };
         Ok(flags.or(EngineSettings::stored(&model.parameters, model.template.clone())?))
     }

@@ -106,7 +106,7 @@ pub fn run(args: ServeArgs) -> Result<ExitCode> {
         .context("HEARTH_KEEP_ALIVE")?;
     // The server's own settings are checked now: once serving, an engine setting out of
     // bounds would fail every request as if the client had asked for it.
-    let engine = hearth_engine::EngineSettings { threads: args.threads, ..args.speculation.over(args.kv.settings()?) };
+    let engine = hearth_engine::EngineSettings { threads: args.threads, ..args.speculation.over(args.kv.settings()?)? };
     hearth_engine::EngineSettings { parallel: Some(args.parallel), ..engine.clone() }
         .check()
         .context("HEARTH_NUM_THREADS / HEARTH_NUM_PARALLEL / the KV cache settings / HEARTH_DRAFT_MAX")?;

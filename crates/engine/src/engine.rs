@@ -4,6 +4,7 @@
 //! streams decoding; the engine thread gets only prepared requests, each with the channel
 //! its answer goes back on. Dropping the receiving end cancels the request.
 
+use crate::draft_model::{self, ModelDrafter};
 use crate::error::EngineError;
 use crate::gguf::MetaValue;
 use crate::limits;
@@ -11,7 +12,7 @@ use crate::llama_log;
 use crate::load::{backend, ModelFile};
 use crate::prepare::{self, Cancellation, Prepared};
 use crate::prompt_cache::{self, PromptCacheConfig, SavedPrompts};
-use crate::scheduler::Scheduler;
+use crate::scheduler::{Helpers, Scheduler};
 use crate::scorer::Scored;
 use crate::template::ChatTemplate;
 use hearth_core::{
@@ -34,9 +35,12 @@ use std::time::{Duration, Instant};
 /// was trained for.
 pub const DEFAULT_CONTEXT_SIZE: u32 = 4096;
 pub const DEFAULT_BATCH_SIZE: u32 = 512;
-/// Tokens drafted per step at most, unless set: a wrong draft's verification costs the
-/// batch no more than 16 extra tokens.
+/// Tokens prompt lookup drafts per step at most, unless set: a wrong draft's verification
+/// costs the batch no more than 16 extra tokens.
 pub const DEFAULT_DRAFT_MAX: u32 = 16;
+/// Tokens a draft model drafts per step, unless set (llama.cpp's default): each costs a decode
+/// of the draft model, whether the model keeps it or not.
+pub const DEFAULT_MODEL_DRAFT_MAX: u32 = 3;
 
 /// The stack of the engine thread and of the thread a request's grammar is parsed on:
 /// reserved, and only used as deep as a grammar goes (llama.cpp parses and advances
@@ -69,8 +73,12 @@ pub struct EngineSettings {
     /// Speculative decoding by prompt lookup (drafts from the prompt and the answer so
     /// far); default off.
     pub lookup: Option<bool>,
-    /// The most tokens drafted per step; default [`DEFAULT_DRAFT_MAX`].
+    /// The most tokens drafted per step; default [`DEFAULT_DRAFT_MAX`] for prompt lookup,
+    /// [`DEFAULT_MODEL_DRAFT_MAX`] for a draft model.
     pub draft_max: Option<u32>,
+    /// Speculative decoding with this draft model (a GGUF of the same vocabulary); default
+    /// none. Not with `lookup`.
+    pub draft: Option<PathBuf>,
 }
 
 /// The settings a model actually runs with, after defaults were resolved.
@@ -84,6 +92,8 @@ pub struct ResolvedSettings {
     pub kv_cache: KvCache,
     /// Prompt lookup's longest draft, when it is on.
     pub lookup: Option<u32>,
+    /// The draft model's longest draft, when there is one.
+    pub draft: Option<u32>,
 }
 
 impl EngineSettings {
@@ -124,6 +134,7 @@ impl EngineSettings {
             flash_attention: self.flash_attention.or(below.flash_attention),
             lookup: self.lookup.or(below.lookup),
             draft_max: self.draft_max.or(below.draft_max),
+            draft: self.draft.clone().or(below.draft),
         }
     }
 
@@ -136,7 +147,17 @@ impl EngineSettings {
         limits::context_size(self.context_size, u32::MAX)?;
         limits::draft_max(self.draft_max)?;
         self.kv_cache().check().map_err(EngineError::InvalidSetting)?;
-        Ok(())
+        self.one_drafter()
+    }
+
+    /// Prompt lookup and a draft model do not draft together.
+    fn one_drafter(&self) -> Result<(), EngineError> {
+        match (self.lookup, &self.draft) {
+            (Some(true), Some(_)) => Err(EngineError::InvalidSetting(
+                "prompt lookup and a draft model cannot both draft: set one of them".into(),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The KV cache these settings ask for, defaults filled in.
@@ -155,6 +176,9 @@ impl EngineSettings {
         let parallel = limits::parallel(self.parallel)?;
         let kv_cache = self.kv_cache();
         kv_cache.check().map_err(EngineError::InvalidSetting)?;
+        let draft_max = limits::draft_max(self.draft_max)?;
+        self.one_drafter()?;
+        let lookup = self.lookup == Some(true);
         Ok(ResolvedSettings {
             threads: limits::threads(self.threads)?.unwrap_or_else(physical_cores),
             context_size,
@@ -168,10 +192,8 @@ impl EngineSettings {
             gpu_layers: self.gpu_layers.unwrap_or(if gpu_offload { u32::MAX } else { 0 }),
             parallel,
             kv_cache,
-            lookup: match self.lookup {
-                Some(true) => Some(limits::draft_max(self.draft_max)?.unwrap_or(DEFAULT_DRAFT_MAX)),
-                _ => None,
-            },
+            lookup: lookup.then_some(draft_max.unwrap_or(DEFAULT_DRAFT_MAX)),
+            draft: self.draft.is_some().then_some(draft_max.unwrap_or(DEFAULT_MODEL_DRAFT_MAX)),
         })
     }
 }
@@ -205,6 +227,8 @@ pub(crate) enum Job {
 pub(crate) struct Model {
     pub llama: LlamaModel,
     pub template: ChatTemplate,
+    /// The draft model of speculative decoding, if one is set.
+    pub draft: Option<LlamaModel>,
 }
 
 /// What a load takes besides the model and its settings.
@@ -240,6 +264,7 @@ impl Engine {
     /// Like [`Engine::load`], with an energy meter and saved prompt caches.
     pub fn load_with(path: &Path, settings: &EngineSettings, options: LoadOptions) -> Result<Self, EngineError> {
         let LoadOptions { meter, prompt_cache } = options;
+        let settings_in = settings;
         let started = Instant::now();
         let file = ModelFile::open(path)?;
         let header = file.header();
@@ -256,7 +281,17 @@ impl Engine {
         let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
         let template =
             ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
-        let model = Arc::new(Model { llama, template });
+        let draft = match &settings_in.draft {
+            Some(draft_path) => {
+                let draft = ModelFile::open(draft_path)?
+                    .load(&LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers))?;
+                draft_model::check_vocabulary(&llama, &draft)
+                    .map_err(|e| EngineError::InvalidSetting(format!("draft model {}: {e}", draft_path.display())))?;
+                Some(draft)
+            }
+            None => None,
+        };
+        let model = Arc::new(Model { llama, template, draft });
         let saved = match (prompt_cache, prompt_cache::key(path, &settings)) {
             (Some(config), Ok(key)) => Some((config, key)),
             (Some(_), Err(e)) => {
@@ -445,8 +480,16 @@ fn engine_thread(
 ) {
     let backend = backend();
     let llama = &model.llama;
+    let drafter = match model.draft.as_ref().map(|draft| ModelDrafter::new(draft, &settings)).transpose() {
+        Ok(drafter) => drafter,
+        Err(e) => {
+            let _ = ready.send(Err(EngineError::Context(e)));
+            return;
+        }
+    };
+    let helpers = Helpers { meter, saved, drafter };
     let mut scheduler = match new_context(backend, llama, settings) {
-        Ok(ctx) => Scheduler::new(llama, ctx, settings, shape.sliding_window, shape.pooling, meter, saved),
+        Ok(ctx) => Scheduler::new(llama, ctx, settings, shape.sliding_window, shape.pooling, helpers),
         Err(e) => {
             let _ = ready.send(Err(e));
             return;

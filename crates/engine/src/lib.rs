@@ -3,6 +3,7 @@
 //! stream of events on each request's own channel.
 
 mod attribution;
+mod draft_model;
 mod embedder;
 mod engine;
 mod error;
@@ -32,7 +33,7 @@ mod utf8_stream;
 pub use embedder::normalize;
 pub use engine::{
     physical_cores, Engine, EngineSettings, LoadOptions, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE,
-    DEFAULT_DRAFT_MAX,
+    DEFAULT_DRAFT_MAX, DEFAULT_MODEL_DRAFT_MAX,
 };
 pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};

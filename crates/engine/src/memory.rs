@@ -66,10 +66,24 @@ impl MemoryEstimate {
     }
 }
 
-/// Bytes a model at `path` needs when loaded with `settings`; settings out of bounds are
-/// an error, as they would be at load.
+/// Bytes a model at `path` needs when loaded with `settings` (its draft model included);
+/// settings out of bounds are an error, as they would be at load.
 pub fn memory_needed(path: &Path, settings: &EngineSettings) -> Result<u64, EngineError> {
-    Ok(estimate_memory(&read_header(path)?, settings)?.total())
+    let mut needed = estimate_memory(&read_header(path)?, settings)?.total();
+    if let Some(draft) = &settings.draft {
+        // A draft model runs beside it, in a context of the same shape with llama.cpp's
+        // default cache.
+        let same_shape = EngineSettings {
+            draft: None,
+            lookup: None,
+            kv_keys: None,
+            kv_values: None,
+            flash_attention: None,
+            ..settings.clone()
+        };
+        needed += estimate_memory(&read_header(draft)?, &same_shape)?.buffers();
+    }
+    Ok(needed)
 }
 
 /// The same by part, from a header read from anywhere (a file not downloaded yet).

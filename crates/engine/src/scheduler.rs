@@ -17,6 +17,7 @@ pub(crate) use policy::common_prefix;
 
 use self::policy::{Chunk, Prefilling, Sampled, SlotView};
 use crate::attribution::{self, IdleBaseline};
+use crate::draft_model::{ModelDrafter, Want};
 use crate::embedder::{EmbedWork, Embedder};
 use crate::engine::{Job, ResolvedSettings};
 use crate::lookup::{self, DraftLength};
@@ -65,8 +66,18 @@ pub(crate) struct Scheduler<'m> {
     scores: VecDeque<ScoreWork>,
     /// Prompt lookup's longest draft, when it drafts (see [`lookup`]).
     lookup: Option<usize>,
+    /// The draft model and its longest draft, when one drafts (see [`crate::draft_model`]).
+    drafter: Option<(ModelDrafter<'m>, usize)>,
     /// Prompt caches saved to disk, when they are on.
     saved: Option<SavedPrompts>,
+}
+
+/// What a scheduler may have besides a model and its context.
+#[derive(Default)]
+pub(crate) struct Helpers<'m> {
+    pub meter: Option<Box<dyn EnergyMeter>>,
+    pub saved: Option<SavedPrompts>,
+    pub drafter: Option<ModelDrafter<'m>>,
 }
 
 struct Slot {
@@ -151,18 +162,22 @@ impl<'m> Scheduler<'m> {
         settings: ResolvedSettings,
         sliding_window: u64,
         pooling: Option<u32>,
-        meter: Option<Box<dyn EnergyMeter>>,
-        saved: Option<SavedPrompts>,
+        helpers: Helpers<'m>,
     ) -> Self {
+        let Helpers { meter, saved, drafter } = helpers;
         let batch = LlamaBatch::new(settings.batch_size as usize, 1);
         let slots = (0..settings.parallel as i32)
             .map(|seq| Slot { seq, cached: Vec::new(), last_used: 0, active: None })
             .collect();
         // A recurrent model's state cannot drop the cells of rejected drafts.
-        let lookup = settings.lookup.map(|max| max as usize).filter(|_| !model.is_recurrent() && !model.is_hybrid());
-        if settings.lookup.is_some() && lookup.is_none() {
-            tracing::warn!("prompt lookup is off: this model's recurrent state cannot take back rejected drafts");
+        let drafts = !model.is_recurrent() && !model.is_hybrid();
+        if !drafts && (settings.lookup.is_some() || drafter.is_some()) {
+            tracing::warn!(
+                "speculative decoding is off: this model's recurrent state cannot take back rejected drafts"
+            );
         }
+        let lookup = settings.lookup.map(|max| max as usize).filter(|_| drafts);
+        let drafter = drafter.zip(settings.draft).map(|(drafter, max)| (drafter, max as usize)).filter(|_| drafts);
         Self {
             model,
             ctx,
@@ -179,6 +194,7 @@ impl<'m> Scheduler<'m> {
             scorer: None,
             scores: VecDeque::new(),
             lookup,
+            drafter,
             saved,
         }
     }
@@ -497,32 +513,24 @@ impl<'m> Scheduler<'m> {
         let room = (self.settings.batch_size as usize).saturating_sub(generating);
         let mut draft_room = if prefilling { room / 2 } else { room };
         let context_size = self.settings.context_size as usize;
-        for (i, slot) in self.slots.iter_mut().enumerate() {
+        // The step's energy includes the draft model's decodes.
+        let joules_before = self.read_meter();
+        let drafts = self.drafts(&mut draft_room, context_size);
+        for ((i, slot), draft) in self.slots.iter_mut().enumerate().zip(drafts) {
             let Some(active) = slot.active.as_mut() else { continue };
             active.logits_at = None;
-            active.draft.clear();
+            active.draft = draft;
             let Some(token) = active.pending else { continue };
             if self.batch.add(token, slot.cached.len() as i32, &[slot.seq], true).is_err() {
+                active.draft.clear();
                 continue;
             }
             active.logits_at = Some(self.batch.n_tokens() - 1);
-            tokens_in_step[i] = 1;
-            if self.lookup.is_none() {
-                continue;
-            }
-            // A draft never reaches past the context's last cell or the request's limit.
-            let context_left = context_size.saturating_sub(slot.cached.len() + 2);
-            let tokens_left = active.max_tokens.map_or(usize::MAX, |max| max.saturating_sub(active.generated) as usize);
-            let longest = active.draft_length.get().min(draft_room).min(context_left).min(tokens_left);
-            slot.cached.push(token);
-            active.draft = lookup::draft(&slot.cached, longest);
-            slot.cached.pop();
             let first = slot.cached.len() + 1;
             for (offset, &drafted) in active.draft.iter().enumerate() {
                 self.batch.add(drafted, (first + offset) as i32, &[slot.seq], true).expect("room was counted");
             }
-            draft_room -= active.draft.len();
-            tokens_in_step[i] += active.draft.len();
+            tokens_in_step[i] = 1 + active.draft.len();
         }
         let decoding = self.batch.n_tokens() as usize;
         let (prefilling, waiting): (Vec<usize>, Vec<Prefilling>) = self
@@ -553,7 +561,6 @@ impl<'m> Scheduler<'m> {
             tokens_in_step[i] = take;
         }
 
-        let joules_before = self.read_meter();
         if let Err(e) = self.ctx.decode(&mut self.batch) {
             self.fail_step(&tokens_in_step, &backend_error(e));
             return;
@@ -596,6 +603,53 @@ impl<'m> Scheduler<'m> {
         for index in prefilled {
             self.save_prompt(index);
         }
+    }
+
+    /// Each slot's draft for this step (empty for most): up to the room `draft_room` leaves
+    /// (taken from it in slot order), the context, the request's `max_tokens` and the
+    /// drafter's own longest, from prompt lookup or the draft model.
+    fn drafts(&mut self, draft_room: &mut usize, context_size: usize) -> Vec<Vec<LlamaToken>> {
+        let mut drafts = vec![Vec::new(); self.slots.len()];
+        let model_longest = self.drafter.as_ref().map(|(_, longest)| *longest);
+        if self.lookup.is_none() && model_longest.is_none() {
+            return drafts;
+        }
+        let mut longest = vec![0; self.slots.len()];
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(active) = slot.active.as_mut() else { continue };
+            let Some(token) = active.pending else { continue };
+            // A draft never reaches past the context's last cell or the request's limit.
+            let context_left = context_size.saturating_sub(slot.cached.len() + 2);
+            let tokens_left = active.max_tokens.map_or(usize::MAX, |max| max.saturating_sub(active.generated) as usize);
+            let wanted = model_longest.unwrap_or_else(|| active.draft_length.get());
+            longest[i] = wanted.min(*draft_room).min(context_left).min(tokens_left);
+            *draft_room -= longest[i];
+            // The history a draft follows: the cache and the pending token (taken off below).
+            slot.cached.push(token);
+        }
+        match &mut self.drafter {
+            Some((drafter, _)) => {
+                let wants: Vec<Want<'_>> = (self.slots.iter().enumerate())
+                    .filter(|(i, _)| longest[*i] > 0)
+                    .map(|(slot, s)| Want { slot, history: &s.cached, longest: longest[slot] })
+                    .collect();
+                let slots: Vec<usize> = wants.iter().map(|w| w.slot).collect();
+                for (slot, draft) in slots.into_iter().zip(drafter.drafts(&wants)) {
+                    drafts[slot] = draft;
+                }
+            }
+            None => {
+                for (i, slot) in self.slots.iter().enumerate().filter(|(i, _)| longest[*i] > 0) {
+                    drafts[i] = lookup::draft(&slot.cached, longest[i]);
+                }
+            }
+        }
+        for slot in &mut self.slots {
+            if slot.active.as_ref().is_some_and(|a| a.pending.is_some()) {
+                slot.cached.pop();
+            }
+        }
+        drafts
     }
 
     /// A failed decode ends every request that was in it; their caches are dropped, since

@@ -76,6 +76,11 @@ fn greedy(max_tokens: u32) -> SamplingParams {
     SamplingParams { max_tokens: Some(max_tokens), ..SamplingParams::greedy() }
 }
 
+/// Ollama's default sampling at temperature 0.8, with a seed.
+fn seeded(max_tokens: u32) -> SamplingParams {
+    SamplingParams { temperature: 0.8, seed: Some(11), max_tokens: Some(max_tokens), ..Default::default() }
+}
+
 /// Argmax decoding with the default repeat penalty: what `hearth run --temperature 0` does.
 fn temperature_zero(max_tokens: u32) -> SamplingParams {
     SamplingParams { temperature: 0.0, max_tokens: Some(max_tokens), ..SamplingParams::default() }
@@ -743,12 +748,6 @@ fn repetitive_prompt() -> String {
 #[test]
 fn prompt_lookup_answers_token_for_token_as_decoding_without_it() {
     let raw = |sampling: SamplingParams| GenerateRequest::new(Prompt::Raw(repetitive_prompt()), sampling);
-    let seeded = |max_tokens| SamplingParams {
-        temperature: 0.8,
-        seed: Some(11),
-        max_tokens: Some(max_tokens),
-        ..Default::default()
-    };
     for (path, tokens, draft_max) in [(smollm2_path(), 120, 16), (gemma3_path(), 120, 2)] {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let plain = Engine::load(&path, &settings()).unwrap();
@@ -782,6 +781,41 @@ fn prompt_lookup_answers_token_for_token_as_decoding_without_it() {
     assert!(warm.usage.cached_prompt_tokens > 100, "{:?}", warm.usage);
     let cold = collect(&Engine::load(&smollm2_path(), &settings()).unwrap(), next()).unwrap();
     assert_eq!(warm.text(), cold.text());
+}
+
+/// A draft model changes how fast an answer comes, never which answer: greedy and seeded
+/// answers are token for token those decoded without it, alone and beside another request.
+/// Each test model drafts for itself (neither has a smaller sibling on PyPI;
+/// `bench/speculative.sh` pairs a Q2_K SmolLM2 with its Q8_0), gemma3 with drafts of 2 for
+/// the reason above. A draft model of another vocabulary, or one beside prompt lookup, is
+/// refused with the reason.
+#[test]
+fn a_draft_model_answers_token_for_token_as_decoding_without_it() {
+    let ask = |sampling| GenerateRequest::new(Prompt::Raw("The history of the bicycle begins".into()), sampling);
+    for (path, draft_max) in [(smollm2_path(), 16), (gemma3_path(), 2)] {
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let plain = Engine::load(&path, &settings()).unwrap();
+        let with_draft =
+            EngineSettings { draft: Some(path.clone()), draft_max: Some(draft_max), parallel: Some(2), ..settings() };
+        let drafting = Engine::load(&path, &with_draft).unwrap();
+        assert_eq!(drafting.settings().draft, Some(draft_max));
+        for sampling in [greedy(48), seeded(48)] {
+            let without = collect(&plain, ask(sampling.clone())).unwrap();
+            let with = collect(&drafting, ask(sampling.clone())).unwrap();
+            assert_eq!(with.text(), without.text(), "{name}, {sampling:?}");
+            assert_eq!(with.usage.completion_tokens, without.usage.completion_tokens, "{name}");
+            assert!(with.usage.draft_tokens > 0 && with.usage.accepted_draft_tokens > 0, "{name}: {:?}", with.usage);
+        }
+        let (a, b) = (drafting.generate(ask(greedy(48))), drafting.generate(ask(seeded(48))));
+        assert_eq!(text_of(a), collect(&plain, ask(greedy(48))).unwrap().text(), "{name} beside another request");
+        assert_eq!(text_of(b), collect(&plain, ask(seeded(48))).unwrap().text(), "{name} beside another request");
+    }
+    let other = EngineSettings { draft: Some(gemma3_path()), ..settings() };
+    let refused = Engine::load(&smollm2_path(), &other).err().expect("gemma3 cannot draft for SmolLM2");
+    assert!(matches!(&refused, EngineError::InvalidSetting(m) if m.contains("tokenizer")), "{refused}");
+    let both = EngineSettings { draft: Some(smollm2_path()), lookup: Some(true), ..settings() };
+    let refused = Engine::load(&smollm2_path(), &both).err().expect("one drafter at a time");
+    assert!(matches!(&refused, EngineError::InvalidSetting(m) if m.contains("cannot both draft")), "{refused}");
 }
 
 #[test]

@@ -1567,3 +1567,36 @@ async fn store_changing_routes_are_refused_to_other_machines() {
     let response = router(state.clone()).oneshot(from("127.0.0.1:5000", "/api/copy", copy)).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK, "this machine may");
 }
+
+/// llama.cpp's samplers on OpenAI's endpoints (`top_k`, `min_p`, `repeat_penalty`), as its
+/// server takes them: a completion with `repeat_penalty: 1` at temperature 0 is the plain
+/// greedy answer Ollama's API gives with the same options, and values out of range are 400s.
+#[tokio::test(flavor = "multi_thread")]
+async fn llama_cpp_s_samplers_are_taken_on_openai_s_endpoints() {
+    let (state, _dir) = server(2, five_minutes());
+    let prompt = "List the days of the week: Monday, Tuesday, Monday, Tuesday, Monday,";
+    let (status, openai) = post(
+        &state,
+        "/v1/completions",
+        json!({"model": "smollm2:135m", "prompt": prompt, "max_tokens": 24, "temperature": 0, "repeat_penalty": 1,
+               "top_k": 1, "min_p": 0}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{openai}");
+    let (status, ollama) = post(
+        &state,
+        "/api/generate",
+        json!({"model": "smollm2:135m", "prompt": prompt, "raw": true, "stream": false,
+               "options": {"num_predict": 24, "temperature": 0, "repeat_penalty": 1}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{ollama}");
+    assert_eq!(openai["choices"][0]["text"], ollama["response"]);
+    for bad in [json!({"min_p": 2}), json!({"repeat_penalty": -1}), json!({"top_k": -1})] {
+        let mut body = json!({"model": "smollm2:135m", "prompt": prompt, "max_tokens": 2});
+        body.as_object_mut().unwrap().extend(bad.as_object().unwrap().clone());
+        let (status, reply) = post(&state, "/v1/completions", body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {reply}");
+        assert!(reply["error"]["message"].is_string(), "{reply}");
+    }
+}

@@ -56,6 +56,15 @@ impl Common {
         if let Some(p) = self.top_p {
             params.top_p = p;
         }
+        if let Some(k) = self.top_k {
+            params.top_k = k;
+        }
+        if let Some(p) = self.min_p {
+            params.min_p = p;
+        }
+        if let Some(penalty) = self.repeat_penalty {
+            params.repeat_penalty = penalty;
+        }
         if let Some(seed) = self.seed {
             // OpenAI's seeds are 64-bit; llama.cpp's are 32.
             params.seed = Some((seed as u64 & u64::from(u32::MAX)) as u32);

@@ -33,6 +33,11 @@ pub struct Common {
     /// Not OpenAI's: llama.cpp's server and vLLM take it, and benchmarks need fixed lengths.
     #[serde(default)]
     pub ignore_eos: bool,
+    /// Not OpenAI's: llama.cpp's server takes these samplers on its OpenAI endpoints, and
+    /// clients written for it send them (a greedy answer there is `repeat_penalty: 1`).
+    pub top_k: Option<u32>,
+    pub min_p: Option<f32>,
+    pub repeat_penalty: Option<f32>,
 }
 
 #[derive(Deserialize)]
