@@ -4,16 +4,14 @@
 //! the model's own. The draft sequences follow the slots' caches: before each proposal a
 //! sequence is cut back to what it shares with its slot's history and catches up on the rest.
 
-use crate::engine::{with_kv_cache, ResolvedSettings};
+use crate::engine::{slotted_params, with_kv_cache, ResolvedSettings};
 use crate::load::backend;
 use crate::scheduler::common_prefix;
 use hearth_core::KvCache;
-use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
-use std::num::NonZeroU32;
 
 /// Whether `draft` can draft for `model`: as many tokens, the same start and end tokens, and every token the same text, so a drafted token means what the model reads.
 pub(crate) fn check_vocabulary(model: &LlamaModel, draft: &LlamaModel) -> Result<(), String> {
@@ -66,16 +64,7 @@ impl<'m> ModelDrafter<'m> {
     /// A context for `model` with a stream per slot of the target's context size; its cache
     /// is llama.cpp's default (f16, flash attention as llama.cpp decides).
     pub fn new(model: &'m LlamaModel, settings: &ResolvedSettings) -> Result<Self, String> {
-        let threads = i32::try_from(settings.threads).unwrap_or(i32::MAX);
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(settings.context_size.saturating_mul(settings.parallel)))
-            .with_n_batch(settings.batch_size)
-            .with_n_ubatch(settings.batch_size)
-            .with_n_seq_max(settings.parallel)
-            .with_kv_unified(false)
-            .with_n_threads(threads)
-            .with_n_threads_batch(threads);
-        let params = with_kv_cache(params, KvCache::default());
+        let params = with_kv_cache(slotted_params(settings), KvCache::default());
         let ctx = model.new_context(backend(), params).map_err(|e| format!("the draft model's context: {e}"))?;
         Ok(Self {
             model,

@@ -529,26 +529,29 @@ fn llama_flash_attention(setting: FlashAttention) -> llama_cpp_sys_2::llama_flas
     }
 }
 
-fn new_context<'m>(
-    backend: &LlamaBackend,
-    model: &'m LlamaModel,
-    settings: ResolvedSettings,
-) -> Result<llama_cpp_2::context::LlamaContext<'m>, EngineError> {
+/// A context of `settings`' slots, threads and batch, for the model and its draft model:
+/// each sequence gets a KV stream of its own, of the whole context size. A slot never
+/// shrinks the context, and a sequence's cells sit where they would if it ran alone, so an
+/// answer does not depend on what else is being decoded (a cache shared by all sequences
+/// interleaves their cells, which changes the order attention sums in).
+pub(crate) fn slotted_params(settings: &ResolvedSettings) -> LlamaContextParams {
     let threads = i32::try_from(settings.threads).unwrap_or(i32::MAX);
-    // Each sequence gets a KV stream of its own, of the whole context size: a slot never
-    // shrinks the context, and a sequence's cells sit where they would if it ran alone, so
-    // an answer does not depend on what else is being decoded (a cache shared by all
-    // sequences interleaves their cells, which changes the order attention sums in).
-    let total_context = settings.context_size.saturating_mul(settings.parallel);
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(total_context))
+    LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(settings.context_size.saturating_mul(settings.parallel)))
         .with_n_batch(settings.batch_size)
         .with_n_ubatch(settings.batch_size)
         .with_n_seq_max(settings.parallel)
         .with_kv_unified(false)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let params = with_kv_cache(params, settings.kv_cache);
+        .with_n_threads_batch(threads)
+}
+
+fn new_context<'m>(
+    backend: &LlamaBackend,
+    model: &'m LlamaModel,
+    settings: ResolvedSettings,
+) -> Result<llama_cpp_2::context::LlamaContext<'m>, EngineError> {
+    let params = with_kv_cache(slotted_params(&settings), settings.kv_cache);
     llama_log::take_recent();
     model
         .new_context(backend, params)

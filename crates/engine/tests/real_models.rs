@@ -901,6 +901,30 @@ fn drafting_answers_leave_room_for_a_prompt() {
     }
 }
 
+/// A log of some 700 tokens for the saved-cache tests, and where they save.
+struct Saving {
+    dir: tempfile::TempDir,
+    cache: PromptCacheConfig,
+    chunked: EngineSettings,
+    document: String,
+}
+
+impl Saving {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = PromptCacheConfig { dir: dir.path().join("prompt-cache"), max_bytes: 1 << 30 };
+        let chunked = EngineSettings { context_size: Some(2048), batch_size: Some(64), ..settings() };
+        let document = "The lighthouse keeper wrote in his log every night: the wind, the ships that passed, \
+                        the oil he burned and the birds that struck the glass. "
+            .repeat(24);
+        Self { dir, cache, chunked, document }
+    }
+
+    fn options(&self) -> LoadOptions {
+        LoadOptions { prompt_cache: Some(self.cache.clone()), ..LoadOptions::default() }
+    }
+}
+
 /// A long prompt's cache is saved when its prefill ends and restored by the next engine of
 /// the same file and settings (a restart): the answer is the one a cold prefill gives, and the
 /// restored tokens count as cached. A file cut short, a cache saved with other settings and
@@ -908,30 +932,26 @@ fn drafting_answers_leave_room_for_a_prompt() {
 /// chunks of 64 tokens, so a restored prefix and a cold one are computed alike.
 #[test]
 fn a_saved_prompt_cache_is_restored_after_a_restart_unless_it_does_not_fit() {
-    let dir = tempfile::tempdir().unwrap();
+    let setup = Saving::new();
+    let (cache, chunked, document) = (&setup.cache, &setup.chunked, &setup.document);
+    let saving = || setup.options();
     // A copy of its own: the test changes the file.
-    let model = dir.path().join("model.gguf");
+    let model = setup.dir.path().join("model.gguf");
     std::fs::copy(smollm2_path(), &model).unwrap();
-    let cache = PromptCacheConfig { dir: dir.path().join("prompt-cache"), max_bytes: 1 << 30 };
-    let saving = || LoadOptions { prompt_cache: Some(cache.clone()), ..LoadOptions::default() };
-    let chunked = EngineSettings { context_size: Some(2048), batch_size: Some(64), ..settings() };
-    let document = "The lighthouse keeper wrote in his log every night: the wind, the ships that passed, \
-                    the oil he burned and the birds that struck the glass. "
-        .repeat(24);
     let ask = |question: &str| {
         let messages = vec![ChatMessage::system(document.clone()), ChatMessage::user(question)];
         GenerateRequest::new(Prompt::Chat(messages), greedy(16))
     };
-    let cold = |question: &str| collect(&Engine::load(&model, &chunked).unwrap(), ask(question)).unwrap();
+    let cold = |question: &str| collect(&Engine::load(&model, chunked).unwrap(), ask(question)).unwrap();
     let files = || std::fs::read_dir(&cache.dir).map_or(0, |d| d.filter(|e| e.is_ok()).count());
 
-    let first = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Which birds?")).unwrap();
+    let first = collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask("Which birds?")).unwrap();
     assert!(first.usage.prompt_tokens > 600, "{:?}", first.usage);
     assert_eq!(first.usage.cached_prompt_tokens, 0);
     assert_eq!(files(), 1, "the document's cache was saved");
 
     let question = "How much oil did he burn?";
-    let restored = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question)).unwrap();
+    let restored = collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask(question)).unwrap();
     assert!(restored.usage.cached_prompt_tokens > 550, "{:?}", restored.usage);
     assert_eq!(restored.text(), cold(question).text());
     assert_eq!(files(), 1, "a prompt that adds a question to a saved one is not saved again");
@@ -948,11 +968,11 @@ fn a_saved_prompt_cache_is_restored_after_a_restart_unless_it_does_not_fit() {
         let size = std::fs::metadata(path).unwrap().len();
         std::fs::OpenOptions::new().write(true).open(path).unwrap().set_len(size / 2).unwrap();
     }
-    let after_cut = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question)).unwrap();
+    let after_cut = collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask(question)).unwrap();
     assert_eq!(after_cut.usage.cached_prompt_tokens, 0);
     assert_eq!(after_cut.text(), restored.text());
     assert!(
-        collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question))
+        collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask(question))
             .unwrap()
             .usage
             .cached_prompt_tokens
@@ -962,7 +982,7 @@ fn a_saved_prompt_cache_is_restored_after_a_restart_unless_it_does_not_fit() {
     // The model file changes: its saved caches are another model's.
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
     std::fs::File::options().append(true).open(&model).unwrap().set_modified(later).unwrap();
-    let changed = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask(question)).unwrap();
+    let changed = collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask(question)).unwrap();
     assert_eq!(changed.usage.cached_prompt_tokens, 0);
 }
 
@@ -971,20 +991,16 @@ fn a_saved_prompt_cache_is_restored_after_a_restart_unless_it_does_not_fit() {
 /// would, but not a prompt that parts from it earlier.
 #[test]
 fn a_saved_cache_of_a_sliding_window_model_serves_what_its_window_holds() {
-    let dir = tempfile::tempdir().unwrap();
-    let cache = PromptCacheConfig { dir: dir.path().join("prompt-cache"), max_bytes: 1 << 30 };
-    let saving = || LoadOptions { prompt_cache: Some(cache.clone()), ..LoadOptions::default() };
-    let chunked = EngineSettings { context_size: Some(2048), batch_size: Some(64), ..settings() };
-    let document = "The lighthouse keeper wrote in his log every night: the wind, the ships that passed, \
-                    the oil he burned and the birds that struck the glass. "
-        .repeat(24);
+    let setup = Saving::new();
+    let (chunked, document) = (&setup.chunked, &setup.document);
+    let saving = || setup.options();
     let ask = |tail: &str| GenerateRequest::new(Prompt::Raw(format!("{document}{tail}")), greedy(16));
     let model = gemma3_path();
-    let first = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Birds:")).unwrap();
+    let first = collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask("Birds:")).unwrap();
     assert!(first.usage.prompt_tokens > 600, "{:?}", first.usage);
-    let again = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Birds:")).unwrap();
+    let again = collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask("Birds:")).unwrap();
     assert_eq!(again.usage.cached_prompt_tokens, again.usage.prompt_tokens - 1);
     assert_eq!(again.text(), first.text());
-    let parted = collect(&Engine::load_with(&model, &chunked, saving()).unwrap(), ask("Oil:")).unwrap();
+    let parted = collect(&Engine::load_with(&model, chunked, saving()).unwrap(), ask("Oil:")).unwrap();
     assert_eq!(parted.usage.cached_prompt_tokens, 0);
 }
