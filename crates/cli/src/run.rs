@@ -67,7 +67,7 @@ impl RunArgs {
             batch_size: self.batch_size,
             ..self.speculation.over(self.kv.settings()?)?
         };
-        Ok(flags.or(EngineSettings::stored(&model.parameters, model.template.clone())?))
+        Ok(flags.or(EngineSettings::stored(&model.parameters, model.template.clone(), model.draft.clone())?))
     }
 
     fn sampling(&self, model: &ModelSpec) -> Result<SamplingParams> {

@@ -1360,3 +1360,28 @@ fn a_restarted_server_restores_a_saved_prompt_cache() {
     send_signal(server.id(), "TERM");
     assert!(server.wait().unwrap().success());
 }
+
+/// A Modelfile's DRAFT line stores a draft model with the model: `hearth show --modelfile`
+/// shows it and `hearth run` drafts with it. A draft of another vocabulary is refused when
+/// the model is created, with the reason.
+#[test]
+fn a_modelfile_s_draft_model_is_stored_and_drafts() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("models");
+    let modelfile = dir.path().join("Modelfile");
+    let create = |draft: &Path| {
+        std::fs::write(&modelfile, format!("FROM {}\nDRAFT {}\n", smollm2().display(), draft.display())).unwrap();
+        in_store(&store, &["create", "drafted", "-f", modelfile.to_str().unwrap()])
+    };
+    let created = create(&smollm2());
+    assert_eq!(stdout_of(&created), "created drafted:latest\n", "{}", text(&created.stderr));
+    let shown = stdout_of(&in_store(&store, &["show", "drafted", "--modelfile"]));
+    assert!(shown.contains("\nDRAFT "), "{shown}");
+    let run = in_store(&store, &["run", "drafted", "--verbose", "--num-predict", "24", "Count to ten:"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    assert!(text(&run.stderr).contains("drafted accepted"), "{}", text(&run.stderr));
+
+    let refused = create(&hearth_engine::test_models::gemma3());
+    assert!(!refused.status.success());
+    assert!(text(&refused.stderr).contains("tokenizer"), "{}", text(&refused.stderr));
+}

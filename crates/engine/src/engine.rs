@@ -98,11 +98,12 @@ pub struct ResolvedSettings {
 
 impl EngineSettings {
     /// The settings a model was stored with: its engine parameters (Ollama's `num_ctx`,
-    /// `num_batch`, `num_thread`) and its chat template. Callers put their own overrides
-    /// (command-line flags, server settings) over these.
+    /// `num_batch`, `num_thread`), its chat template and its draft model. Callers put their
+    /// own overrides (command-line flags, server settings) over these.
     pub fn stored(
         parameters: &hearth_core::parameters::StoredParameters,
         chat_template: Option<String>,
+        draft: Option<PathBuf>,
     ) -> Result<Self, EngineError> {
         let stored = parameters.settings().map_err(EngineError::InvalidSetting)?;
         Ok(Self {
@@ -115,6 +116,7 @@ impl EngineSettings {
             lookup: stored.lookup,
             draft_max: stored.draft_max,
             chat_template,
+            draft,
             ..Self::default()
         })
     }
@@ -283,10 +285,9 @@ impl Engine {
             ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
         let draft = match &settings_in.draft {
             Some(draft_path) => {
-                let draft = ModelFile::open(draft_path)?
-                    .load(&LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers))?;
-                draft_model::check_vocabulary(&llama, &draft)
-                    .map_err(|e| EngineError::InvalidSetting(format!("draft model {}: {e}", draft_path.display())))?;
+                let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers);
+                let draft = ModelFile::open(draft_path)?.load(&params)?;
+                draft_model::check_vocabulary(&llama, &draft).map_err(|e| draft_refused(draft_path, &e))?;
                 Some(draft)
             }
             None => None,
@@ -457,6 +458,19 @@ impl Drop for Engine {
             let _ = thread.join();
         }
     }
+}
+
+/// Whether the model at `draft` can draft for the one at `model` (their vocabularies only are
+/// read): for a check before either is loaded, when a model is created with a draft.
+pub fn check_draft(model: &Path, draft: &Path) -> Result<(), EngineError> {
+    let vocabulary = LlamaModelParams::default().with_vocab_only(true);
+    let (model_vocabulary, draft_vocabulary) =
+        (ModelFile::open(model)?.load(&vocabulary)?, ModelFile::open(draft)?.load(&vocabulary)?);
+    draft_model::check_vocabulary(&model_vocabulary, &draft_vocabulary).map_err(|e| draft_refused(draft, &e))
+}
+
+fn draft_refused(draft: &Path, why: &str) -> EngineError {
+    EngineError::InvalidSetting(format!("draft model {}: {why}", draft.display()))
 }
 
 pub(crate) fn unloaded() -> GenerateError {

@@ -32,8 +32,8 @@ mod utf8_stream;
 
 pub use embedder::normalize;
 pub use engine::{
-    physical_cores, Engine, EngineSettings, LoadOptions, ResolvedSettings, DEFAULT_BATCH_SIZE, DEFAULT_CONTEXT_SIZE,
-    DEFAULT_DRAFT_MAX, DEFAULT_MODEL_DRAFT_MAX,
+    check_draft, physical_cores, Engine, EngineSettings, LoadOptions, ResolvedSettings, DEFAULT_BATCH_SIZE,
+    DEFAULT_CONTEXT_SIZE, DEFAULT_DRAFT_MAX, DEFAULT_MODEL_DRAFT_MAX,
 };
 pub use error::EngineError;
 pub use gguf::{GgufError, GgufHeader};

@@ -213,7 +213,20 @@ pub fn create(
     base: Base<'_>,
     report: &mut dyn FnMut(Progress<'_>),
 ) -> Result<(), ModelError> {
+    let draft = match &modelfile.draft {
+        Some(draft) => Some(draft_layer(store, draft, &base, report)?),
+        None => None,
+    };
     let mut layers = base_layers(store, &modelfile.from, base, report)?;
+    if let Some(draft) = draft {
+        let gguf = layers.iter().find(|l| l.media_type == manifest::MODEL).map(|l| store.blob_path(&l.digest));
+        if let Some(gguf) = gguf {
+            hearth_engine::check_draft(&gguf, &store.blob_path(&draft.digest))
+                .map_err(|e| ModelError::Invalid(format!("DRAFT: {e}")))?;
+        }
+        layers.retain(|l| l.media_type != manifest::DRAFT);
+        layers.push(draft);
+    }
     let mut parameters = match layers.iter().find(|l| l.media_type == manifest::PARAMS) {
         Some(layer) => serde_json::from_slice(&store.read_blob(&layer.digest)?).unwrap_or_default(),
         None => serde_json::Map::new(),
@@ -256,7 +269,7 @@ pub fn check_settings(
 ) -> Result<(), ModelError> {
     hearth_core::parameters::check_stored(parameters).map_err(ModelError::Invalid)?;
     let stored = hearth_core::parameters::StoredParameters::read(parameters.clone());
-    let settings = EngineSettings::stored(&stored, None).map_err(|e| ModelError::Invalid(e.to_string()))?;
+    let settings = EngineSettings::stored(&stored, None, None).map_err(|e| ModelError::Invalid(e.to_string()))?;
     settings.check().map_err(|e| ModelError::Invalid(e.to_string()))?;
     if let Some(template) = template {
         ChatTemplate::new(Some(template), "", "").map_err(|e| ModelError::Invalid(format!("TEMPLATE: {e}")))?;
@@ -276,6 +289,27 @@ pub fn check_settings(
         ))),
         _ => Ok(()),
     }
+}
+
+/// DRAFT's GGUF as a draft layer: a file (where FROM may name one), a URL, or the GGUF of a
+/// model already in the store.
+fn draft_layer(
+    store: &Store,
+    draft: &str,
+    base: &Base<'_>,
+    report: &mut dyn FnMut(Progress<'_>),
+) -> Result<Layer, ModelError> {
+    let files = match base {
+        Base::Files { dir, mode } => Base::Files { dir, mode: *mode },
+        Base::Stored | Base::Blob(_) => Base::Stored,
+    };
+    let layers = base_layers(store, draft, files, report).map_err(|e| match e {
+        ModelError::From { from, why } => ModelError::Invalid(format!("DRAFT {from}: {why}")),
+        other => other,
+    })?;
+    let gguf = layers.into_iter().find(|l| l.media_type == manifest::MODEL);
+    let gguf = gguf.ok_or_else(|| ModelError::Invalid(format!("DRAFT {draft}: it has no GGUF")))?;
+    Ok(Layer { media_type: manifest::DRAFT.into(), ..gguf })
 }
 
 /// The layers to start from: a GGUF file's, a URL's, an uploaded blob's, or those of a

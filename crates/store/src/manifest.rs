@@ -16,6 +16,8 @@ pub const TEMPLATE_JINJA: &str = "application/vnd.hearth.template.jinja";
 pub const SYSTEM: &str = "application/vnd.ollama.image.system";
 pub const MESSAGES: &str = "application/vnd.ollama.image.messages";
 pub const LICENSE: &str = "application/vnd.ollama.image.license";
+/// A draft model's GGUF, for speculative decoding (a Modelfile's DRAFT in hearth).
+pub const DRAFT: &str = "application/vnd.hearth.draft";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

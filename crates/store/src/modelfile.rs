@@ -15,6 +15,8 @@ pub struct Modelfile {
     pub system: Option<String>,
     pub messages: Vec<(String, String)>,
     pub license: Vec<String>,
+    /// A draft model for speculative decoding: a GGUF path or a model in the store, as FROM.
+    pub draft: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,6 +68,7 @@ impl Modelfile {
                 "FROM" => modelfile.from = value(&mut lines)?,
                 "TEMPLATE" => modelfile.template = Some(value(&mut lines)?),
                 "SYSTEM" => modelfile.system = Some(value(&mut lines)?),
+                "DRAFT" => modelfile.draft = Some(value(&mut lines)?),
                 "LICENSE" => modelfile.license.push(value(&mut lines)?),
                 "MESSAGE" => {
                     let (role, content) = rest
@@ -173,6 +176,7 @@ TEMPLATE "{{ messages }}"
 MESSAGE user Hi
 MESSAGE assistant "Hello!"
 LICENSE """MIT"""
+DRAFT ./SmolLM2-Q2_K.gguf
 "#;
         let m = Modelfile::parse(text).unwrap();
         assert_eq!(m.from, "./SmolLM2.gguf");
@@ -186,6 +190,7 @@ LICENSE """MIT"""
             [("user".to_string(), "Hi".to_string()), ("assistant".to_string(), "Hello!".to_string())]
         );
         assert_eq!(m.license, ["MIT"]);
+        assert_eq!(m.draft.as_deref(), Some("./SmolLM2-Q2_K.gguf"));
     }
 
     #[test]

@@ -20,12 +20,17 @@ pub struct ModelSpec {
     /// A Jinja chat template to use instead of the GGUF's.
     pub template: Option<String>,
     pub messages: Vec<ChatMessage>,
+    /// The GGUF of its draft model for speculative decoding, if it has one.
+    pub draft: Option<PathBuf>,
 }
 
 impl ModelSpec {
     /// The Modelfile that would create this model (what `show --modelfile` prints).
     pub fn modelfile(&self, name: &ModelName) -> String {
         let mut text = format!("# Modelfile of {name}\nFROM {}\n", self.path.display());
+        if let Some(draft) = &self.draft {
+            text.push_str(&format!("DRAFT {}\n", draft.display()));
+        }
         for (key, value) in self.parameters.values() {
             for value in hearth_core::parameters::texts(value) {
                 text.push_str(&format!("PARAMETER {key} {value}\n"));
@@ -78,6 +83,7 @@ impl Store {
             system: text(manifest::SYSTEM)?,
             template: text(manifest::TEMPLATE_JINJA)?,
             messages,
+            draft: manifest.layer(manifest::DRAFT).map(|layer| self.blob_path(&layer.digest)),
         })
     }
 }

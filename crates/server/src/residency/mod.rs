@@ -357,7 +357,7 @@ impl<L: Loader> Residency<L> {
         spec: &ModelSpec,
         context_size: Option<u32>,
     ) -> Result<EngineSettings, ResidencyError> {
-        let stored = EngineSettings::stored(&spec.parameters, spec.template.clone())
+        let stored = EngineSettings::stored(&spec.parameters, spec.template.clone(), spec.draft.clone())
             .map_err(|e| ResidencyError::load(name, e))?;
         let mut settings = self.config.engine.or(stored);
         settings.context_size = context_size.or(settings.context_size);

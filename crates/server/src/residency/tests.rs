@@ -158,6 +158,7 @@ fn spec(model: &str) -> ModelSpec {
         system: None,
         template: None,
         messages: Vec::new(),
+        draft: None,
     }
 }
 
