@@ -377,7 +377,9 @@ impl<'m> Scheduler<'m> {
     fn reuse_prefix(&mut self, index: usize, reusable: usize) -> usize {
         let slot = &mut self.slots[index];
         let seq = slot.seq;
-        let mut reuse = reusable;
+        // Never more than the slot holds: a wait's `own` was counted before a failed restore
+        // may have emptied it.
+        let mut reuse = reusable.min(slot.cached.len());
         if reuse < slot.cached.len() {
             let removed = self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(reuse as u32), None).unwrap_or(false);
             if !removed {
