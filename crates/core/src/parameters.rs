@@ -219,6 +219,9 @@ pub fn apply_all<'a>(
             Ok(()) => {}
             Err(ParameterError::Invalid(message)) => return Err(message),
             Err(ParameterError::Unknown) if LOAD_SETTINGS.contains(&name.as_str()) => {}
+            // hearth's `draft` option: a request's draft model, read where the model is leased
+            // (a stored model's is its Modelfile's DRAFT line, not a parameter).
+            Err(ParameterError::Unknown) if unknown == Unknown::Ignore && name == "draft" => {}
             Err(ParameterError::Unknown) if unknown == Unknown::Ignore => ignored.push(name.as_str()),
             Err(ParameterError::Unknown) => return Err(format!("unknown parameter '{name}'")),
         }

@@ -23,7 +23,7 @@ pub use dialects::Dialect;
 pub use http_layers::Origins;
 pub use listener::ServeLimits;
 pub use residency::{
-    system_memory, KeepAlive, LlamaLoader, Loader, MemoryProbe, MeterFactory, Residency, ResidencyConfig,
+    system_memory, DraftModel, KeepAlive, LlamaLoader, Loader, MemoryProbe, MeterFactory, Residency, ResidencyConfig,
     ResidencyError, Wanted,
 };
 pub use service::{ErrorKind, Service, ServiceError};

@@ -1600,3 +1600,38 @@ async fn llama_cpp_s_samplers_are_taken_on_openai_s_endpoints() {
         assert!(reply["error"]["message"].is_string(), "{reply}");
     }
 }
+
+/// hearth's per-request `draft` option names a draft model in the store: the answer is the
+/// one without it, its drafts are counted, and the model runs in an engine of its own
+/// (another draft is another engine). A draft not in the store is a 404, one that is not a
+/// name a 400.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_names_its_draft_model() {
+    let (state, _dir) = server(1, five_minutes());
+    let ask = |options: Value| {
+        json!({"model": "smollm2:135m", "prompt": "Count from one to twenty:", "raw": true, "stream": false,
+               "options": options})
+    };
+    let greedy = json!({"temperature": 0, "repeat_penalty": 1, "num_predict": 24});
+    let (status, plain) = post(&state, "/api/generate", ask(greedy.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{plain}");
+    let mut drafting = greedy.clone();
+    drafting["draft"] = json!("smollm2:135m");
+    let (status, drafted) = post(&state, "/api/generate", ask(drafting)).await;
+    assert_eq!(status, StatusCode::OK, "{drafted}");
+    assert_eq!(drafted["response"], plain["response"]);
+    assert!(drafted["draft_count"].as_u64().unwrap() > 0, "{drafted}");
+    assert!(drafted["draft_accepted_count"].as_u64().unwrap() > 0, "{drafted}");
+    assert_eq!(plain["draft_count"].as_u64().unwrap_or(0), 0, "{plain}");
+    assert_eq!(state.service.residency.loaded().len(), 2, "the drafting engine is another engine");
+
+    let mut missing = greedy.clone();
+    missing["draft"] = json!("no-such-model");
+    let (status, reply) = post(&state, "/api/generate", ask(missing)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+    let mut wrong = greedy;
+    wrong["draft"] = json!(7);
+    let (status, reply) = post(&state, "/api/generate", ask(wrong)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{reply}");
+    assert!(reply["error"].as_str().unwrap().contains("options.draft"), "{reply}");
+}

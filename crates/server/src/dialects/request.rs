@@ -1,7 +1,7 @@
 //! Reading a request body's common parts, whatever the dialect: the JSON itself, the
 //! model's name, Ollama's `keep_alive` and `num_ctx`, and embedding inputs.
 
-use crate::residency::{KeepAlive, Wanted};
+use crate::residency::{DraftModel, KeepAlive, Wanted};
 use crate::service::ServiceError;
 use hearth_core::parameters::StoredParameters;
 use hearth_core::EmbedInput;
@@ -29,15 +29,23 @@ pub fn keep_alive(value: Option<&Value>) -> Result<Option<KeepAlive>, ServiceErr
     value.map(KeepAlive::parse).transpose().map_err(ServiceError::Invalid)
 }
 
-/// What an Ollama request asks of its model's engine: its `keep_alive`, and the context in
-/// its `options.num_ctx` (read by the rule stored parameters are), which an engine with
-/// another context does not serve.
+/// What an Ollama request asks of its model's engine: its `keep_alive`, the context in its
+/// `options.num_ctx` (read by the rule stored parameters are), and the draft model its
+/// `options.draft` names (hearth's), which an engine with another context or draft does not
+/// serve.
 pub fn wanted(keep_alive: Option<&Value>, options: Option<&Map<String, Value>>) -> Result<Wanted, ServiceError> {
     let context_size = match options {
         Some(options) => StoredParameters::read(options.clone()).settings().map_err(ServiceError::Invalid)?.num_ctx,
         None => None,
     };
-    Ok(Wanted { keep_alive: self::keep_alive(keep_alive)?, context_size })
+    let draft = match options.and_then(|options| options.get("draft")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(name)) => Some(DraftModel::Named(
+            ModelName::parse(name).map_err(|e| ServiceError::invalid(format!("options.draft: {e}")))?,
+        )),
+        Some(other) => return Err(ServiceError::invalid(format!("options.draft must be a model's name, got {other}"))),
+    };
+    Ok(Wanted { keep_alive: self::keep_alive(keep_alive)?, context_size, draft })
 }
 
 /// What to embed, in the forms Ollama and OpenAI both take: a text, texts, token ids, or

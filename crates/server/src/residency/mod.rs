@@ -27,6 +27,7 @@ pub use loader::{LlamaLoader, Loader, MeterFactory};
 
 use hearth_engine::{EngineError, EngineSettings, PromptCacheConfig, Verdict};
 use hearth_store::{ModelName, ModelSpec};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -69,13 +70,24 @@ pub struct ResidencyConfig {
 }
 
 /// What a request asks of the model it leases, beyond its name.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Wanted {
     /// How long the model stays loaded after this request; the server's default if `None`.
     pub keep_alive: Option<KeepAlive>,
     /// Tokens of context (Ollama's per-request `num_ctx`); the model's stored or default
     /// context if `None`.
     pub context_size: Option<u32>,
+    /// A draft model for speculative decoding (hearth's per-request `draft`), over the
+    /// server's and the model's; an engine with another draft does not serve the request.
+    pub draft: Option<DraftModel>,
+}
+
+/// A request's draft model: as the request names it, then the GGUF that name is stored as
+/// (the service looks it up before the lease).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DraftModel {
+    Named(ModelName),
+    File(PathBuf),
 }
 
 /// A loaded model: an engine running one file with one set of settings.
@@ -195,7 +207,7 @@ impl<L: Loader> Residency<L> {
         wanted: Wanted,
     ) -> Result<Lease<L::Engine>, ResidencyError> {
         let keep_alive = wanted.keep_alive.unwrap_or(self.config.keep_alive);
-        let settings = self.engine_settings(name, &spec, wanted.context_size)?;
+        let settings = self.engine_settings(name, &spec, &wanted)?;
         if let Some(lease) = self.lease_loaded(name, &spec, &settings, keep_alive)? {
             return Ok(lease);
         }
@@ -336,7 +348,7 @@ impl<L: Loader> Residency<L> {
     /// memory it needs against what is available and what unloading the loaded models would
     /// free. `None` when either side is unknown.
     pub async fn fit(&self, name: &ModelName, spec: &ModelSpec) -> Result<Option<Fit>, ResidencyError> {
-        let settings = self.engine_settings(name, spec, None)?;
+        let settings = self.engine_settings(name, spec, &Wanted::default())?;
         let Some(needed) = self.memory_needed(name, spec, &settings).await? else { return Ok(None) };
         let Some(available) = (self.config.available_memory)() else { return Ok(None) };
         let (running, loaded) = {
@@ -350,17 +362,22 @@ impl<L: Loader> Residency<L> {
     }
 
     /// The settings `spec` runs with: the server's own (threads, KV cache) over its stored
-    /// ones, the server's slots, and the context a request asks for.
+    /// ones, the server's slots, and the context and draft model a request asks for (a
+    /// draft model asked for replaces prompt lookup).
     fn engine_settings(
         &self,
         name: &ModelName,
         spec: &ModelSpec,
-        context_size: Option<u32>,
+        wanted: &Wanted,
     ) -> Result<EngineSettings, ResidencyError> {
         let stored = EngineSettings::stored(&spec.parameters, spec.template.clone(), spec.draft.clone())
             .map_err(|e| ResidencyError::load(name, e))?;
         let mut settings = self.config.engine.or(stored);
-        settings.context_size = context_size.or(settings.context_size);
+        settings.context_size = wanted.context_size.or(settings.context_size);
+        if let Some(DraftModel::File(draft)) = &wanted.draft {
+            settings.draft = Some(draft.clone());
+            settings.lookup = None;
+        }
         settings.parallel = Some(self.config.parallel);
         settings.check().map_err(|e| ResidencyError::load(name, e))?;
         Ok(settings)

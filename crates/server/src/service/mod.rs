@@ -17,7 +17,7 @@ pub use generate::{collect, conversation, effort_thinking, max_tokens, sampling,
 pub use models::{ModelDescription, StoredModel};
 
 use crate::metrics::Metrics;
-use crate::residency::{Residency, Wanted};
+use crate::residency::{DraftModel, Residency, Wanted};
 use hearth_core::EnergyPrices;
 use hearth_engine::Engine;
 use hearth_store::{ModelName, Store, StoreError};
@@ -49,13 +49,22 @@ pub struct Service {
 }
 
 impl Service {
-    /// A lease on the model `name`, loaded (with what `wanted` asks) if it is not yet.
-    pub async fn lease(&self, name: &ModelName, wanted: Wanted) -> Result<Lease, ServiceError> {
+    /// A lease on the model `name`, loaded (with what `wanted` asks) if it is not yet. A
+    /// draft model named by the request is looked up in the store first.
+    pub async fn lease(&self, name: &ModelName, mut wanted: Wanted) -> Result<Lease, ServiceError> {
         let spec = {
             let name = name.clone();
             self.with_store(move |store| store.model_spec(&name)).await
         };
         let spec = spec.map_err(|e| e.about_model(name))?;
+        if let Some(DraftModel::Named(draft)) = wanted.draft.take() {
+            let found = {
+                let draft = draft.clone();
+                self.with_store(move |store| store.model_spec(&draft)).await
+            };
+            let found = found.map_err(|e| e.about_model(&draft))?;
+            wanted.draft = Some(DraftModel::File(found.path));
+        }
         if let Some(record) = crate::audit::current() {
             record.set_model(&name.to_string());
         }
