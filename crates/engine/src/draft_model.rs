@@ -13,7 +13,8 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
-/// Whether `draft` can draft for `model`: as many tokens, the same start and end tokens, and every token the same text, so a drafted token means what the model reads.
+/// Whether `draft` can draft for `model`: as many tokens, the same start and end tokens,
+/// and every token the same text, so a drafted token means what the model reads.
 pub(crate) fn check_vocabulary(model: &LlamaModel, draft: &LlamaModel) -> Result<(), String> {
     let (ours, theirs) = (model.vocab(), draft.vocab());
     // Not by `vocab_type()`, which panics on all but two of llama.cpp's kinds.
