@@ -9,6 +9,7 @@ mod collect;
 mod energy;
 mod event;
 pub mod files;
+pub mod hex;
 pub mod home;
 mod kv;
 mod model;

@@ -16,7 +16,7 @@ impl Digest {
     }
 
     pub fn of_bytes(bytes: &[u8]) -> Self {
-        Self(hex(&Sha256::digest(bytes)))
+        Self(hearth_core::hex::encode(&Sha256::digest(bytes)))
     }
 
     /// Hashes everything `reader` yields; returns the digest and the byte count.
@@ -27,7 +27,7 @@ impl Digest {
         loop {
             let n = reader.read(&mut buf)?;
             if n == 0 {
-                return Ok((Self(hex(&hasher.finalize())), size));
+                return Ok((Self(hearth_core::hex::encode(&hasher.finalize())), size));
             }
             hasher.update(&buf[..n]);
             size += n as u64;
@@ -59,7 +59,7 @@ pub(crate) struct HashingWriter<W> {
 impl<W> HashingWriter<W> {
     /// The digest and byte count of everything written, and the writer.
     pub(crate) fn finish(self) -> (Digest, u64, W) {
-        (Digest(hex(&self.hasher.finalize())), self.size, self.inner)
+        (Digest(hearth_core::hex::encode(&self.hasher.finalize())), self.size, self.inner)
     }
 }
 
@@ -93,10 +93,6 @@ impl<'de> serde::Deserialize<'de> for Digest {
         let text = String::deserialize(d)?;
         Digest::parse(&text).ok_or_else(|| serde::de::Error::custom(format!("not a sha256 digest: {text}")))
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

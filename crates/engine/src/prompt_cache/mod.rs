@@ -234,7 +234,7 @@ pub(crate) fn key(model: &Path, settings: &ResolvedSettings) -> std::io::Result<
 }
 
 fn key_prefix(key: &Key) -> String {
-    key[..8].iter().map(|b| format!("{b:02x}")).collect()
+    hearth_core::hex::encode(&key[..8])
 }
 
 fn file_name(key: &Key, tokens: &[i32]) -> String {
@@ -242,8 +242,7 @@ fn file_name(key: &Key, tokens: &[i32]) -> String {
     for token in tokens {
         hash.update(token.to_le_bytes());
     }
-    let tokens: String = hash.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{tokens}.{EXTENSION}", key_prefix(key))
+    format!("{}-{}.{EXTENSION}", key_prefix(key), hearth_core::hex::encode(&hash.finalize()[..8]))
 }
 
 fn make_private_dir(dir: &Path) -> std::io::Result<()> {

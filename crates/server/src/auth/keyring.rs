@@ -191,15 +191,15 @@ impl Keyring {
         let mut salt = [0u8; 16];
         getrandom::fill(&mut secret).map_err(|e| KeyringError::Random(e.to_string()))?;
         getrandom::fill(&mut salt).map_err(|e| KeyringError::Random(e.to_string()))?;
-        let key = format!("{KEY_PREFIX}{}", hex(&secret));
+        let key = format!("{KEY_PREFIX}{}", hearth_core::hex::encode(&secret));
         let mut keys = std::mem::take(&mut self.keys);
         keys.push(StoredKey {
             name: name.into(),
             scope,
             created_at: unix_seconds(now),
             expires_at: expires_at.map(unix_seconds),
-            salt: hex(&salt),
-            sha256: hex(&salted_hash(&salt, &key)),
+            salt: hearth_core::hex::encode(&salt),
+            sha256: hearth_core::hex::encode(&salted_hash(&salt, &key)),
         });
         *self = Self::new(keys);
         Ok(key)
@@ -263,10 +263,6 @@ fn salted_hash(salt: &[u8], key: &str) -> [u8; 32] {
     hasher.update(salt);
     hasher.update(key.as_bytes());
     hasher.finalize().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
