@@ -21,7 +21,9 @@ pub fn write_private(path: &Path, write: impl FnOnce(&mut File) -> io::Result<()
     let temp = path.with_file_name(name);
     let result = (|| {
         let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
+        // Truncated, not created anew: the name is this process's and this write's, so a
+        // file already there is a dead process's leftover under a reused pid.
+        options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(&temp)?;
