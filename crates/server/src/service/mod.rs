@@ -57,12 +57,12 @@ impl Service {
             self.with_store(move |store| store.model_spec(&name)).await
         };
         let spec = spec.map_err(|e| e.about_model(name))?;
-        if let Some(DraftModel::Named(draft)) = wanted.draft.take() {
+        if let Some(DraftModel::Named(draft)) = &wanted.draft {
             let found = {
                 let draft = draft.clone();
                 self.with_store(move |store| store.model_spec(&draft)).await
             };
-            let found = found.map_err(|e| e.about_model(&draft))?;
+            let found = found.map_err(|e| e.about_model(draft))?;
             wanted.draft = Some(DraftModel::File(found.path));
         }
         if let Some(record) = crate::audit::current() {
