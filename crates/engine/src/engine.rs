@@ -266,7 +266,7 @@ impl Engine {
     /// Like [`Engine::load`], with an energy meter and saved prompt caches.
     pub fn load_with(path: &Path, settings: &EngineSettings, options: LoadOptions) -> Result<Self, EngineError> {
         let LoadOptions { meter, prompt_cache } = options;
-        let settings_in = settings;
+        let draft_path = settings.draft.clone();
         let started = Instant::now();
         let file = ModelFile::open(path)?;
         let header = file.header();
@@ -283,7 +283,7 @@ impl Engine {
         let special_text = |token| String::from_utf8_lossy(&vocab.token_to_piece(token, true, None)).into_owned();
         let template =
             ChatTemplate::new(info.chat_template.as_deref(), &special_text(vocab.bos()), &special_text(vocab.eos()))?;
-        let draft = match &settings_in.draft {
+        let draft = match &draft_path {
             Some(draft_path) => {
                 let params = LlamaModelParams::default().with_n_gpu_layers(settings.gpu_layers);
                 let draft = ModelFile::open(draft_path)?.load(&params)?;
